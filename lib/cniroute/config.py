@@ -1,0 +1,66 @@
+"""The network configuration on stdin: decode, check the version, validate against schemas/config.json."""
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+from . import SUPPORTED_VERSIONS, result, schema
+from .errors import DecodingFailure, IncompatibleVersion
+
+MAX_STDIN = 1 << 20  # a conflist entry with its prevResult is a few KiB; more is a mistake or an attack
+DEFAULT_STATE_DIR = "/run/cni-route"  # routes die with a reboot, so does what we remember of them
+IFNAMSIZ = 15
+
+
+@dataclass(frozen=True)
+class NetConf:
+    version: str
+    name: str
+    master: Optional[str]  # None: take the device of the default route
+    bridge: Optional[str]  # None: derive from master
+    state_dir: str
+    prev_result: Optional[dict]
+
+
+def decode(data):
+    """Bytes from stdin -> JSON object; DecodingFailure for anything that is not a JSON document."""
+    if len(data) > MAX_STDIN:
+        raise DecodingFailure("failed to decode config", f"stdin is larger than {MAX_STDIN} bytes")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise DecodingFailure("failed to decode config", str(e)[:300]) from None
+
+
+def requested_version(document):
+    """The cniVersion asked for; as in libcni, a config without one means 0.1.0."""
+    version = document.get("cniVersion", "0.1.0") if isinstance(document, dict) else None
+    if version not in SUPPORTED_VERSIONS:
+        raise IncompatibleVersion("incompatible CNI versions",
+                                  f"config is {version!r}, plugin supports {', '.join(SUPPORTED_VERSIONS)}")
+    return version
+
+
+def load(document):
+    version = requested_version(document)
+    document = {**document, "cniVersion": version}
+    schema.validate(document, "config.json", "")
+    prev = document.get("prevResult")
+    return NetConf(
+        version=version,
+        name=document["name"],
+        master=document.get("master"),
+        bridge=document.get("bridge"),
+        state_dir=document.get("stateDir", DEFAULT_STATE_DIR),
+        prev_result=result.parse(prev, version) if prev is not None else None,
+    )
+
+
+def shim_name(master, bridge=None):
+    """The configured bridge, else `<master>.host`, else (too long) a short name that is stable per master."""
+    if bridge:
+        return bridge
+    name = master + ".host"
+    if len(name) <= IFNAMSIZ:
+        return name
+    return master[:9] + "." + hashlib.sha256(master.encode()).hexdigest()[:5]

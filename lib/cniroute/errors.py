@@ -1,0 +1,71 @@
+"""The plugin's one error hierarchy. Each class carries its CNI error code; cli turns them into error JSON."""
+
+
+class CNIError(Exception):
+    """An error the runtime should see: code, short msg, optional details (CNI spec, "Error")."""
+
+    code = 999
+
+    def __init__(self, msg, details=""):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+    def __str__(self):
+        return f"{self.msg}: {self.details}" if self.details else self.msg
+
+
+class IncompatibleVersion(CNIError):
+    code = 1
+
+
+class InvalidEnvironment(CNIError):
+    code = 4
+
+
+class IOFailure(CNIError):
+    code = 5
+
+
+class DecodingFailure(CNIError):
+    code = 6
+
+
+class InvalidConfig(CNIError):
+    code = 7
+
+
+class TryAgainLater(CNIError):
+    code = 11
+
+
+class PluginNotAvailable(CNIError):
+    code = 50
+
+
+class IPCommandFailed(CNIError):
+    """An ip command exited non-zero; details carry the command line and its stderr."""
+
+    code = 100
+
+
+class CommandTimeout(IPCommandFailed):
+    code = 101
+
+
+class ShimConflict(CNIError):
+    """A device with the shim's name exists but is not our bridge-mode macvlan on master."""
+
+    code = 102
+
+
+class CheckFailed(CNIError):
+    """CHECK found the host out of shape."""
+
+    code = 103
+
+
+class DeviceMissing(CNIError):
+    """A device the plugin needs (the master) is not there."""
+
+    code = 104

@@ -1,0 +1,58 @@
+"""Pure builders of ip(8) arguments. Each returns the words after `ip`; only the runner executes them.
+
+Reads are `ip -json -d` queries the runner batches into one `ip -batch` call per address family; writes are
+plain `ip link` / `ip route` commands, one process each, so that the replay log holds them one per line.
+"""
+import ipaddress
+
+# Routes this plugin installs carry their own protocol number, so that GC and DEL can tell them from
+# anybody else's route to the same prefix (see /etc/iproute2/rt_protos: 201 is unassigned).
+ROUTE_PROTO = "201"
+
+
+def host_prefix(address):
+    """'192.168.1.2/16' or '192.168.1.2' -> '192.168.1.2/32'; IPv6 gets /128."""
+    ip = ipaddress.ip_interface(address).ip
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def family(prefix):
+    return ipaddress.ip_interface(prefix).version
+
+
+# --- reads (run with -json -d; a missing device simply yields no object) ---
+
+def show_link(name):
+    """The link and its addresses, with linkinfo (kind, macvlan mode) thanks to -d."""
+    return ["addr", "show", "dev", name]
+
+
+def show_route(prefix):
+    """Routes of the main table whose destination is exactly this prefix."""
+    return ["route", "show", "to", "exact", prefix]
+
+
+def show_default_route():
+    return ["route", "show", "default"]
+
+
+# --- writes ---
+
+def add_shim(name, master):
+    return ["link", "add", name, "link", master, "type", "macvlan", "mode", "bridge"]
+
+
+def set_link_up(name):
+    return ["link", "set", "dev", name, "up"]
+
+
+def set_link_mtu(name, mtu):
+    return ["link", "set", "dev", name, "mtu", str(mtu)]
+
+
+def replace_route(prefix, dev):
+    return ["route", "replace", prefix, "dev", dev, "scope", "link", "proto", ROUTE_PROTO]
+
+
+def delete_route(prefix, dev):
+    return ["route", "del", prefix, "dev", dev, "proto", ROUTE_PROTO]

@@ -1,0 +1,27 @@
+"""A per-shim lock around host changes: flock(2), so the kernel releases it when a holder dies (even kill -9)."""
+import contextlib
+import fcntl
+import os
+import time
+
+from .errors import TryAgainLater
+
+
+@contextlib.contextmanager
+def held(path, timeout):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TryAgainLater(f"lock {path} is busy", f"waited {timeout} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock

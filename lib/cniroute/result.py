@@ -1,0 +1,117 @@
+"""CNI results: validation of prevResult per spec version, the pod's addresses, and version conversion.
+
+Three shapes exist: 0.1.0/0.2.0 (`ip4`/`ip6` objects), 0.3.0-0.4.0 (`interfaces`, `ips` with `version`)
+and 1.0.0/1.1.0 (`ips` without `version`). Results are passed through untouched when the output version has
+the input's shape; otherwise they go through the 1.x shape, as libcni's converters do.
+"""
+import ipaddress
+
+from . import SUPPORTED_VERSIONS, iproute, schema
+from .errors import IncompatibleVersion, InvalidConfig
+
+_SHAPE = {"0.1.0": "0.2", "0.2.0": "0.2", "0.3.0": "0.4", "0.3.1": "0.4", "0.4.0": "0.4", "1.0.0": "1", "1.1.0": "1"}
+_SCHEMA = {"0.2": "result-0.2.0.json", "0.4": "result-0.4.0.json", "1": "result-1.0.0.json"}
+
+
+def parse(document, config_version):
+    """Validate a prevResult; return it with its cniVersion set (pre-1.0 results may omit it)."""
+    version = document.get("cniVersion", config_version)
+    if version not in SUPPORTED_VERSIONS:
+        raise IncompatibleVersion("incompatible CNI versions",
+                                  f"prevResult has cniVersion {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
+    document = {**document, "cniVersion": version}
+    schema.validate(document, _SCHEMA[_SHAPE[version]], "prevResult")
+    interfaces = document.get("interfaces", [])
+    for i, ip in enumerate(document.get("ips", [])):
+        if "interface" in ip and ip["interface"] >= len(interfaces):
+            raise InvalidConfig(f"invalid prevResult.ips[{i}].interface",
+                                f"index {ip['interface']} but only {len(interfaces)} interfaces")
+    for where, text in _addresses(document):
+        try:
+            ipaddress.ip_interface(text)
+        except ValueError as e:
+            raise InvalidConfig(f"invalid {where}", str(e)) from None
+    return document
+
+
+def pod_prefixes(document, ifname):
+    """Host prefixes (/32, /128) of the IPs on the pod interface `ifname`.
+
+    As in portmap: an IP that names an interface counts only if that interface is `ifname` and lives in a
+    sandbox (host-side veths of earlier plugins do not); an IP that names none belongs to the pod.
+    """
+    current = _as_current(document)
+    interfaces = current.get("interfaces", [])
+    prefixes = []
+    for ip in current["ips"]:
+        index = ip.get("interface")
+        if index is not None and (interfaces[index]["name"] != ifname or not interfaces[index].get("sandbox")):
+            continue
+        prefix = iproute.host_prefix(ip["address"])
+        if prefix not in prefixes:
+            prefixes.append(prefix)
+    return prefixes
+
+
+def render(document, version):
+    """The result in spec `version`."""
+    if _SHAPE[document["cniVersion"]] == _SHAPE[version]:
+        return {**document, "cniVersion": version}
+    current = _as_current(document)
+    if _SHAPE[version] == "1":
+        return {"cniVersion": version, **current}
+    if _SHAPE[version] == "0.4":
+        ips = [{"version": str(_family(ip["address"])), **ip} for ip in current["ips"]]
+        return {"cniVersion": version, **current, "ips": ips}
+    legacy = {"cniVersion": version}
+    for family, key in ((4, "ip4"), (6, "ip6")):
+        ip = next((ip for ip in current["ips"] if _family(ip["address"]) == family), None)
+        if ip is None:
+            continue
+        config = {"ip": ip["address"], **({"gateway": ip["gateway"]} if "gateway" in ip else {})}
+        routes = [r for r in current.get("routes", []) if _family(r["dst"]) == family]
+        legacy[key] = {**config, **({"routes": routes} if routes else {})}
+    if "dns" in current:
+        legacy["dns"] = current["dns"]
+    return legacy
+
+
+def _as_current(document):
+    """Any result in the 1.x shape, without cniVersion."""
+    if _SHAPE[document["cniVersion"]] != "0.2":
+        current = {k: v for k, v in document.items() if k != "cniVersion"}
+        current["ips"] = [{k: v for k, v in ip.items() if k != "version"} for ip in document.get("ips", [])]
+        return current
+    current = {"ips": [], "routes": []}
+    for key in ("ip4", "ip6"):
+        config = document.get(key)
+        if config:
+            current["ips"].append({"address": config["ip"],
+                                   **({"gateway": config["gateway"]} if "gateway" in config else {})})
+            current["routes"].extend(config.get("routes", []))
+    if "dns" in document:
+        current["dns"] = document["dns"]
+    return current
+
+
+def _addresses(document):
+    """(field path, text) of every address and gateway, to check beyond what a schema pattern can."""
+    if _SHAPE[document["cniVersion"]] == "0.2":
+        for key in ("ip4", "ip6"):
+            config = document.get(key) or {}
+            for field in ("ip", "gateway"):
+                if field in config:
+                    yield f"prevResult.{key}.{field}", config[field]
+            for j, route in enumerate(config.get("routes", [])):
+                yield f"prevResult.{key}.routes[{j}].dst", route["dst"]
+        return
+    for i, ip in enumerate(document.get("ips", [])):
+        yield f"prevResult.ips[{i}].address", ip["address"]
+        if "gateway" in ip:
+            yield f"prevResult.ips[{i}].gateway", ip["gateway"]
+    for j, route in enumerate(document.get("routes", [])):
+        yield f"prevResult.routes[{j}].dst", route["dst"]
+
+
+def _family(text):
+    return ipaddress.ip_interface(text).version

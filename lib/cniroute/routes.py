@@ -1,0 +1,44 @@
+"""Host routes to pod IPs on the shim: `<ip>/32 dev <shim> scope link proto 201` (IPv6 /128)."""
+from . import iproute
+
+
+def observe(runner, prefixes):
+    """{prefix: [route objects of the main table with exactly that destination]} for the given prefixes."""
+    found = {p: [] for p in prefixes}
+    for ipv6 in (False, True):
+        wanted = [p for p in prefixes if (iproute.family(p) == 6) == ipv6]
+        for route in runner.read([iproute.show_route(p) for p in wanted], ipv6=ipv6):
+            prefix = iproute.host_prefix(route["dst"]) if "/" not in route["dst"] else route["dst"]
+            if prefix in found:
+                found[prefix].append(route)
+    return found
+
+
+def is_ours(route, shim):
+    return route.get("dev") == shim and route.get("protocol") == iproute.ROUTE_PROTO
+
+
+def install(runner, prefixes, shim):
+    """Point every prefix at the shim. `replace` is idempotent and takes over a stale route to the same IP."""
+    for prefix in prefixes:
+        runner.change(iproute.replace_route(prefix, shim))
+
+
+def remove(runner, prefixes, shim):
+    """Delete our routes to these prefixes; what is already gone, or somebody else's, is left alone."""
+    for prefix, found in observe(runner, prefixes).items():
+        if any(is_ours(route, shim) for route in found):
+            runner.change(iproute.delete_route(prefix, shim))
+
+
+def problems(runner, prefixes, shim):
+    """What CHECK finds wrong with the pod routes, as sentences; empty when healthy."""
+    found = []
+    for prefix, have in observe(runner, prefixes).items():
+        on_shim = [r for r in have if r.get("dev") == shim]
+        if not on_shim:
+            elsewhere = ", ".join(sorted({r.get("dev", "?") for r in have}))
+            found.append(f"no route to {prefix} on {shim}" + (f" (it goes via {elsewhere})" if elsewhere else ""))
+        elif iproute.family(prefix) == 4 and not any(r.get("scope") == "link" for r in on_shim):
+            found.append(f"route to {prefix} on {shim} is not scope link")
+    return found

@@ -1,0 +1,126 @@
+"""The one place that runs ip(8) (through `sh`) and writes the replayable log.
+
+Every invocation of the plugin produces one block of log text. Changes appear as plain shell lines
+(shlex-quoted, exactly as run) followed by a comment with their exit status, duration and stderr; reads
+appear only as comments. The block is therefore a POSIX sh script: `sh LOG` re-applies every change.
+"""
+import json
+import shlex
+import signal
+import threading
+import time
+
+from .errors import CommandTimeout, IPCommandFailed
+
+IP = "ip"
+
+
+class Journal:
+    """The text of one invocation's log block."""
+
+    def __init__(self):
+        self.lines = []
+
+    def comment(self, text):
+        self.lines.extend("# " + line for line in str(text).splitlines() or [""])
+
+    def command(self, argv):
+        self.lines.append(shlex.join(argv))
+
+    def outcome(self, status, seconds, stderr):
+        self.lines.append(f"# exit {status} in {seconds * 1000:.1f} ms")
+        for line in stderr.splitlines():
+            self.lines.append("#   " + line)
+
+    def text(self):
+        return "".join(line + "\n" for line in self.lines)
+
+
+class Runner:
+    """Runs ip with an argv list (never a shell), with a timeout, and journals what it did."""
+
+    def __init__(self, journal, timeout=10.0, dry_run=False):
+        self.journal = journal
+        self.timeout = timeout
+        self.dry_run = dry_run
+
+    def read(self, commands, ipv6=False):
+        """Run read-only `ip` commands in one batch; return every JSON object they printed.
+
+        A command about a missing device prints nothing, so absence is seen as absence, without
+        parsing error text. (IPv6 route filters need -6: ip's batch lines cannot carry options.)
+        """
+        if not commands:
+            return []
+        argv = [IP, *(["-6"] if ipv6 else []), "-json", "-d", "-force", "-batch", "-"]
+        script = "".join(shlex.join(c) + "\n" for c in commands)
+        for c in commands:
+            self.journal.comment(shlex.join([IP, *(["-6"] if ipv6 else []), "-json", "-d", *c]))
+        status, out, err, seconds = self._run(argv, script)
+        self.journal.outcome(status, seconds, err)
+        if status not in (0, 1):  # 1: some command in the batch failed, e.g. "Device ... does not exist"
+            raise IPCommandFailed(f"ip exited {status}", f"{shlex.join(argv)} <<< {script!r}: {err.strip()}")
+        return _json_objects(out)
+
+    def change(self, args):
+        """Run one state-changing `ip ARGS`; raise IPCommandFailed if it fails."""
+        argv = [IP, *args]
+        if self.dry_run:
+            self.journal.comment("dry-run, not run: " + shlex.join(argv))
+            return
+        self.journal.command(argv)
+        status, _, err, seconds = self._run(argv, None)
+        self.journal.outcome(status, seconds, err)
+        if status != 0:
+            raise IPCommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
+
+    def _run(self, argv, stdin):
+        """(exit status, stdout, stderr, seconds). The timeout is ours: sh's `_timeout` polls and adds 0.1 s."""
+        import sh  # deferred: VERSION and input errors never pay for it
+
+        started = time.monotonic()
+        try:
+            proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
+                                       _ok_code=range(256), _return_cmd=True)
+        except sh.CommandNotFound:
+            raise IPCommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
+        expired = threading.Event()
+        timer = threading.Timer(self.timeout, _kill, (proc, expired))
+        timer.start()
+        try:
+            proc.wait()
+        except sh.SignalException as e:
+            if not expired.is_set():
+                raise IPCommandFailed(f"{shlex.join(argv)} was killed by signal {-e.exit_code}") from None
+        finally:
+            timer.cancel()
+        seconds = time.monotonic() - started
+        if expired.is_set():
+            self.journal.outcome("killed", seconds, f"timed out after {self.timeout} s")
+            raise CommandTimeout(f"{shlex.join(argv)} timed out after {self.timeout} s")
+        return (proc.exit_code, proc.stdout.decode(errors="replace"),
+                proc.stderr.decode(errors="replace"), seconds)
+
+
+def _kill(proc, expired):
+    expired.set()
+    try:
+        proc.signal(signal.SIGKILL)
+    except ProcessLookupError:  # it finished just in time
+        pass
+
+
+def _json_objects(text):
+    """Objects of a stream of concatenated JSON arrays, as `ip -json -batch` prints them."""
+    decoder = json.JSONDecoder()
+    objects, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return objects
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise IPCommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
+        objects.extend(value if isinstance(value, list) else [value])
