@@ -25,7 +25,8 @@ CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
 
 
-def main():
+def main(execute=None):
+    """Run one CNI call from os.environ and stdin. `execute` replaces the ip executor (tests)."""
     started = time.time()
     journal = Journal()
     version = SUPPORTED_VERSIONS[-1]  # for error JSON until the config says otherwise
@@ -38,7 +39,7 @@ def main():
         conf = config.load(document)
         version = conf.version
         journal.comment(_header(started, inv, conf))
-        output = VERBS[inv.command](conf, inv, Runner(journal))
+        output = VERBS[inv.command](conf, inv, Runner(journal, execute=execute))
         if output is not None:
             _print(output)
         return 0

@@ -37,12 +37,16 @@ class Journal:
 
 
 class Runner:
-    """Runs ip with an argv list (never a shell), with a timeout, and journals what it did."""
+    """Runs ip with an argv list (never a shell), with a timeout, and journals what it did.
 
-    def __init__(self, journal, timeout=10.0, dry_run=False):
+    `execute(argv, stdin, timeout) -> (status, stdout, stderr)` does the running; by default through sh.
+    """
+
+    def __init__(self, journal, timeout=10.0, dry_run=False, execute=None):
         self.journal = journal
         self.timeout = timeout
         self.dry_run = dry_run
+        self.execute = execute or sh_execute
 
     def read(self, commands, ipv6=False):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
@@ -52,14 +56,14 @@ class Runner:
         """
         if not commands:
             return []
-        argv = [IP, *(["-6"] if ipv6 else []), "-json", "-d", "-force", "-batch", "-"]
-        script = "".join(shlex.join(c) + "\n" for c in commands)
+        options = ["-6"] if ipv6 else []
         for c in commands:
-            self.journal.comment(shlex.join([IP, *(["-6"] if ipv6 else []), "-json", "-d", *c]))
-        status, out, err, seconds = self._run(argv, script)
-        self.journal.outcome(status, seconds, err)
+            self.journal.comment(shlex.join([IP, *options, "-json", "-d", *c]))
+        script = "".join(shlex.join(c) + "\n" for c in commands)
+        argv = [IP, *options, "-json", "-d", "-force", "-batch", "-"]
+        status, out, _ = self._run(argv, script)
         if status not in (0, 1):  # 1: some command in the batch failed, e.g. "Device ... does not exist"
-            raise IPCommandFailed(f"ip exited {status}", f"{shlex.join(argv)} <<< {script!r}: {err.strip()}")
+            raise IPCommandFailed(f"ip exited {status}", f"{shlex.join(argv)} with input {script!r}")
         return _json_objects(out)
 
     def change(self, args):
@@ -69,37 +73,43 @@ class Runner:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
             return
         self.journal.command(argv)
-        status, _, err, seconds = self._run(argv, None)
-        self.journal.outcome(status, seconds, err)
+        status, _, err = self._run(argv, None)
         if status != 0:
             raise IPCommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
 
     def _run(self, argv, stdin):
-        """(exit status, stdout, stderr, seconds). The timeout is ours: sh's `_timeout` polls and adds 0.1 s."""
-        import sh  # deferred: VERSION and input errors never pay for it
-
         started = time.monotonic()
         try:
-            proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
-                                       _ok_code=range(256), _return_cmd=True)
-        except sh.CommandNotFound:
-            raise IPCommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
-        expired = threading.Event()
-        timer = threading.Timer(self.timeout, _kill, (proc, expired))
-        timer.start()
-        try:
-            proc.wait()
-        except sh.SignalException as e:
-            if not expired.is_set():
-                raise IPCommandFailed(f"{shlex.join(argv)} was killed by signal {-e.exit_code}") from None
-        finally:
-            timer.cancel()
-        seconds = time.monotonic() - started
-        if expired.is_set():
-            self.journal.outcome("killed", seconds, f"timed out after {self.timeout} s")
-            raise CommandTimeout(f"{shlex.join(argv)} timed out after {self.timeout} s")
-        return (proc.exit_code, proc.stdout.decode(errors="replace"),
-                proc.stderr.decode(errors="replace"), seconds)
+            status, out, err = self.execute(argv, stdin, self.timeout)
+        except CommandTimeout:
+            self.journal.outcome("killed", time.monotonic() - started, f"timed out after {self.timeout} s")
+            raise
+        self.journal.outcome(status, time.monotonic() - started, err)
+        return status, out, err
+
+
+def sh_execute(argv, stdin, timeout):
+    """Run argv through sh; kill it after `timeout` s. (sh's own `_timeout` polls, adding 0.1 s to each call.)"""
+    import sh  # deferred: VERSION and input errors never pay for it
+
+    try:
+        proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
+                                   _ok_code=range(256), _return_cmd=True)
+    except sh.CommandNotFound:
+        raise IPCommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
+    expired = threading.Event()
+    timer = threading.Timer(timeout, _kill, (proc, expired))
+    timer.start()
+    try:
+        proc.wait()
+    except sh.SignalException as e:
+        if not expired.is_set():
+            raise IPCommandFailed(f"{shlex.join(argv)} was killed by signal {-e.exit_code}") from None
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise CommandTimeout(f"{shlex.join(argv)} timed out after {timeout} s")
+    return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
 def _kill(proc, expired):

@@ -11,7 +11,7 @@ SCHEMA_DIR = next(d for d in (os.path.join(_HERE, "schemas"), os.path.join(_HERE
                   if os.path.isdir(d))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name):
     with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
         return json.load(f)

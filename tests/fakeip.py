@@ -1,0 +1,131 @@
+"""A small in-memory ip(8): enough of `ip -json -d -batch`, `ip link` and `ip route` to drive the plugin's
+logic without touching a kernel. Its output mimics iproute2 6.1's JSON (checked against the real one in the
+end-to-end tests, which run the same verbs for real).
+"""
+import ipaddress
+import json
+import shlex
+
+
+class FakeHost:
+    def __init__(self):
+        self.links = {}
+        self.routes = []  # dicts: dst (prefix), dev, protocol, scope
+        self.calls = []  # every argv run
+        self.failures = {}  # tuple of leading argv words -> (status, stderr)
+
+    # --- building a host ---
+    def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
+        self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
+                            "addresses": list(addresses)}
+
+    def add_route(self, dst, dev, protocol=None, scope="link"):
+        self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
+
+    def routes_on(self, dev):
+        return sorted(r["dst"] for r in self.routes if r["dev"] == dev)
+
+    def changes(self):
+        """The argv of every state-changing call, in order."""
+        return [argv for argv in self.calls if "-batch" not in argv]
+
+    # --- the executor the Runner calls ---
+    def execute(self, argv, stdin, timeout):
+        self.calls.append(list(argv))
+        assert argv[0] == "ip", argv
+        args, ipv6 = list(argv[1:]), False
+        while args and args[0].startswith("-"):
+            option = args.pop(0)
+            ipv6 = ipv6 or option == "-6"
+            if option == "-batch":
+                args.pop(0)
+                return self._batch(stdin, ipv6)
+        for prefix, (status, err) in self.failures.items():
+            if tuple(args[:len(prefix)]) == prefix:
+                return status, "", err
+        try:
+            self._change(args)
+        except LookupError as e:
+            return 2, "", str(e) + "\n"
+        return 0, "", ""
+
+    def _batch(self, script, ipv6):
+        out, err, status = [], [], 0
+        for n, line in enumerate(script.splitlines(), 1):
+            try:
+                out.append(json.dumps(self._show(shlex.split(line), ipv6)))
+            except LookupError as e:
+                err.append(f"{e}\nCommand failed -:{n}")
+                status = 1
+        return status, "\n".join(out) + ("\n" if out else ""), "\n".join(err) + ("\n" if err else "")
+
+    def _show(self, words, ipv6):
+        if words[:3] == ["addr", "show", "dev"]:
+            return [self._link_json(self._link(words[3]))]
+        if words[:4] == ["route", "show", "to", "exact"]:
+            want = _prefix(words[4])
+            if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
+                return []  # as the real ip: the batch's family decides
+            return [self._route_json(r) for r in self.routes if r["dst"] == want]
+        if words[:3] == ["route", "show", "default"]:
+            return [self._route_json(r) for r in self.routes if r["dst"] == "default"]
+        raise AssertionError(f"fake ip cannot show {words}")
+
+    def _change(self, w):
+        if w[:2] == ["link", "add"] and w[2:] == [w[2], "link", w[4], "type", "macvlan", "mode", "bridge"]:
+            if w[2] in self.links:
+                raise LookupError("RTNETLINK answers: File exists")
+            master = self._link(w[4])
+            self.add_link(w[2], kind="macvlan", parent=w[4], mode="bridge", up=False, mtu=master["mtu"])
+        elif w[:3] == ["link", "set", "dev"] and w[4:] == ["up"]:
+            self._link(w[3])["up"] = True
+        elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":
+            self._link(w[3])["mtu"] = int(w[5])
+        elif w[:2] == ["route", "replace"]:
+            self._link(w[4])
+            dst = _prefix(w[2])
+            self.routes = [r for r in self.routes if r["dst"] != dst]
+            self.add_route(dst, w[4], protocol=w[w.index("proto") + 1], scope=w[w.index("scope") + 1])
+        elif w[:2] == ["route", "del"]:
+            dst, dev, proto = _prefix(w[2]), w[4], w[6]
+            match = [r for r in self.routes if (r["dst"], r["dev"], r["protocol"]) == (dst, dev, proto)]
+            if not match:
+                raise LookupError("RTNETLINK answers: No such process")
+            self.routes.remove(match[0])
+        else:
+            raise AssertionError(f"fake ip cannot run {w}")
+
+    def _link(self, name):
+        if name not in self.links:
+            raise LookupError(f'Device "{name}" does not exist.')
+        return self.links[name]
+
+    def _link_json(self, link):
+        obj = {"ifindex": list(self.links).index(link["name"]) + 2, "ifname": link["name"],
+               "flags": ["BROADCAST", "MULTICAST"] + (["UP", "LOWER_UP"] if link["up"] else []),
+               "mtu": link["mtu"], "operstate": "UP" if link["up"] else "DOWN"}
+        if link["parent"]:
+            obj["link"] = link["parent"]
+        if link["kind"]:
+            obj["linkinfo"] = {"info_kind": link["kind"]}
+            if link["mode"]:
+                obj["linkinfo"]["info_data"] = {"mode": link["mode"]}
+        obj["addr_info"] = [{"family": "inet6" if ":" in a else "inet", "local": a.split("/")[0],
+                             "prefixlen": int(a.split("/")[1])} for a in link["addresses"]]
+        return obj
+
+    @staticmethod
+    def _route_json(route):
+        dst = route["dst"]
+        net = None if dst == "default" else ipaddress.ip_network(dst)
+        shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
+        obj = {"type": "unicast", "dst": shown, "dev": route["dev"]}
+        if route["protocol"]:
+            obj["protocol"] = route["protocol"]
+        obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
+        obj["flags"] = []
+        return obj
+
+
+def _prefix(text):
+    return text if text == "default" else str(ipaddress.ip_network(text, strict=False))

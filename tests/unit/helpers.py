@@ -1,0 +1,42 @@
+"""Run the plugin in-process as a runtime would: CNI_* environment, config on stdin, JSON on stdout."""
+import io
+import json
+import sys
+
+from cniroute import cli
+
+BASE_ENV = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/pod1", "CNI_IFNAME": "eth0",
+            "CNI_PATH": "/opt/cni/bin"}
+
+
+def prev_result(*addresses, version="1.0.0", ifname="eth0", sandbox="/var/run/netns/pod1"):
+    ips = [{"interface": 0, "address": a, **({"version": "6" if ":" in a else "4"} if version.startswith("0.") else {})}
+           for a in addresses]
+    return {"cniVersion": version, "interfaces": [{"name": ifname, "mac": "02:00:00:00:00:01", "sandbox": sandbox}],
+            "ips": ips}
+
+
+def netconf(state_dir, prev=None, version="1.0.0", **keys):
+    conf = {"cniVersion": version, "name": "default", "type": "route", "master": "eno1", "stateDir": str(state_dir)}
+    conf.update(keys)
+    if prev is not None:
+        conf["prevResult"] = prev
+    return conf
+
+
+def call(monkeypatch, host, command, conf, **env):
+    """(exit code, parsed stdout or None, stderr text)."""
+    environ = {**BASE_ENV, "CNI_COMMAND": command, **env}
+    for name in ("CNI_COMMAND", *BASE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    data = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    code = cli.main(execute=host.execute if host else None)
+    text = out.getvalue()
+    return code, (json.loads(text) if text else None), err.getvalue()

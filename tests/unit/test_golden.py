@@ -1,0 +1,68 @@
+"""Golden logs: the exact ip commands (and the replayable log around them) each verb produces.
+
+Set UPDATE_GOLDEN=1 to rewrite tests/golden/ after an intended change, then review the diff.
+"""
+import os
+import re
+
+import pytest
+from helpers import call, netconf, prev_result
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "golden")
+
+
+def normalized(log):
+    log = re.sub(r"pid \d+ \S+Z", "pid PID TIME", log)
+    log = re.sub(r"route \d+\.\d+\.\d+\S* pid", "route VERSION pid", log)
+    return re.sub(r"in \d+\.\d ms", "in N ms", log)
+
+
+def scenario_add_new_shim(monkeypatch, host, state):
+    return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16", "fd00::100/64")))
+
+
+def scenario_add_existing_shim(monkeypatch, host, state):
+    host.add_link("eno1.host", kind="macvlan", parent="eno1", mode="bridge")
+    return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
+
+
+def scenario_add_foreign_device(monkeypatch, host, state):
+    host.add_link("eno1.host", kind="veth", parent="peer0")
+    return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
+
+
+def scenario_del(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16", "fd00::100/64")))
+    return call(monkeypatch, host, "DEL", netconf(state, prev_result("192.168.1.2/16", "fd00::100/64")))
+
+
+def scenario_del_without_prev_result(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
+    return call(monkeypatch, host, "DEL", netconf(state), CNI_NETNS=None)
+
+
+def scenario_check(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16", "fd00::100/64")))
+    return call(monkeypatch, host, "CHECK", netconf(state, prev_result("192.168.1.2/16", "fd00::100/64")))
+
+
+def scenario_check_broken(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
+    host.routes = [r for r in host.routes if r["dev"] != "eno1.host"]
+    host.links["eno1.host"]["up"] = False
+    return call(monkeypatch, host, "CHECK", netconf(state, prev_result("192.168.1.2/16")))
+
+
+SCENARIOS = {name[len("scenario_"):]: f for name, f in globals().items() if name.startswith("scenario_")}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_golden_log(monkeypatch, host, tmp_path, name):
+    _, _, log = SCENARIOS[name](monkeypatch, host, tmp_path)
+    last_block = normalized(log[log.rindex("# route "):])
+    path = os.path.join(GOLDEN, name.replace("_", "-") + ".log")
+    if os.environ.get("UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(last_block)
+    with open(path) as f:
+        assert last_block == f.read()
