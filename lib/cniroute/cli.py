@@ -1,16 +1,16 @@
 """Entry point: CNI environment + stdin -> verb -> stdout. The one place errors become CNI error JSON.
 
-stdout carries only the result or the error; the log of what was done goes to stderr.
+stdout carries only the result or the error. The replayable log block goes to `logFile`, or to stderr.
+With arguments, the executable serves a person instead (`route replay ...`, `route --version`).
 """
 import json
 import os
 import re
 import sys
-import time
 
-from . import SUPPORTED_VERSIONS, __version__, config, plugin
+from . import SUPPORTED_VERSIONS, config, plugin
 from .errors import CNIError, InvalidEnvironment
-from .runner import Journal, Runner
+from .runner import Journal, Runner, append_block
 
 # Which CNI_* variables each verb needs (CNI spec, "Parameters"); CNI_NETNS is optional for DEL.
 REQUIRED_ENV = {
@@ -20,26 +20,31 @@ REQUIRED_ENV = {
     "VERSION": (),
 }
 VERBS = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check}
-# libcni's rules: a container ID is alphanumerics then '_', '.', '-'; an ifname here is what schemas/ allows.
+# libcni's rule for container IDs; interface names as schemas/config.json allows them.
 CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
 
 
-def main(execute=None):
+def main(argv=None, execute=None):
     """Run one CNI call from os.environ and stdin. `execute` replaces the ip executor (tests)."""
-    started = time.time()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        from . import person
+        return person.main(argv, execute)
     journal = Journal()
     version = SUPPORTED_VERSIONS[-1]  # for error JSON until the config says otherwise
+    conf = None
     try:
-        inv = invocation_from_env(os.environ)
+        inv = invocation_from_env(os.environ, journal)
         document = config.decode(sys.stdin.buffer.read(config.MAX_STDIN + 1))
         if inv.command == "VERSION":
             return _print(plugin.version(document))
         version = config.requested_version(document)
         conf = config.load(document)
-        version = conf.version
-        journal.comment(_header(started, inv, conf))
-        output = VERBS[inv.command](conf, inv, Runner(journal, execute=execute))
+        journal.header.update(network=conf.name, cniVersion=conf.version)
+        dry_run = conf.dry_run or os.environ.get("CNI_ROUTE_DRY_RUN") == "1"
+        runner = Runner(journal, timeout=conf.ip_timeout, dry_run=dry_run, execute=execute)
+        output = VERBS[inv.command](conf, inv, runner)
         if output is not None:
             _print(output)
         return 0
@@ -47,35 +52,45 @@ def main(execute=None):
         journal.comment(f"error code {e.code}: {e}")
         _print({"cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details})
         return 1
-    except Exception as e:  # a bug: still answer in CNI terms, never with a traceback on stdout
+    except Exception as e:  # a bug: still answer in CNI terms, never with a traceback
         journal.comment(f"internal error: {type(e).__name__}: {e}")
         _print({"cniVersion": version, "code": 999, "msg": "internal error", "details": f"{type(e).__name__}: {e}"})
         return 1
     finally:
-        if journal.lines:
-            sys.stderr.write(journal.text())
+        if journal.header:
+            _write_log(journal, conf)
 
 
-def invocation_from_env(env):
+def invocation_from_env(env, journal):
     command = env.get("CNI_COMMAND")
+    journal.header.update(command=command or "-", container=env.get("CNI_CONTAINERID"),
+                          ifname=env.get("CNI_IFNAME"), netns=env.get("CNI_NETNS"))
     if command not in REQUIRED_ENV:
         raise InvalidEnvironment("invalid CNI_COMMAND" if command else "missing CNI_COMMAND",
                                  f"got {command!r}; expected one of {', '.join(REQUIRED_ENV)}")
+    if command == "VERSION":
+        journal.header.clear()  # nothing to log
+        return plugin.Invocation(command)
     missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
     if missing:
         raise InvalidEnvironment(f"missing {', '.join(missing)}", f"required for {command}")
-    container_id, ifname = env.get("CNI_CONTAINERID"), env.get("CNI_IFNAME")
-    if container_id is not None and REQUIRED_ENV[command] and not CONTAINER_ID.match(container_id):
+    container_id, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
+    if not CONTAINER_ID.match(container_id):
         raise InvalidEnvironment("invalid CNI_CONTAINERID", f"{container_id!r}: use letters, digits, '_', '.', '-'")
-    if ifname is not None and REQUIRED_ENV[command] and not IFNAME.match(ifname):
+    if not IFNAME.match(ifname):
         raise InvalidEnvironment("invalid CNI_IFNAME", f"{ifname!r} is not an interface name this plugin accepts")
     return plugin.Invocation(command, container_id, env.get("CNI_NETNS"), ifname)
 
 
-def _header(started, inv, conf):
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)) + f".{int(started % 1 * 1000):03d}Z"
-    return (f"route {__version__} pid {os.getpid()} {stamp} {inv.command} container={inv.container_id}"
-            f" ifname={inv.ifname} netns={inv.netns} network={conf.name} cniVersion={conf.version}")
+def _write_log(journal, conf):
+    text = journal.text()
+    if conf is not None and conf.log_file:
+        try:
+            append_block(conf.log_file, text, conf.log_max_bytes)
+            return
+        except OSError as e:  # the log must never fail the call; say so where the runtime looks
+            sys.stderr.write(f"route: cannot write log {conf.log_file}: {e}\n")
+    sys.stderr.write(text)
 
 
 def _print(document):

@@ -10,6 +10,8 @@ from .errors import DecodingFailure, IncompatibleVersion
 MAX_STDIN = 1 << 20  # a conflist entry with its prevResult is a few KiB; more is a mistake or an attack
 DEFAULT_STATE_DIR = "/run/cni-route"  # routes die with a reboot, so does what we remember of them
 IFNAMSIZ = 15
+DEFAULT_LOG_MAX_BYTES = 10 << 20
+DEFAULT_IP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class NetConf:
     bridge: Optional[str]  # None: derive from master
     state_dir: str
     prev_result: Optional[dict]
+    log_file: Optional[str] = None
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    dry_run: bool = False
+    ip_timeout: float = DEFAULT_IP_TIMEOUT
 
 
 def decode(data):
@@ -53,6 +59,10 @@ def load(document):
         bridge=document.get("bridge"),
         state_dir=document.get("stateDir", DEFAULT_STATE_DIR),
         prev_result=result.parse(prev, version) if prev is not None else None,
+        log_file=document.get("logFile"),
+        log_max_bytes=document.get("logMaxBytes", DEFAULT_LOG_MAX_BYTES),
+        dry_run=document.get("dryRun", False),
+        ip_timeout=document.get("ipTimeoutSeconds", DEFAULT_IP_TIMEOUT),
     )
 
 

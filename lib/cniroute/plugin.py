@@ -28,7 +28,7 @@ def add(conf, inv, runner):
     prefixes = result.pod_prefixes(prev, inv.ifname)
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
-    store = Store(conf.state_dir, conf.name)
+    store = Store(conf.state_dir, conf.name, runner.dry_run)
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
         shim.ensure(runner, master, shim_name)
         # State first: if we die before the routes are in, DEL still knows what to remove.
@@ -41,7 +41,7 @@ def add(conf, inv, runner):
 
 def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
-    store = Store(conf.state_dir, conf.name)
+    store = Store(conf.state_dir, conf.name, runner.dry_run)
     saved = store.load(inv.container_id, inv.ifname) or {}
     prefixes = list(saved.get("prefixes", []))
     if conf.prev_result is not None:

@@ -4,36 +4,86 @@ Every invocation of the plugin produces one block of log text. Changes appear as
 (shlex-quoted, exactly as run) followed by a comment with their exit status, duration and stderr; reads
 appear only as comments. The block is therefore a POSIX sh script: `sh LOG` re-applies every change.
 """
+import fcntl
 import json
+import os
 import shlex
 import signal
+import stat
 import threading
 import time
 
+from . import __version__
 from .errors import CommandTimeout, IPCommandFailed
 
 IP = "ip"
 
 
-class Journal:
-    """The text of one invocation's log block."""
+BLOCK_START = "# == route "  # first line of every block: "# == route VERSION | TIME | VERB | pid PID"
+HEADER_FIELDS = ("container", "ifname", "netns", "network", "cniVersion")
 
-    def __init__(self):
+
+class Journal:
+    """The text of one invocation's log block: a header of comments, then what was run."""
+
+    def __init__(self, started=None):
+        self.started = time.time() if started is None else started
+        self.header = {}
         self.lines = []
 
     def comment(self, text):
+        # Every line of a comment is prefixed, so no value (env, config, stderr) can smuggle in a command.
         self.lines.extend("# " + line for line in str(text).splitlines() or [""])
 
     def command(self, argv):
-        self.lines.append(shlex.join(argv))
+        line = shlex.join(argv)
+        if "\n" in line:  # names are validated; a newline here would be a bug, and would break replay
+            raise ValueError(f"refusing to log a multi-line command: {line!r}")
+        self.lines.append(line)
 
     def outcome(self, status, seconds, stderr):
         self.lines.append(f"# exit {status} in {seconds * 1000:.1f} ms")
-        for line in stderr.splitlines():
-            self.lines.append("#   " + line)
+        self.lines.extend("#   " + line for line in stderr.splitlines())
 
     def text(self):
-        return "".join(line + "\n" for line in self.lines)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started)) + f".{int(self.started % 1 * 1000):03d}Z"
+        head = [f"{BLOCK_START}{__version__} | {stamp} | {_one_line(self.header.get('command', '-'))} | pid {os.getpid()}"]
+        head += [f"# {key}: {_one_line(self.header[key])}" for key in HEADER_FIELDS if key in self.header]
+        return "".join(line + "\n" for line in head + self.lines)
+
+
+def _one_line(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def append_block(path, text, max_bytes):
+    """Append one block to the log with a single O_APPEND write, rotating to PATH.1 past max_bytes.
+
+    The file is created 0600, never through a symlink (O_NOFOLLOW), and written under flock so that
+    blocks of concurrent invocations never interleave and only one of them rotates.
+    """
+    data = text.encode("utf-8", "replace")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    for _ in range(5):  # another invocation may rotate the file between our open and our lock
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            if not stat.S_ISREG(mine.st_mode):
+                raise OSError(f"{path} is not a regular file")
+            try:
+                if os.stat(path, follow_symlinks=False).st_ino != mine.st_ino:
+                    continue
+            except FileNotFoundError:
+                continue
+            if mine.st_size and mine.st_size + len(data) > max_bytes:
+                os.replace(path, path + ".1")
+                continue
+            os.write(fd, data)
+            return
+        finally:
+            os.close(fd)
+    raise OSError(f"{path} kept being rotated under us")
 
 
 class Runner:
@@ -69,13 +119,18 @@ class Runner:
     def change(self, args):
         """Run one state-changing `ip ARGS`; raise IPCommandFailed if it fails."""
         argv = [IP, *args]
-        if self.dry_run:
-            self.journal.comment("dry-run, not run: " + shlex.join(argv))
-            return
-        self.journal.command(argv)
-        status, _, err = self._run(argv, None)
+        status, err = self.run_logged(argv)
         if status != 0:
             raise IPCommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
+
+    def run_logged(self, argv):
+        """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it."""
+        if self.dry_run:
+            self.journal.comment("dry-run, not run: " + shlex.join(argv))
+            return 0, ""
+        self.journal.command(argv)
+        status, _, err = self._run(argv, None)
+        return status, err
 
     def _run(self, argv, stdin):
         started = time.monotonic()

@@ -10,8 +10,9 @@ from .errors import IOFailure
 
 
 class Store:
-    def __init__(self, state_dir, network):
+    def __init__(self, state_dir, network, dry_run=False):
         self.dir = os.path.join(state_dir, network)
+        self.dry_run = dry_run  # a dry run changes nothing on the host, state included
 
     def _path(self, container_id, ifname):
         # '@' can occur in neither a container ID nor an interface name (both are validated).
@@ -27,6 +28,8 @@ class Store:
         return record if isinstance(record, dict) else None
 
     def save(self, container_id, ifname, record):
+        if self.dry_run:
+            return
         path = self._path(container_id, ifname)
         temp = f"{path}.{os.getpid()}.tmp"
         try:
@@ -38,6 +41,8 @@ class Store:
             raise IOFailure(f"cannot write state {path}", str(e)) from None
 
     def remove(self, container_id, ifname):
+        if self.dry_run:
+            return
         try:
             os.unlink(self._path(container_id, ifname))
         except FileNotFoundError:

@@ -33,10 +33,12 @@ def call(monkeypatch, host, command, conf, **env):
         if value is not None:
             monkeypatch.setenv(name, value)
     data = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
-    monkeypatch.setattr(sys, "stderr", err)
-    code = cli.main(execute=host.execute if host else None)
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = io.TextIOWrapper(io.BytesIO(data)), out, err
+    try:
+        code = cli.main([], execute=host.execute if host else None)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
     text = out.getvalue()
     return code, (json.loads(text) if text else None), err.getvalue()
