@@ -47,7 +47,8 @@ class Journal:
 
     def text(self):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started)) + f".{int(self.started % 1 * 1000):03d}Z"
-        head = [f"{BLOCK_START}{__version__} | {stamp} | {_one_line(self.header.get('command', '-'))} | pid {os.getpid()}"]
+        verb = _one_line(self.header.get("command", "-"))
+        head = [f"{BLOCK_START}{__version__} | {stamp} | {verb} | pid {os.getpid()}"]
         head += [f"# {key}: {_one_line(self.header[key])}" for key in HEADER_FIELDS if key in self.header]
         return "".join(line + "\n" for line in head + self.lines)
 

@@ -2,6 +2,7 @@
 import io
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from helpers import call, netconf, prev_result
@@ -72,8 +73,8 @@ def test_rotation_keeps_one_previous_file(tmp_path):
     for _ in range(10):
         append_block(path, block, 4096)
     # 3 blocks fit under the cap; writes 4, 7 and 10 rotate, and only the newest .1 is kept
-    assert len(person.parse_log(open(path).read())) == 1
-    assert len(person.parse_log(open(path + ".1").read())) == 3
+    assert len(person.parse_log(Path(path).read_text())) == 1
+    assert len(person.parse_log(Path(path + ".1").read_text())) == 3
     assert not os.path.exists(path + ".2")
 
 
@@ -129,7 +130,7 @@ def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, 
 
 def test_replay_filters_by_command_and_time(monkeypatch, host, logged, capsys):
     path = two_pod_log(monkeypatch, host, logged)
-    blocks = person.parse_log(open(path).read())
+    blocks = person.parse_log(Path(path).read_text())
     assert person.select(blocks, command="DEL") == []
     assert person.select(blocks, since=person._parse_time("2999-01-01T00:00")) == []
     assert len(person.select(blocks, since=blocks[0].when)) == 2

@@ -1,0 +1,188 @@
+"""pytest fixtures for the `route` CNI plugin end-to-end tests.
+
+Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
+
+  cnidriver                      (session) path of the built tests/cnidriver binary
+  route_plugin                   (session) path of the plugin under test
+                                 ($ROUTE_PLUGIN, else <repo>/bin/route)
+  _sweep_rtt_netns               (session, autouse) deletes rtt-* netns at start/end
+  topo                           (function) a netns.Topology (node/lan/pods)
+  cni_path                       (function) tmp dir with macvlan, host-local, route symlinks
+  chain                          (function) chain(cni_version="1.0.0", name="rtt-route",
+                                              plugins=None, **route_keys) -> Path of conflist
+  cni                            (function) Cni object bound to topo/cnidriver/cni_path:
+      cni.add(conflist, pod, container_id=None, ifname="eth0") -> (rc, json|None, stderr)
+      cni.check(...), cni.delete(...)                          -> same triple
+      cni.run(cmd, conflist, pod, container_id=None, ifname="eth0")
+      cni.shim_link(dev="eno1.host")     -> dict from `ip -json -d link show DEV` or None
+      cni.shim_routes(dev="eno1.host")   -> list of route dicts (v4+v6, main table) via DEV
+      cni.node_links()                   -> list of `ip -json -d link show` dicts in node
+      cni.node_routes()                  -> list of all v4+v6 main-table routes in node
+      cni.ping_from_node(ip) / cni.ping_from_pod(pod, ip) -> bool
+  Plain helpers in tests/e2e/e2e_support.py (`from e2e_support import ...`;
+  also MASTER, SHIM, NODE_IP, LAN_IP, Cni, run_driver, ip_json):
+      pod_ips(result, ifname="eth0")  -> list of bare IP strings from a CNI result
+      run_driver(topo, driver, cni_path, cache_dir, cmd, conflist, pod_path,
+                 container_id, ifname="eth0") -> (rc, json|None, stderr)
+
+`pod` arguments accept either a pod netns *name* or its /var/run/netns path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from e2e_support import (  # noqa: E402,F401  (also puts tests/ on sys.path)
+    LAN_IP,
+    MASTER,
+    NODE_IP,
+    REFERENCE_PLUGINS,
+    REPO,
+    SHIM,
+    Cni,
+    _require_root,
+    ip_json,
+    pod_ips,
+    run_driver,
+)
+
+import netns  # noqa: E402  (tests/netns.py)
+
+DRIVER_SRC = REPO / "tests" / "cnidriver"
+
+
+# --------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_rtt_netns():
+    _require_root()
+    netns.sweep_leftovers()
+    yield
+    netns.sweep_leftovers()
+
+
+@pytest.fixture(scope="session")
+def cnidriver(tmp_path_factory) -> str:
+    """Build tests/cnidriver once against Debian's libcni; fail loudly if not."""
+    go = shutil.which("go") or "/usr/lib/go/bin/go"
+    out_dir = tmp_path_factory.mktemp("cnidriver")
+    binary = out_dir / "cnidriver"
+    env = dict(os.environ)
+    env.update({
+        "GOPATH": "/usr/share/gocode",
+        "GO111MODULE": "off",
+        "GOFLAGS": "",
+        "GOCACHE": str(out_dir / "gocache"),
+        "CGO_ENABLED": "0",
+    })
+    try:
+        proc = subprocess.run([go, "build", "-o", str(binary), "."], cwd=str(DRIVER_SRC),
+                              env=env, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.fail(f"cannot build tests/cnidriver: {e}", pytrace=False)
+    if proc.returncode != 0 or not binary.exists():
+        pytest.fail("building tests/cnidriver failed (rc=%d):\n%s\n%s"
+                    % (proc.returncode, proc.stdout, proc.stderr), pytrace=False)
+    return str(binary)
+
+
+@pytest.fixture(scope="session")
+def route_plugin() -> Path:
+    p = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "bin" / "route")).resolve()
+    return p
+
+
+@pytest.fixture
+def topo():
+    _require_root()
+    with netns.Topology() as t:
+        yield t
+
+
+@pytest.fixture
+def cni_path(tmp_path, route_plugin) -> str:
+    d = tmp_path / "cni-bin"
+    d.mkdir()
+    for name in ("macvlan", "host-local"):
+        src = REFERENCE_PLUGINS / name
+        if not src.exists():
+            pytest.fail(f"reference plugin {src} missing (containernetworking-plugins)",
+                        pytrace=False)
+        (d / name).symlink_to(src)
+    # The symlink may dangle until the plugin exists: tests then fail (not skip).
+    (d / "route").symlink_to(route_plugin)
+    return str(d)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """Factory writing a macvlan(+host-local) -> route conflist into tmp_path.
+
+    chain(cni_version="1.0.0", name="rtt-route", plugins=None, **route_keys)
+    `route_keys` are merged into (and may override / delete with None) the
+    route plugin's config.  `plugins` lets a test supply the full plugin list
+    instead (e.g. a route-only list).  Returns the Path of the conflist."""
+    counter = [0]
+
+    def make(cni_version: str = "1.0.0", name: str = "rtt-route",
+             plugins: list[dict[str, Any]] | None = None, **route_keys) -> Path:
+        counter[0] += 1
+        if plugins is None:
+            route = {"type": "route", "master": MASTER, "bridge": SHIM,
+                     "stateDir": str(tmp_path / "route-state")}
+            for k, v in route_keys.items():
+                if v is None:
+                    route.pop(k, None)
+                else:
+                    route[k] = v
+            plugins = [
+                {
+                    "type": "macvlan",
+                    "master": MASTER,
+                    "mode": "bridge",
+                    "ipam": {
+                        "type": "host-local",
+                        "subnet": "192.168.0.0/16",
+                        "rangeStart": "192.168.1.2",
+                        "rangeEnd": "192.168.1.254",
+                        "gateway": "192.168.0.1",
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": str(tmp_path / "ipam"),
+                    },
+                },
+                route,
+            ]
+        conf = {"cniVersion": cni_version, "name": name, "plugins": plugins}
+        path = tmp_path / ("conflist-%d-%s.json" % (counter[0], cni_version))
+        path.write_text(json.dumps(conf, indent=2))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def cni(topo, cnidriver, cni_path, tmp_path) -> Cni:
+    cache = tmp_path / "cni-cache"
+    cache.mkdir(exist_ok=True)
+    return Cni(topo, cnidriver, cni_path, cache)
+
+
+@pytest.fixture
+def container_id():
+    """A fresh, libcni-valid container ID."""
+    return "rtt-" + uuid.uuid4().hex

@@ -1,0 +1,143 @@
+"""Plain helpers for the e2e tests (imported by conftest.py and the tests).
+
+Kept out of conftest.py so tests never `import conftest` (tests/unit has one too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+TESTS = REPO / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import netns  # noqa: E402  (tests/netns.py)
+
+REFERENCE_PLUGINS = Path(os.environ.get("CNI_REFERENCE_DIR", "/usr/lib/cni"))
+MASTER = "eno1"
+SHIM = "eno1.host"
+NODE_IP = netns.NODE_V4
+LAN_IP = netns.LAN_V4
+
+DriverResult = tuple[int, Optional[Any], str]
+
+
+# --------------------------------------------------------------------------
+# plain helpers
+# --------------------------------------------------------------------------
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests need root (network namespaces)", pytrace=False)
+
+
+def _pod_path(pod: str) -> str:
+    return pod if pod.startswith("/") else netns.netns_path(pod)
+
+
+def run_driver(topo: netns.Topology, driver: str, cni_path: str, cache_dir: str,
+               cmd: str, conflist, pod: str, container_id: str,
+               ifname: str = "eth0", timeout: float = 120) -> DriverResult:
+    """`ip netns exec NODE cnidriver -cache-dir C -container-id ID -ifname I CMD LIST POD`.
+
+    Returns (returncode, parsed stdout JSON or None, stderr)."""
+    argv = [driver, "-cache-dir", str(cache_dir), "-container-id", container_id,
+            "-ifname", ifname, cmd, str(conflist), _pod_path(pod)]
+    env = dict(os.environ)
+    env["CNI_PATH"] = str(cni_path)
+    proc = topo.node_exec(argv, env=env, timeout=timeout)
+    out = proc.stdout.strip()
+    parsed = None
+    if out:
+        try:
+            parsed = json.loads(out)
+        except ValueError:
+            parsed = None
+    stderr = proc.stderr
+    if out and parsed is None:
+        stderr = f"[unparseable stdout: {out!r}]\n{stderr}"
+    return proc.returncode, parsed, stderr
+
+
+def pod_ips(result: dict[str, Any], ifname: str = "eth0") -> list[str]:
+    """Bare addresses of `ifname` (with a sandbox) from a CNI result of any
+    version (0.3.x/0.4.0/1.0.0 share the interfaces/ips layout)."""
+    ifaces = result.get("interfaces") or []
+    idx = {i for i, itf in enumerate(ifaces)
+           if itf.get("name") == ifname and itf.get("sandbox")}
+    ips = []
+    for ip in result.get("ips") or []:
+        if ip.get("interface") in idx:
+            ips.append(ip["address"].split("/")[0])
+    return ips
+
+
+def ip_json(topo: netns.Topology, argv: list[str]) -> Any | None:
+    proc = topo.node_exec(["ip", "-json"] + argv)
+    if proc.returncode != 0:
+        return None
+    text = proc.stdout.strip()
+    return json.loads(text) if text else []
+
+
+# --------------------------------------------------------------------------
+# the Cni helper object handed to tests
+# --------------------------------------------------------------------------
+
+class Cni:
+    def __init__(self, topo: netns.Topology, driver: str, cni_path: str, cache_dir: Path):
+        self.topo = topo
+        self.driver = driver
+        self.cni_path = cni_path
+        self.cache_dir = cache_dir
+
+    @staticmethod
+    def default_container_id(pod: str) -> str:
+        return "ctr-" + os.path.basename(pod)
+
+    def run(self, cmd: str, conflist, pod: str, container_id: str | None = None,
+            ifname: str = "eth0") -> DriverResult:
+        cid = container_id or self.default_container_id(pod)
+        return run_driver(self.topo, self.driver, self.cni_path, str(self.cache_dir),
+                          cmd, conflist, pod, cid, ifname)
+
+    def add(self, conflist, pod, container_id=None, ifname="eth0") -> DriverResult:
+        return self.run("add", conflist, pod, container_id, ifname)
+
+    def check(self, conflist, pod, container_id=None, ifname="eth0") -> DriverResult:
+        return self.run("check", conflist, pod, container_id, ifname)
+
+    def delete(self, conflist, pod, container_id=None, ifname="eth0") -> DriverResult:
+        return self.run("del", conflist, pod, container_id, ifname)
+
+    # ---- host (node netns) state, read back with `ip -json` ----
+    def shim_link(self, dev: str = SHIM) -> dict[str, Any] | None:
+        links = ip_json(self.topo, ["-d", "link", "show", "dev", dev])
+        return links[0] if links else None
+
+    def node_links(self) -> list[dict[str, Any]]:
+        return ip_json(self.topo, ["-d", "link", "show"]) or []
+
+    def node_routes(self) -> list[dict[str, Any]]:
+        routes = []
+        for fam in ("-4", "-6"):
+            routes += ip_json(self.topo, [fam, "route", "show", "table", "main"]) or []
+        return routes
+
+    def shim_routes(self, dev: str = SHIM) -> list[dict[str, Any]]:
+        return [r for r in self.node_routes() if r.get("dev") == dev]
+
+    def ping_from_node(self, ip: str) -> bool:
+        return self.topo.node_exec(["ping", "-c", "1", "-W", "2", ip]).returncode == 0
+
+    def ping_from_pod(self, pod: str, ip: str) -> bool:
+        name = os.path.basename(pod)
+        return self.topo.pod_exec(name, ["ping", "-c", "1", "-W", "2", ip]).returncode == 0
