@@ -13,11 +13,13 @@ class FakeHost:
         self.routes = []  # dicts: dst (prefix), dev, protocol, scope
         self.calls = []  # every argv run
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
+        self.sysctls = {}  # "net/ipv4/conf/eno1/arp_filter" -> "0"; a link's conf appears when it is added
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
         self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
                             "addresses": list(addresses)}
+        self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1"})
 
     def add_route(self, dst, dev, protocol=None, scope="link"):
         self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
@@ -25,12 +27,32 @@ class FakeHost:
     def routes_on(self, dev):
         return sorted(r["dst"] for r in self.routes if r["dev"] == dev)
 
+    def addresses_of(self, name):
+        return sorted(self.links[name]["addresses"])
+
     def changes(self):
         """The argv of every state-changing call, in order."""
         return [argv for argv in self.calls if "-batch" not in argv]
 
-    # --- the executor the Runner calls ---
+    def link_changes(self):
+        """The changes, without sysctl writes."""
+        return [argv for argv in self.changes() if argv[0] == "ip"]
+
+    # --- what the Runner calls ---
+    def read_sysctl(self, key):
+        return self.sysctls.get(key)
+
+    def write_sysctl(self, key, value):
+        self.calls.append(["sysctl", "-w", f"{key}={value}"])
+        if key not in self.sysctls:
+            raise FileNotFoundError(key)
+        self.sysctls[key] = value
+
     def execute(self, argv, stdin, timeout):
+        if argv[:2] == ["sysctl", "-w"]:  # as replay runs it
+            key, value = argv[2].split("=", 1)
+            self.write_sysctl(key, value)
+            return 0, "", ""
         self.calls.append(list(argv))
         assert argv[0] == "ip", argv
         args, ipv6 = list(argv[1:]), False
@@ -81,6 +103,17 @@ class FakeHost:
             self._link(w[3])["up"] = True
         elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":
             self._link(w[3])["mtu"] = int(w[5])
+        elif w[:2] == ["addr", "add"] and w[3] == "dev" and "noprefixroute" in w[5:]:
+            link = self._link(w[4])
+            if w[2] in link["addresses"]:
+                raise LookupError("RTNETLINK answers: File exists")
+            assert ("nodad" in w) == (":" in w[2]), w
+            link["addresses"].append(w[2])
+        elif w[:2] == ["addr", "del"] and w[3] == "dev":
+            link = self._link(w[4])
+            if w[2] not in link["addresses"]:
+                raise LookupError("RTNETLINK answers: Cannot assign requested address")
+            link["addresses"].remove(w[2])
         elif w[:2] == ["route", "replace"]:
             self._link(w[4])
             dst = _prefix(w[2])
@@ -111,7 +144,8 @@ class FakeHost:
             if link["mode"]:
                 obj["linkinfo"]["info_data"] = {"mode": link["mode"]}
         obj["addr_info"] = [{"family": "inet6" if ":" in a else "inet", "local": a.split("/")[0],
-                             "prefixlen": int(a.split("/")[1])} for a in link["addresses"]]
+                             "prefixlen": int(a.split("/")[1]),
+                             "scope": "link" if a.startswith("fe80:") else "global"} for a in link["addresses"]]
         return obj
 
     @staticmethod

@@ -25,12 +25,12 @@ CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
 
 
-def main(argv=None, execute=None):
-    """Run one CNI call from os.environ and stdin. `execute` replaces the ip executor (tests)."""
+def main(argv=None, host=None):
+    """Run one CNI call from os.environ and stdin. `host` replaces the real one (unit tests)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         from . import person
-        return person.main(argv, execute)
+        return person.main(argv, host)
     journal = Journal()
     version = SUPPORTED_VERSIONS[-1]  # for error JSON until the config says otherwise
     conf = None
@@ -43,7 +43,7 @@ def main(argv=None, execute=None):
         conf = config.load(document)
         journal.header.update(network=conf.name, cniVersion=conf.version)
         dry_run = conf.dry_run or os.environ.get("CNI_ROUTE_DRY_RUN") == "1"
-        runner = Runner(journal, timeout=conf.ip_timeout, dry_run=dry_run, execute=execute)
+        runner = Runner(journal, timeout=conf.ip_timeout, dry_run=dry_run, host=host)
         output = VERBS[inv.command](conf, inv, runner)
         if output is not None:
             _print(output)

@@ -43,13 +43,13 @@ class PluginNotAvailable(CNIError):
     code = 50
 
 
-class IPCommandFailed(CNIError):
-    """An ip command exited non-zero; details carry the command line and its stderr."""
+class CommandFailed(CNIError):
+    """A host command (ip, a sysctl write) failed; msg carries the command line, details its stderr."""
 
     code = 100
 
 
-class CommandTimeout(IPCommandFailed):
+class CommandTimeout(CommandFailed):
     code = 101
 
 

@@ -56,3 +56,12 @@ def replace_route(prefix, dev):
 
 def delete_route(prefix, dev):
     return ["route", "del", prefix, "dev", dev, "proto", ROUTE_PROTO]
+
+
+def add_address(cidr, dev, ipv6):
+    """A copy of a node address: no prefix route (the master keeps that), no DAD delay (it is ours already)."""
+    return ["addr", "add", cidr, "dev", dev, "noprefixroute", *(["nodad"] if ipv6 else [])]
+
+
+def delete_address(cidr, dev):
+    return ["addr", "del", cidr, "dev", dev]

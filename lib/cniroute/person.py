@@ -10,7 +10,7 @@ from . import SUPPORTED_VERSIONS, __version__
 from .runner import BLOCK_START, HEADER_FIELDS, Journal, Runner
 
 # Programs a replayed line may run. A log is root's file, but replay still refuses anything else.
-REPLAYABLE = {"ip", "nsenter", "nft"}
+REPLAYABLE = {"ip", "nsenter", "nft", "sysctl"}
 _START = re.compile(re.escape(BLOCK_START) + r"(\S+) \| (\S+) \| (\S+) \| pid (\d+)\Z")
 _FIELD = re.compile(r"# (\w+): (.*)\Z")
 
@@ -61,9 +61,9 @@ def select(blocks, container=None, command=None, since=None):
             and (since is None or b.when >= since)]
 
 
-def replay(blocks, out, dry_run=False, keep_going=False, execute=None, timeout=10.0):
+def replay(blocks, out, dry_run=False, keep_going=False, host=None, timeout=10.0):
     """Print and (unless dry_run) run every line of the blocks; return the number that failed."""
-    runner = Runner(Journal(), timeout=timeout, execute=execute)
+    runner = Runner(Journal(), timeout=timeout, host=host)
     failed = 0
     for block in blocks:
         out.write(f"# {block.time} {block.command} container={block.fields.get('container', '-')}"
@@ -85,7 +85,7 @@ def replay(blocks, out, dry_run=False, keep_going=False, execute=None, timeout=1
     return failed
 
 
-def main(argv, execute=None):
+def main(argv, host=None):
     parser = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="verb")
@@ -113,7 +113,7 @@ def main(argv, execute=None):
     if not chosen:
         sys.stderr.write("route replay: no block matches\n")
         return 1
-    return 1 if replay(chosen, sys.stdout, args.dry_run, args.keep_going, execute) else 0
+    return 1 if replay(chosen, sys.stdout, args.dry_run, args.keep_going, host) else 0
 
 
 def _parse_time(text):

@@ -14,9 +14,10 @@ import threading
 import time
 
 from . import __version__
-from .errors import CommandTimeout, IPCommandFailed
+from .errors import CommandTimeout, CommandFailed
 
 IP = "ip"
+PROC_SYS = "/proc/sys"
 
 
 BLOCK_START = "# == route "  # first line of every block: "# == route VERSION | TIME | VERB | pid PID"
@@ -88,16 +89,16 @@ def append_block(path, text, max_bytes):
 
 
 class Runner:
-    """Runs ip with an argv list (never a shell), with a timeout, and journals what it did.
+    """Runs host commands with an argv list (never a shell), with a timeout, and journals what it did.
 
-    `execute(argv, stdin, timeout) -> (status, stdout, stderr)` does the running; by default through sh.
+    `host` does the running: SystemHost (sh and /proc/sys) by default, a fake in unit tests.
     """
 
-    def __init__(self, journal, timeout=10.0, dry_run=False, execute=None):
+    def __init__(self, journal, timeout=10.0, dry_run=False, host=None):
         self.journal = journal
         self.timeout = timeout
         self.dry_run = dry_run
-        self.execute = execute or sh_execute
+        self.host = host or SystemHost()
 
     def read(self, commands, ipv6=False):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
@@ -114,15 +115,15 @@ class Runner:
         argv = [IP, *options, "-json", "-d", "-force", "-batch", "-"]
         status, out, _ = self._run(argv, script)
         if status not in (0, 1):  # 1: some command in the batch failed, e.g. "Device ... does not exist"
-            raise IPCommandFailed(f"ip exited {status}", f"{shlex.join(argv)} with input {script!r}")
+            raise CommandFailed(f"ip exited {status}", f"{shlex.join(argv)} with input {script!r}")
         return _json_objects(out)
 
     def change(self, args):
-        """Run one state-changing `ip ARGS`; raise IPCommandFailed if it fails."""
+        """Run one state-changing `ip ARGS`; raise CommandFailed if it fails."""
         argv = [IP, *args]
         status, err = self.run_logged(argv)
         if status != 0:
-            raise IPCommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
+            raise CommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
 
     def run_logged(self, argv):
         """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it."""
@@ -133,10 +134,31 @@ class Runner:
         status, _, err = self._run(argv, None)
         return status, err
 
+    def sysctl(self, key):
+        """The value of a sysctl given with '/' separators (interface names may hold dots), or None."""
+        value = self.host.read_sysctl(key)
+        self.journal.comment(f"sysctl {key} = {value}")
+        return value
+
+    def set_sysctl(self, key, value):
+        """Write /proc/sys directly (minimal hosts lack procps); log it as the `sysctl -w` that replays it."""
+        argv = ["sysctl", "-w", f"{key}={value}"]
+        if self.dry_run:
+            self.journal.comment("dry-run, not run: " + shlex.join(argv))
+            return
+        self.journal.command(argv)
+        started = time.monotonic()
+        try:
+            self.host.write_sysctl(key, value)
+        except OSError as e:
+            self.journal.outcome(1, time.monotonic() - started, str(e))
+            raise CommandFailed(f"{shlex.join(argv)} failed", str(e)) from None
+        self.journal.outcome(0, time.monotonic() - started, "")
+
     def _run(self, argv, stdin):
         started = time.monotonic()
         try:
-            status, out, err = self.execute(argv, stdin, self.timeout)
+            status, out, err = self.host.execute(argv, stdin, self.timeout)
         except CommandTimeout:
             self.journal.outcome("killed", time.monotonic() - started, f"timed out after {self.timeout} s")
             raise
@@ -144,28 +166,48 @@ class Runner:
         return status, out, err
 
 
-def sh_execute(argv, stdin, timeout):
-    """Run argv through sh; kill it after `timeout` s. (sh's own `_timeout` polls, adding 0.1 s to each call.)"""
-    import sh  # deferred: VERSION and input errors never pay for it
+class SystemHost:
+    """The real host: commands through sh, sysctls through /proc/sys."""
 
-    try:
-        proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
-                                   _ok_code=range(256), _return_cmd=True)
-    except sh.CommandNotFound:
-        raise IPCommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
-    expired = threading.Event()
-    timer = threading.Timer(timeout, _kill, (proc, expired))
-    timer.start()
-    try:
-        proc.wait()
-    except sh.SignalException as e:
-        if not expired.is_set():
-            raise IPCommandFailed(f"{shlex.join(argv)} was killed by signal {-e.exit_code}") from None
-    finally:
-        timer.cancel()
-    if expired.is_set():
-        raise CommandTimeout(f"{shlex.join(argv)} timed out after {timeout} s")
-    return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    @staticmethod
+    def execute(argv, stdin, timeout):
+        """(status, stdout, stderr); the process is killed after `timeout` s.
+
+        The timeout is ours: sh's `_timeout` polls every 0.1 s, which would add that much to every call.
+        """
+        import sh  # deferred: VERSION and input errors never pay for it
+
+        try:
+            proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
+                                       _ok_code=range(256), _return_cmd=True)
+        except sh.CommandNotFound:
+            raise CommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
+        expired = threading.Event()
+        timer = threading.Timer(timeout, _kill, (proc, expired))
+        timer.start()
+        try:
+            proc.wait()
+        except sh.SignalException as e:
+            if not expired.is_set():
+                raise CommandFailed(f"{shlex.join(argv)} was killed by signal {-e.exit_code}") from None
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise CommandTimeout(f"{shlex.join(argv)} timed out after {timeout} s")
+        return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+    @staticmethod
+    def read_sysctl(key):
+        try:
+            with open(os.path.join(PROC_SYS, key)) as f:
+                return f.read().strip()
+        except FileNotFoundError:  # e.g. IPv6 disabled
+            return None
+
+    @staticmethod
+    def write_sysctl(key, value):
+        with open(os.path.join(PROC_SYS, key), "w") as f:
+            f.write(value)
 
 
 def _kill(proc, expired):
@@ -188,5 +230,5 @@ def _json_objects(text):
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise IPCommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
+            raise CommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
         objects.extend(value if isinstance(value, list) else [value])

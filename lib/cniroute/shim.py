@@ -1,13 +1,36 @@
 """The shim: a bridge-mode macvlan on the master, through which the node reaches its macvlan pods.
 
 The kernel does not pass frames between a macvlan's master and its children, but bridge-mode siblings on
-the same master reach each other; the shim is such a sibling in the node's namespace.
+the same master reach each other; the shim is such a sibling in the node's namespace. It carries copies of
+the master's addresses, so that pods' ARP and neighbour solicitations for the node are answered on it even
+with arp_ignore set, and IPv6 works at all (see README, "Dual stack and hardened nodes").
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from . import iproute
 from .errors import DeviceMissing, ShimConflict
+
+# Sysctls of the shim itself: (key with '/' separators, value, why).
+SHIM_SYSCTLS = (
+    # Answer ARP on the shim only for senders routed through it (the pods): the LAN keeps seeing the
+    # master's MAC for the node's address, instead of whichever of master and shim answered first.
+    ("net/ipv4/conf/{}/arp_filter", "1"),
+    # The LAN's router advertisements must not give the shim addresses of its own or a default route.
+    ("net/ipv6/conf/{}/accept_ra", "0"),
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    family: str  # "inet" or "inet6"
+    local: str
+    prefixlen: int
+    scope: str
+
+    @property
+    def cidr(self):
+        return f"{self.local}/{self.prefixlen}"
 
 
 @dataclass(frozen=True)
@@ -18,7 +41,7 @@ class Link:
     parent: Optional[str]  # the lower device ("link"), for macvlan its master
     up: bool  # administratively up
     mtu: int
-    addresses: tuple = field(default=())
+    addresses: frozenset
 
     @classmethod
     def from_json(cls, obj):
@@ -26,7 +49,13 @@ class Link:
         return cls(
             name=obj["ifname"], kind=info.get("info_kind"), mode=(info.get("info_data") or {}).get("mode"),
             parent=obj.get("link"), up="UP" in obj.get("flags", ()), mtu=obj.get("mtu", 0),
-            addresses=tuple(f"{a['local']}/{a['prefixlen']}" for a in obj.get("addr_info", ()) if "local" in a))
+            addresses=frozenset(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
+                                for a in obj.get("addr_info", ()) if "local" in a))
+
+    @property
+    def global_addresses(self):
+        """What the node is reached at; link-local addresses are per link and never copied."""
+        return {a for a in self.addresses if a.scope == "global"}
 
 
 def observe(runner, names):
@@ -47,22 +76,35 @@ def foreign_reason(shim, master):
 
 
 def ensure(runner, master_name, shim_name):
-    """Make the shim exist, up, with the master's MTU. Refuse, untouched, a device that only has its name."""
+    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up.
+
+    A device that only has the shim's name is refused and left untouched. Everything is compared with the
+    current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
+    """
     links = observe(runner, [master_name, shim_name])
     master = links.get(master_name)
     if master is None:
         raise DeviceMissing(f"master {master_name} does not exist", "set `master` to the macvlan master device")
     shim = links.get(shim_name)
     if shim is None:
-        runner.change(iproute.add_shim(shim_name, master_name))
-        runner.change(iproute.set_link_up(shim_name))
-        return
-    reason = foreign_reason(shim, master_name)
-    if reason:
-        raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
-                           "rename or remove it, or set `bridge` to another name")
-    if shim.mtu != master.mtu:
-        runner.change(iproute.set_link_mtu(shim_name, master.mtu))
+        runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
+        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, frozenset())
+    else:
+        reason = foreign_reason(shim, master_name)
+        if reason:
+            raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
+                               "rename or remove it, or set `bridge` to another name")
+        if shim.mtu != master.mtu:
+            runner.change(iproute.set_link_mtu(shim_name, master.mtu))
+    for key, value in SHIM_SYSCTLS:  # before the shim is up, so no advertisement slips in between
+        current = runner.sysctl(key.format(shim_name))
+        if current is not None and current != value:
+            runner.set_sysctl(key.format(shim_name), value)
+    wanted, present = master.global_addresses, shim.global_addresses
+    for address in sorted(present - wanted, key=_order):  # the master no longer has it
+        runner.change(iproute.delete_address(address.cidr, shim_name))
+    for address in sorted(wanted - present, key=_order):
+        runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
 
@@ -70,15 +112,29 @@ def ensure(runner, master_name, shim_name):
 def problems(runner, master_name, shim_name):
     """What CHECK finds wrong with the shim, as sentences; empty when healthy."""
     links = observe(runner, [master_name, shim_name])
-    shim = links.get(shim_name)
-    if master_name not in links:
+    master, shim = links.get(master_name), links.get(shim_name)
+    if master is None:
         return [f"master {master_name} does not exist"]
     if shim is None:
         return [f"shim {shim_name} does not exist"]
-    found = []
     reason = foreign_reason(shim, master_name)
     if reason:
-        found.append(f"shim {shim_name} is wrong: {reason}")
+        return [f"shim {shim_name} is wrong: {reason}"]
+    found = []
     if not shim.up:
         found.append(f"shim {shim_name} is down")
+    if shim.mtu != master.mtu:
+        found.append(f"shim {shim_name} has MTU {shim.mtu}, master {master.mtu}")
+    for address in sorted(master.global_addresses - shim.global_addresses, key=_order):
+        found.append(f"shim {shim_name} lacks the node address {address.cidr}")
+    for address in sorted(shim.global_addresses - master.global_addresses, key=_order):
+        found.append(f"shim {shim_name} has {address.cidr}, which {master_name} no longer has")
+    for key, value in SHIM_SYSCTLS:
+        current = runner.sysctl(key.format(shim_name))
+        if current is not None and current != value:
+            found.append(f"sysctl {key.format(shim_name)} is {current}, not {value}")
     return found
+
+
+def _order(address):
+    return (address.family, address.local, address.prefixlen)

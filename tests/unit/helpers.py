@@ -37,7 +37,7 @@ def call(monkeypatch, host, command, conf, **env):
     saved = sys.stdin, sys.stdout, sys.stderr
     sys.stdin, sys.stdout, sys.stderr = io.TextIOWrapper(io.BytesIO(data)), out, err
     try:
-        code = cli.main([], execute=host.execute if host else None)
+        code = cli.main([], host=host)
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
     text = out.getvalue()

@@ -25,6 +25,11 @@ def scenario_add_existing_shim(monkeypatch, host, state):
     return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
 
 
+def scenario_add_second_pod(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")), CNI_CONTAINERID="first")
+    return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.3/16")))
+
+
 def scenario_add_foreign_device(monkeypatch, host, state):
     host.add_link("eno1.host", kind="veth", parent="peer0")
     return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))

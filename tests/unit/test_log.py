@@ -33,6 +33,10 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
     assert blocks[0].fields == {"container": "c1", "ifname": "eth0", "netns": "/var/run/netns/pod1",
                                 "network": "default", "cniVersion": "1.0.0"}
     assert blocks[0].lines == ["ip link add eno1.host link eno1 type macvlan mode bridge",
+                               "sysctl -w net/ipv4/conf/eno1.host/arp_filter=1",
+                               "sysctl -w net/ipv6/conf/eno1.host/accept_ra=0",
+                               "ip addr add 192.168.0.5/16 dev eno1.host noprefixroute",
+                               "ip addr add fd00::5/64 dev eno1.host noprefixroute nodad",
                                "ip link set dev eno1.host up",
                                "ip route replace 192.168.1.2/32 dev eno1.host scope link proto 201"]
     assert blocks[1].lines == []  # CHECK only reads
@@ -102,7 +106,7 @@ def two_pod_log(monkeypatch, host, logged):
 def test_replay_dry_run_runs_nothing(monkeypatch, host, logged, capsys):
     path = two_pod_log(monkeypatch, host, logged)
     host.calls.clear()
-    assert person.main(["replay", "--dry-run", path], execute=host.execute) == 0
+    assert person.main(["replay", "--dry-run", path], host=host) == 0
     assert host.calls == []
     out = capsys.readouterr().out
     assert "ip route replace 192.168.1.2/32" in out and "ip route replace 192.168.1.3/32" in out
@@ -112,7 +116,7 @@ def test_replay_container_touches_only_that_container(monkeypatch, host, logged,
     path = two_pod_log(monkeypatch, host, logged)
     host.routes = [r for r in host.routes if r["dev"] != "eno1.host"]
     host.calls.clear()
-    assert person.main(["replay", "--container", "b", path], execute=host.execute) == 0
+    assert person.main(["replay", "--container", "b", path], host=host) == 0
     assert host.routes_on("eno1.host") == ["192.168.1.3/32"]
     assert host.calls == [["ip", "route", "replace", "192.168.1.3/32", "dev", "eno1.host", "scope", "link",
                            "proto", "201"]]
@@ -120,12 +124,15 @@ def test_replay_container_touches_only_that_container(monkeypatch, host, logged,
 
 def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, logged, capsys):
     path = two_pod_log(monkeypatch, host, logged)
-    host.calls.clear()  # the shim exists: replaying `ip link add` fails
-    assert person.main(["replay", path], execute=host.execute) == 1
-    assert len(host.calls) == 1
+    host.calls.clear()  # the shim exists: replaying `ip link add` fails, and so do the `ip addr add`s
+    assert person.main(["replay", path], host=host) == 1
+    assert host.calls == [["ip", "link", "add", "eno1.host", "link", "eno1", "type", "macvlan", "mode", "bridge"]]
     host.calls.clear()
-    assert person.main(["replay", "--keep-going", path], execute=host.execute) == 1
-    assert len(host.calls) == 4
+    assert person.main(["replay", "--keep-going", path], host=host) == 1
+    assert [argv[:3] for argv in host.calls] == [
+        ["ip", "link", "add"], ["sysctl", "-w", "net/ipv4/conf/eno1.host/arp_filter=1"],
+        ["sysctl", "-w", "net/ipv6/conf/eno1.host/accept_ra=0"], ["ip", "addr", "add"], ["ip", "addr", "add"],
+        ["ip", "link", "set"], ["ip", "route", "replace"], ["ip", "route", "replace"]]
 
 
 def test_replay_filters_by_command_and_time(monkeypatch, host, logged, capsys):
@@ -140,7 +147,7 @@ def test_replay_filters_by_command_and_time(monkeypatch, host, logged, capsys):
 def test_replay_refuses_what_is_not_a_route_log(tmp_path, host, capsys, text):
     path = tmp_path / "x.log"
     path.write_text(text)
-    assert person.main(["replay", str(path)], execute=host.execute) == 2
+    assert person.main(["replay", str(path)], host=host) == 2
     assert "refusing" in capsys.readouterr().err and host.calls == []
 
 
@@ -148,7 +155,7 @@ def test_replay_refuses_lines_that_are_not_ip(tmp_path, host):
     path = tmp_path / "x.log"
     path.write_text("# == route 0.1.0 | 2026-01-01T00:00:00.000Z | ADD | pid 1\nrm -rf /tmp/x\n")
     out = io.StringIO()
-    assert person.replay(person.parse_log(path.read_text()), out, execute=host.execute) == 1
+    assert person.replay(person.parse_log(path.read_text()), out, host=host) == 1
     assert "refused" in out.getvalue() and host.calls == []
 
 

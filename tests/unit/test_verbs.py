@@ -212,3 +212,48 @@ def test_result_is_printed_in_the_configs_version(monkeypatch, host, tmp_path, v
         assert out["ips"][0]["address"] == "192.168.1.2/16"
         assert ("version" in out["ips"][0]) == version.startswith("0.")
     assert json.dumps(out)  # serialisable
+
+
+def test_add_gives_the_shim_the_masters_global_addresses_and_sysctls(monkeypatch, host, conf):
+    host.links["eno1"]["addresses"].append("fe80::1/64")  # link-local: per link, never copied
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0
+    assert host.addresses_of("eno1.host") == ["192.168.0.5/16", "fd00::5/64"]
+    assert host.sysctls["net/ipv4/conf/eno1.host/arp_filter"] == "1"
+    assert host.sysctls["net/ipv6/conf/eno1.host/accept_ra"] == "0"
+
+
+def test_add_follows_the_masters_addresses_when_they_change(monkeypatch, host, conf):
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0
+    host.links["eno1"]["addresses"] = ["10.1.0.5/24", "fd00::5/64"]
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.3/16"), CNI_CONTAINERID="c2")[0] == 0
+    assert host.addresses_of("eno1.host") == ["10.1.0.5/24", "fd00::5/64"]
+
+
+def test_add_with_ipv6_disabled_skips_the_ipv6_sysctl(monkeypatch, host, conf):
+    del host.sysctls["net/ipv6/conf/eno1/accept_ra"]
+    host.add_link("eno1.host", kind="macvlan", parent="eno1", mode="bridge")
+    del host.sysctls["net/ipv6/conf/eno1.host/accept_ra"]
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0
+
+
+def test_del_leaves_the_shims_addresses_alone(monkeypatch, host, conf):
+    c = conf("192.168.1.2/16")
+    call(monkeypatch, host, "ADD", c)
+    before = host.addresses_of("eno1.host")
+    assert call(monkeypatch, host, "DEL", c)[0] == 0
+    assert host.addresses_of("eno1.host") == before and host.links["eno1.host"]["up"]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda h: h.links["eno1.host"]["addresses"].remove("fd00::5/64"), "lacks the node address fd00::5/64"),
+    (lambda h: h.links["eno1"]["addresses"].append("192.168.0.6/16"), "lacks the node address 192.168.0.6/16"),
+    (lambda h: h.links["eno1.host"]["addresses"].append("10.0.0.1/8"), "has 10.0.0.1/8, which eno1 no longer has"),
+    (lambda h: h.sysctls.update({"net/ipv4/conf/eno1.host/arp_filter": "0"}), "arp_filter is 0, not 1"),
+    (lambda h: h.links["eno1.host"].update(mtu=1400), "MTU 1400, master 1500"),
+])
+def test_check_catches_a_shim_out_of_step_with_the_master(monkeypatch, host, conf, damage, words):
+    c = conf("192.168.1.2/16")
+    call(monkeypatch, host, "ADD", c)
+    damage(host)
+    code, out, _ = call(monkeypatch, host, "CHECK", c)
+    assert out["code"] == 103 and words in out["msg"]
