@@ -17,12 +17,12 @@ REQUIRED_ENV = {
     "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
     "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
     "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    "GC": ("CNI_PATH",),
+    "STATUS": ("CNI_PATH",),
     "VERSION": (),
 }
-VERBS = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check}
-# libcni's rule for container IDs; interface names as schemas/config.json allows them.
-CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
-IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
+VERBS = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}
+CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")  # libcni's rule
 
 
 def main(argv=None, host=None):
@@ -74,10 +74,12 @@ def invocation_from_env(env, journal):
     missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
     if missing:
         raise InvalidEnvironment(f"missing {', '.join(missing)}", f"required for {command}")
+    if "CNI_CONTAINERID" not in REQUIRED_ENV[command]:  # GC and STATUS are about the network, not a pod
+        return plugin.Invocation(command)
     container_id, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
     if not CONTAINER_ID.match(container_id):
         raise InvalidEnvironment("invalid CNI_CONTAINERID", f"{container_id!r}: use letters, digits, '_', '.', '-'")
-    if not IFNAME.match(ifname):
+    if not config.IFNAME.match(ifname):
         raise InvalidEnvironment("invalid CNI_IFNAME", f"{ifname!r} is not an interface name this plugin accepts")
     return plugin.Invocation(command, container_id, env.get("CNI_NETNS"), ifname)
 

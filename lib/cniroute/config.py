@@ -1,6 +1,7 @@
 """The network configuration on stdin: decode, check the version, validate against schemas/config.json."""
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,6 +11,8 @@ from .errors import DecodingFailure, IncompatibleVersion
 MAX_STDIN = 1 << 20  # a conflist entry with its prevResult is a few KiB; more is a mistake or an attack
 DEFAULT_STATE_DIR = "/run/cni-route"  # routes die with a reboot, so does what we remember of them
 IFNAMSIZ = 15
+# Interface names as schemas/config.json's "ifname" allows them (also applied to CNI_IFNAME and state).
+IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
 DEFAULT_LOG_MAX_BYTES = 10 << 20
 DEFAULT_IP_TIMEOUT = 10.0
 
@@ -26,6 +29,7 @@ class NetConf:
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     dry_run: bool = False
     ip_timeout: float = DEFAULT_IP_TIMEOUT
+    valid_attachments: Optional[list] = None  # GC's cni.dev/valid-attachments
 
 
 def decode(data):
@@ -63,6 +67,7 @@ def load(document):
         log_max_bytes=document.get("logMaxBytes", DEFAULT_LOG_MAX_BYTES),
         dry_run=document.get("dryRun", False),
         ip_timeout=document.get("ipTimeoutSeconds", DEFAULT_IP_TIMEOUT),
+        valid_attachments=document.get("cni.dev/valid-attachments"),
     )
 
 

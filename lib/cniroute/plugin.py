@@ -3,8 +3,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim
-from .errors import CheckFailed, InvalidConfig
-from .state import Store
+from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, PluginNotAvailable
+from .state import Store, owner_id
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
 
@@ -16,6 +16,10 @@ class Invocation:
     container_id: Optional[str] = None
     netns: Optional[str] = None
     ifname: Optional[str] = None
+
+    @property
+    def owner(self):
+        return owner_id(self.container_id, self.ifname)
 
 
 def version(document):
@@ -32,9 +36,10 @@ def add(conf, inv, runner):
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
         shim.ensure(runner, master, shim_name)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(inv.container_id, inv.ifname, {
-            "containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
-            "master": master, "bridge": shim_name, "prefixes": prefixes})
+        store.save(inv.owner, {"containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
+                               "master": master, "bridge": shim_name, "prefixes": prefixes})
+        for prefix in prefixes:
+            store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
     return result.render(prev, conf.version)
 
@@ -42,7 +47,7 @@ def add(conf, inv, runner):
 def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
     store = Store(conf.state_dir, conf.name, runner.dry_run)
-    saved = store.load(inv.container_id, inv.ifname) or {}
+    saved = store.load(inv.owner) or {}
     prefixes = list(saved.get("prefixes", []))
     if conf.prev_result is not None:
         prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
@@ -51,15 +56,15 @@ def delete(conf, inv, runner):
         master = conf.master or saved.get("master") or _default_route_device(runner)
         shim_name = config.shim_name(master, None) if master else None
     if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
-        store.remove(inv.container_id, inv.ifname)
+        store.remove(inv.owner)
         return None
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
-        routes.remove(runner, prefixes, shim_name)
-        store.remove(inv.container_id, inv.ifname)
+        _detach(runner, store, inv.owner, prefixes, shim_name)
     return None
 
 
 def check(conf, inv, runner):
+    _require_version(conf, "0.4.0", "CHECK")
     prev = _require_prev_result(conf, "CHECK")
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
@@ -67,6 +72,60 @@ def check(conf, inv, runner):
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
     if found:
         raise CheckFailed("; ".join(found))
+    return None
+
+
+def gc(conf, inv, runner):
+    """Detach every attachment of this network that the runtime no longer lists; keep the shim.
+
+    Goes on past a failing attachment and reports the first error at the end, so one bad record
+    cannot keep the rest from being cleaned.
+    """
+    _require_version(conf, "1.1.0", "GC")
+    if conf.valid_attachments is None:
+        raise InvalidConfig("invalid cni.dev/valid-attachments", "GC needs the list of valid attachments")
+    valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
+    store = Store(conf.state_dir, conf.name, runner.dry_run)
+    first_error = None
+    for owner in store.owners():
+        if owner in valid:
+            continue
+        record = store.load(owner)
+        try:
+            if record is None:  # unreadable: there is nothing we could safely delete by it
+                runner.journal.comment(f"gc: dropping unreadable state of {owner}")
+                store.remove(owner)
+                continue
+            with lock.held(store.lock_path(record["bridge"]), LOCK_TIMEOUT):
+                _detach(runner, store, owner, record["prefixes"], record["bridge"])
+        except CNIError as e:
+            runner.journal.comment(f"gc: {owner}: {e}")
+            first_error = first_error or e
+    for prefix, owner in store.claimed().items():
+        if owner not in valid and store.load(owner) is None:
+            store.release(prefix, owner)  # a claim whose attachment is gone
+    store.sweep_temporaries()
+    if first_error is not None:
+        raise first_error
+    return None
+
+
+def status(conf, inv, runner):
+    """Whether this node can take pods now: the master is there and up, and the shim is ours or creatable."""
+    _require_version(conf, "1.1.0", "STATUS")
+    master = conf.master or _default_route_device(runner)
+    if master is None:
+        raise PluginNotAvailable("no master: `master` is not set and the node has no default route")
+    shim_name = config.shim_name(master, conf.bridge)
+    links = shim.observe(runner, [master, shim_name])
+    if master not in links:
+        raise PluginNotAvailable(f"master {master} does not exist")
+    if not links[master].up:
+        raise PluginNotAvailable(f"master {master} is down")
+    if shim_name in links:
+        reason = shim.foreign_reason(links[shim_name], master)
+        if reason:
+            raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
     return None
 
 
@@ -78,6 +137,18 @@ def resolve_master(conf, runner):
     return master
 
 
+def _detach(runner, store, owner, prefixes, shim_name):
+    """Delete the owner's routes (only those it still owns) and forget it. Call with the shim's lock held."""
+    mine = [p for p in prefixes if store.owner_of(p) in (None, owner)]
+    for prefix in prefixes:
+        if prefix not in mine:
+            runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
+    routes.remove(runner, mine, shim_name)
+    for prefix in mine:
+        store.release(prefix, owner)
+    store.remove(owner)
+
+
 def _default_route_device(runner):
     return next((r["dev"] for r in runner.read([iproute.show_default_route()]) if "dev" in r), None)
 
@@ -86,3 +157,9 @@ def _require_prev_result(conf, verb):
     if conf.prev_result is None:
         raise InvalidConfig("must be called as a chained plugin", f"{verb} needs prevResult from the plugin before it")
     return conf.prev_result
+
+
+def _require_version(conf, oldest, verb):
+    if SUPPORTED_VERSIONS.index(conf.version) < SUPPORTED_VERSIONS.index(oldest):
+        raise IncompatibleVersion(f"config version does not allow {verb}",
+                                  f"{verb} needs cniVersion {oldest} or later; the config has {conf.version}")

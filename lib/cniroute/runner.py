@@ -14,7 +14,7 @@ import threading
 import time
 
 from . import __version__
-from .errors import CommandTimeout, CommandFailed
+from .errors import CommandFailed, CommandTimeout
 
 IP = "ip"
 PROC_SYS = "/proc/sys"

@@ -1,60 +1,139 @@
-"""What the plugin remembers per attachment, so that DEL and GC work without prevResult.
+"""What the plugin remembers, so that DEL and GC work without prevResult and never take another pod's route.
 
-One small JSON file per (network, container, ifname), written to a temporary file and renamed into place,
-so a crash leaves either the old record or the new one, never half of one.
+Per network, under `stateDir/NETWORK/`:
+  attachments/CONTAINER@IFNAME.json  the shim and host prefixes of one attachment
+  ips/ADDRESS                        which attachment owns the route to that pod address now
+Files are written to a temporary name and renamed into place, so a crash leaves the old content or the new,
+never half of one. An address can move to a new pod while the old one's DEL or GC is still to come (IPAM
+reuse); the ownership file is what keeps that late DEL from deleting the new pod's route.
 """
+import ipaddress
 import json
 import os
 
+from .config import IFNAME
 from .errors import IOFailure
+
+
+def owner_id(container_id, ifname):
+    # '@' can occur in neither a container ID nor an interface name (both are validated).
+    return f"{container_id}@{ifname}"
 
 
 class Store:
     def __init__(self, state_dir, network, dry_run=False):
+        self.top = state_dir
         self.dir = os.path.join(state_dir, network)
         self.dry_run = dry_run  # a dry run changes nothing on the host, state included
 
-    def _path(self, container_id, ifname):
-        # '@' can occur in neither a container ID nor an interface name (both are validated).
-        return os.path.join(self.dir, f"{container_id}@{ifname}.json")
+    # --- attachments ---
+    def load(self, owner):
+        """The record of an attachment, or None when there is none or it is not one we could have written."""
+        return _valid_record(_read_json(os.path.join(self.dir, "attachments", owner + ".json")))
 
-    def load(self, container_id, ifname):
-        """The record, or None when there is none or it is unreadable (a crash mid-write cannot cause that)."""
+    def save(self, owner, record):
+        self._write(os.path.join(self.dir, "attachments", owner + ".json"), json.dumps(record))
+
+    def remove(self, owner):
+        self._unlink(os.path.join(self.dir, "attachments", owner + ".json"))
+
+    def owners(self):
+        """Every attachment with a record in this network, including unreadable ones (GC removes those)."""
         try:
-            with open(self._path(container_id, ifname), encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) else None
+            names = os.listdir(os.path.join(self.dir, "attachments"))
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-len(".json")] for n in names if n.endswith(".json"))
 
-    def save(self, container_id, ifname, record):
+    # --- who owns the route to an address ---
+    def claim(self, prefix, owner):
+        self._write(self._ip_path(prefix), owner)
+
+    def owner_of(self, prefix):
+        try:
+            with open(self._ip_path(prefix), encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def release(self, prefix, owner):
+        if self.owner_of(prefix) == owner:
+            self._unlink(self._ip_path(prefix))
+
+    def claimed(self):
+        """{prefix: owner} of every ownership file."""
+        try:
+            names = os.listdir(os.path.join(self.dir, "ips"))
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for name in names:
+            try:
+                prefix = str(ipaddress.ip_network(name))
+            except ValueError:
+                continue  # a temporary file, or not ours
+            found[prefix] = self.owner_of(prefix)
+        return found
+
+    def sweep_temporaries(self):
+        """Remove what a writer killed between write and rename left behind."""
+        for sub in ("attachments", "ips"):
+            try:
+                names = os.listdir(os.path.join(self.dir, sub))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.endswith(".tmp"):
+                    self._unlink(os.path.join(self.dir, sub, name))
+
+    def lock_path(self, shim):
+        """One lock per shim, shared by every network that uses it."""
+        try:
+            os.makedirs(self.top, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise IOFailure(f"cannot create state directory {self.top}", str(e)) from None
+        return os.path.join(self.top, f"{shim}.lock")
+
+    # --- files ---
+    def _ip_path(self, prefix):
+        return os.path.join(self.dir, "ips", str(ipaddress.ip_interface(prefix).ip))
+
+    def _write(self, path, text):
         if self.dry_run:
             return
-        path = self._path(container_id, ifname)
         temp = f"{path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             with open(temp, "w", encoding="utf-8") as f:
-                json.dump(record, f)
+                f.write(text)
             os.replace(temp, path)
         except OSError as e:
             raise IOFailure(f"cannot write state {path}", str(e)) from None
 
-    def remove(self, container_id, ifname):
+    def _unlink(self, path):
         if self.dry_run:
             return
         try:
-            os.unlink(self._path(container_id, ifname))
+            os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise IOFailure("cannot remove state", str(e)) from None
+            raise IOFailure(f"cannot remove state {path}", str(e)) from None
 
-    def lock_path(self, shim):
-        """One lock per shim, shared by every network that uses it."""
-        top = os.path.dirname(self.dir)
-        try:
-            os.makedirs(top, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise IOFailure(f"cannot create state directory {top}", str(e)) from None
-        return os.path.join(top, f"{shim}.lock")
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _valid_record(record):
+    """Records are ours, but their names end up in ip commands: check them as strictly as input."""
+    try:
+        names_ok = all(IFNAME.match(record[key]) for key in ("bridge", "master"))
+        prefixes_ok = all(ipaddress.ip_network(p) for p in record["prefixes"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return record if names_ok and prefixes_ok else None
