@@ -2,9 +2,11 @@
 
 Stdlib only; every external command is run with an argv list (never a shell).
 
-Every namespace created here is named ``rtt-<kind>-<random>`` so that
+Every namespace created here is named ``rtt-<kind>-<pid>-<random>`` so that
 :func:`sweep_leftovers` can find and delete anything a crashed run left
-behind.  Nothing in here touches the machine's own (init netns) interfaces,
+behind -- and only that: namespaces of a process that is still running (another
+pytest session, the demo) are left alone, so concurrent runs do not break each
+other.  Nothing in here touches the machine's own (init netns) interfaces,
 routes or sysctls: links are created *inside* the throw-away namespaces
 (``ip -n NS link add ...``) and all commands run via ``ip -n`` /
 ``ip netns exec``.
@@ -18,15 +20,25 @@ Layout built by :class:`Topology`::
     +---------------------------------------+        +---------------------+
 
     pod netns (add_pod): empty apart from lo (down) -- the CNI chain fills it.
+
+Shared by the e2e tests (tests/e2e/conftest.py) and the demo (tools/demo.py):
+:func:`build_cnidriver` builds the libcni driver in tests/cnidriver,
+:func:`make_cni_path` fills a CNI_PATH directory, :func:`run_driver` runs one
+libcni call from inside the node netns.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional
 
 PREFIX = "rtt-"
 NETNS_DIR = "/var/run/netns"
@@ -40,16 +52,20 @@ LAN_V6 = "fd00::7"
 PREFIX_V4 = 16
 PREFIX_V6 = 64
 
+REPO = Path(__file__).resolve().parents[1]
+DRIVER_SRC = REPO / "tests" / "cnidriver"
+ROUTE_PLUGIN = REPO / "bin" / "route"
+REFERENCE_PLUGINS = Path(os.environ.get("CNI_REFERENCE_DIR", "/usr/lib/cni"))
+
 
 class CommandError(RuntimeError):
     """A command run with check=True failed; carries the CompletedProcess."""
 
     def __init__(self, proc: subprocess.CompletedProcess):
         self.proc = proc
-        super().__init__(
-            "command {!r} failed with rc={}\nstdout: {}\nstderr: {}".format(proc.args, proc.returncode, (proc.stdout or "").strip(),
-               (proc.stderr or "").strip())
-        )
+        out = (proc.stdout or "").strip()
+        err = (proc.stderr or "").strip()
+        super().__init__(f"command {proc.args!r} failed with rc={proc.returncode}\nstdout: {out}\nstderr: {err}")
 
 
 def run(argv: Sequence[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -68,8 +84,27 @@ def netns_path(name: str) -> str:
 
 
 def new_name(kind: str) -> str:
-    """A fresh namespace name: rtt-<kind>-<8 hex chars>."""
-    return f"{PREFIX}{kind}-{secrets.token_hex(4)}"
+    """A fresh namespace name: rtt-<kind>-<pid of this process>-<8 hex chars>."""
+    return f"{PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_OWNED = re.compile(re.escape(PREFIX) + r".+-(\d+)-[0-9a-f]{8}\Z")
+
+
+def owner_pid(name: str) -> int | None:
+    """The pid that made namespace *name* (see new_name), or None for a name of another form."""
+    m = _OWNED.match(name)
+    return int(m[1]) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def list_netns() -> list[str]:
@@ -112,14 +147,22 @@ def delete_netns(name: str) -> bool:
 
 
 def sweep_leftovers(prefix: str = PREFIX) -> list[str]:
-    """Delete every ``rtt-*`` network namespace; returns the names removed."""
+    """Delete the ``rtt-*`` network namespaces left behind; returns the names removed.
+
+    Left behind means: made by this process, by a process that no longer exists, or named in
+    another form (an older run).  Those of another live process are its business."""
     if not prefix.startswith(PREFIX):
         raise ValueError(f"sweep prefix must start with {PREFIX!r}")
     removed = []
+    me = os.getpid()
     for name in list_netns():
-        if name.startswith(prefix):
-            delete_netns(name)
-            removed.append(name)
+        if not name.startswith(prefix):
+            continue
+        owner = owner_pid(name)
+        if owner is not None and owner != me and _alive(owner):
+            continue
+        delete_netns(name)
+        removed.append(name)
     return removed
 
 
@@ -156,16 +199,16 @@ class Topology:
     def _build(self) -> None:
         self._add_ns(self.node)
         self._add_ns(self.lan)
-        n, l = self.node, self.lan
+        node, lan = self.node, self.lan
         # Create the veth pair inside the node netns and push the peer
         # straight into the lan netns: nothing ever appears in the root netns.
-        run(["ip", "-n", n, "link", "add", NODE_IF, "type", "veth",
-             "peer", "name", LAN_IF, "netns", l])
-        for ns, dev, v4, v6 in ((n, NODE_IF, NODE_V4, NODE_V6),
-                                (l, LAN_IF, LAN_V4, LAN_V6)):
+        run(["ip", "-n", node, "link", "add", NODE_IF, "type", "veth",
+             "peer", "name", LAN_IF, "netns", lan])
+        for ns, dev, v4, v6 in ((node, NODE_IF, NODE_V4, NODE_V6),
+                                (lan, LAN_IF, LAN_V4, LAN_V6)):
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            run(["ip", "-n", ns, "addr", "add", "%s/%d" % (v4, PREFIX_V4), "dev", dev])
-            run(["ip", "-n", ns, "-6", "addr", "add", "%s/%d" % (v6, PREFIX_V6),
+            run(["ip", "-n", ns, "addr", "add", f"{v4}/{PREFIX_V4}", "dev", dev])
+            run(["ip", "-n", ns, "-6", "addr", "add", f"{v6}/{PREFIX_V6}",
                  "dev", dev, "nodad"])
             run(["ip", "-n", ns, "link", "set", dev, "up"])
 
@@ -233,3 +276,80 @@ def existing(names: Iterable[str]) -> list[str]:
     """Which of *names* still exist as named network namespaces."""
     present = set(list_netns())
     return [n for n in names if n in present]
+
+
+# --------------------------------------------------------------------------
+# the libcni driver (tests/cnidriver) and CNI_PATH
+# --------------------------------------------------------------------------
+
+class SetupError(RuntimeError):
+    """The test bed cannot be prepared (driver build, missing reference plugin)."""
+
+
+def build_cnidriver(out_dir, timeout: float = 600) -> str:
+    """Build tests/cnidriver offline against Debian's libcni into *out_dir*; returns the binary's path.
+
+    Raises SetupError (with go's output) if it cannot be built."""
+    go = shutil.which("go") or "/usr/lib/go/bin/go"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    binary = out_dir / "cnidriver"
+    env = dict(os.environ)
+    env.update({
+        "GOPATH": "/usr/share/gocode",
+        "GO111MODULE": "off",
+        "GOFLAGS": "",
+        "GOCACHE": str(out_dir / "gocache"),
+        "CGO_ENABLED": "0",
+    })
+    try:
+        proc = subprocess.run([go, "build", "-o", str(binary), "."], cwd=str(DRIVER_SRC),
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SetupError(f"cannot build tests/cnidriver: {e}") from None
+    if proc.returncode != 0 or not binary.exists():
+        raise SetupError(f"building tests/cnidriver failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return str(binary)
+
+
+def make_cni_path(directory, route_plugin=ROUTE_PLUGIN) -> str:
+    """Create *directory* with symlinks macvlan, host-local (reference plugins) and route -> *route_plugin*."""
+    d = Path(directory)
+    d.mkdir(parents=True)
+    for name in ("macvlan", "host-local"):
+        src = REFERENCE_PLUGINS / name
+        if not src.exists():
+            raise SetupError(f"reference plugin {src} missing (containernetworking-plugins)")
+        (d / name).symlink_to(src)
+    # The symlink may dangle until the plugin exists: callers then fail on ADD.
+    (d / "route").symlink_to(route_plugin)
+    return str(d)
+
+
+DriverResult = tuple[int, Optional[Any], str]
+
+
+def run_driver(topo: Topology, driver: str, cni_path: str, cache_dir: str,
+               cmd: str, conflist, pod: str, container_id: str,
+               ifname: str = "eth0", timeout: float = 120) -> DriverResult:
+    """`ip netns exec NODE cnidriver -cache-dir C -container-id ID -ifname I CMD LIST POD`.
+
+    *pod* is a pod netns name or its /var/run/netns path.
+    Returns (returncode, parsed stdout JSON or None, stderr)."""
+    pod_path = pod if pod.startswith("/") else netns_path(pod)
+    argv = [driver, "-cache-dir", str(cache_dir), "-container-id", container_id,
+            "-ifname", ifname, cmd, str(conflist), pod_path]
+    env = dict(os.environ)
+    env["CNI_PATH"] = str(cni_path)
+    proc = topo.node_exec(argv, env=env, timeout=timeout)
+    out = proc.stdout.strip()
+    parsed = None
+    if out:
+        try:
+            parsed = json.loads(out)
+        except ValueError:
+            parsed = None
+    stderr = proc.stderr
+    if out and parsed is None:
+        stderr = f"[unparseable stdout: {out!r}]\n{stderr}"
+    return proc.returncode, parsed, stderr

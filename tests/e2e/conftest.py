@@ -5,7 +5,8 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
   cnidriver                      (session) path of the built tests/cnidriver binary
   route_plugin                   (session) path of the plugin under test
                                  ($ROUTE_PLUGIN, else <repo>/bin/route)
-  _sweep_rtt_netns               (session, autouse) deletes rtt-* netns at start/end
+  _sweep_rtt_netns               (session, autouse) deletes leftover rtt-* netns at start/end
+                                 (not those of another live session: see netns.sweep_leftovers)
   topo                           (function) a netns.Topology (node/lan/pods)
   cni_path                       (function) tmp dir with macvlan, host-local, route symlinks
   chain                          (function) chain(cni_version="1.0.0", name="rtt-route",
@@ -32,8 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -61,9 +60,6 @@ from e2e_support import (  # noqa: E402,F401  (also puts tests/ on sys.path)
 
 import netns  # noqa: E402  (tests/netns.py)
 
-DRIVER_SRC = REPO / "tests" / "cnidriver"
-
-
 # --------------------------------------------------------------------------
 # fixtures
 # --------------------------------------------------------------------------
@@ -79,26 +75,10 @@ def _sweep_rtt_netns():
 @pytest.fixture(scope="session")
 def cnidriver(tmp_path_factory) -> str:
     """Build tests/cnidriver once against Debian's libcni; fail loudly if not."""
-    go = shutil.which("go") or "/usr/lib/go/bin/go"
-    out_dir = tmp_path_factory.mktemp("cnidriver")
-    binary = out_dir / "cnidriver"
-    env = dict(os.environ)
-    env.update({
-        "GOPATH": "/usr/share/gocode",
-        "GO111MODULE": "off",
-        "GOFLAGS": "",
-        "GOCACHE": str(out_dir / "gocache"),
-        "CGO_ENABLED": "0",
-    })
     try:
-        proc = subprocess.run([go, "build", "-o", str(binary), "."], cwd=str(DRIVER_SRC),
-                              env=env, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.fail(f"cannot build tests/cnidriver: {e}", pytrace=False)
-    if proc.returncode != 0 or not binary.exists():
-        pytest.fail("building tests/cnidriver failed (rc=%d):\n%s\n%s"
-                    % (proc.returncode, proc.stdout, proc.stderr), pytrace=False)
-    return str(binary)
+        return netns.build_cnidriver(tmp_path_factory.mktemp("cnidriver"))
+    except netns.SetupError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -116,17 +96,10 @@ def topo():
 
 @pytest.fixture
 def cni_path(tmp_path, route_plugin) -> str:
-    d = tmp_path / "cni-bin"
-    d.mkdir()
-    for name in ("macvlan", "host-local"):
-        src = REFERENCE_PLUGINS / name
-        if not src.exists():
-            pytest.fail(f"reference plugin {src} missing (containernetworking-plugins)",
-                        pytrace=False)
-        (d / name).symlink_to(src)
-    # The symlink may dangle until the plugin exists: tests then fail (not skip).
-    (d / "route").symlink_to(route_plugin)
-    return str(d)
+    try:
+        return netns.make_cni_path(tmp_path / "cni-bin", route_plugin)
+    except netns.SetupError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture
@@ -168,7 +141,7 @@ def chain(tmp_path):
                 route,
             ]
         conf = {"cniVersion": cni_version, "name": name, "plugins": plugins}
-        path = tmp_path / ("conflist-%d-%s.json" % (counter[0], cni_version))
+        path = tmp_path / f"conflist-{counter[0]}-{cni_version}.json"
         path.write_text(json.dumps(conf, indent=2))
         return path
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -20,14 +20,12 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import netns  # noqa: E402  (tests/netns.py)
+from netns import REFERENCE_PLUGINS, DriverResult, run_driver  # noqa: E402,F401  (re-exported)
 
-REFERENCE_PLUGINS = Path(os.environ.get("CNI_REFERENCE_DIR", "/usr/lib/cni"))
 MASTER = "eno1"
 SHIM = "eno1.host"
 NODE_IP = netns.NODE_V4
 LAN_IP = netns.LAN_V4
-
-DriverResult = tuple[int, Optional[Any], str]
 
 
 # --------------------------------------------------------------------------
@@ -37,34 +35,6 @@ DriverResult = tuple[int, Optional[Any], str]
 def _require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("the e2e tests need root (network namespaces)", pytrace=False)
-
-
-def _pod_path(pod: str) -> str:
-    return pod if pod.startswith("/") else netns.netns_path(pod)
-
-
-def run_driver(topo: netns.Topology, driver: str, cni_path: str, cache_dir: str,
-               cmd: str, conflist, pod: str, container_id: str,
-               ifname: str = "eth0", timeout: float = 120) -> DriverResult:
-    """`ip netns exec NODE cnidriver -cache-dir C -container-id ID -ifname I CMD LIST POD`.
-
-    Returns (returncode, parsed stdout JSON or None, stderr)."""
-    argv = [driver, "-cache-dir", str(cache_dir), "-container-id", container_id,
-            "-ifname", ifname, cmd, str(conflist), _pod_path(pod)]
-    env = dict(os.environ)
-    env["CNI_PATH"] = str(cni_path)
-    proc = topo.node_exec(argv, env=env, timeout=timeout)
-    out = proc.stdout.strip()
-    parsed = None
-    if out:
-        try:
-            parsed = json.loads(out)
-        except ValueError:
-            parsed = None
-    stderr = proc.stderr
-    if out and parsed is None:
-        stderr = f"[unparseable stdout: {out!r}]\n{stderr}"
-    return proc.returncode, parsed, stderr
 
 
 def pod_ips(result: dict[str, Any], ifname: str = "eth0") -> list[str]:

@@ -24,7 +24,7 @@ def test_pod_is_empty_and_everything_is_deleted():
         assert path == "/var/run/netns/" + pod and os.path.exists(path)
         r = t.pod_exec(pod, ["ip", "-o", "link", "show"])
         assert r.returncode == 0
-        assert [l.split(":")[1].strip() for l in r.stdout.splitlines()] == ["lo"]
+        assert [line.split(":")[1].strip() for line in r.stdout.splitlines()] == ["lo"]
         made = t.namespaces()
         assert set(netns.existing(made)) == {t.node, t.lan, pod}
     finally:
@@ -56,6 +56,19 @@ def test_sweep_leftovers_removes_rtt_namespaces_only():
     assert name in removed
     assert name not in netns.list_netns()
     assert all(n.startswith("rtt-") for n in removed)
+
+
+def test_sweep_leaves_namespaces_of_live_processes_alone():
+    # pid 1 never exits: this stands for a concurrently running session (or the demo)
+    live = "rtt-leak-1-" + netns.new_name("x")[-8:]
+    assert netns.owner_pid(live) == 1
+    netns.create_netns(live)
+    try:
+        assert live not in netns.sweep_leftovers(prefix="rtt-leak-")
+        assert live in netns.list_netns()
+    finally:
+        netns.delete_netns(live)
+    assert live not in netns.list_netns()
 
 
 def test_cnidriver_builds_and_reports_errors_as_json(cnidriver, tmp_path):

@@ -54,7 +54,7 @@ def plugin_routes(routes):
 
 def _dst_matches(route, ip):
     host_len = 32 if ipaddress.ip_address(ip).version == 4 else 128
-    return route.get("dst") in (ip, "%s/%d" % (ip, host_len))
+    return route.get("dst") in (ip, f"{ip}/{host_len}")
 
 
 def routes_to(cni, ip):
@@ -103,7 +103,7 @@ def link_snapshot(link):
 def pod_addrs(topo, pod, ifname="eth0"):
     r = topo.pod_exec(pod, ["ip", "-json", "addr", "show", "dev", ifname])
     assert r.returncode == 0, r.stderr
-    return [a["local"] for l in json.loads(r.stdout) for a in l.get("addr_info", [])]
+    return [a["local"] for link in json.loads(r.stdout) for a in link.get("addr_info", [])]
 
 
 def single_pod_ip(result, cni_version):
@@ -133,7 +133,7 @@ def test_add_connectivity_and_del(cni, topo, chain, cni_version):
     pod, pod_path = topo.add_pod()
 
     routes_before = cni.node_routes()
-    links_before = {l["ifname"]: l for l in cni.node_links()}
+    links_before = {link["ifname"]: link for link in cni.node_links()}
     assert SHIM not in links_before
 
     res = ok(cni.add(conf, pod_path), "ADD")
@@ -148,7 +148,7 @@ def test_add_connectivity_and_del(cni, topo, chain, cni_version):
     assert len(added) == 1 and _dst_matches(added[0], ip), \
         f"ADD must add exactly the pod route, added: {added}"
     assert all(r in cni.node_routes() for r in routes_before), "ADD removed host routes"
-    links_after = {l["ifname"]: l for l in cni.node_links()}
+    links_after = {link["ifname"]: link for link in cni.node_links()}
     assert set(links_after) == set(links_before) | {SHIM}, sorted(links_after)
     assert link_snapshot(links_after[MASTER])["ifindex"] == link_snapshot(links_before[MASTER])["ifindex"]
 
@@ -485,21 +485,20 @@ N_PARALLEL = 32
 def test_parallel_adds(cni, topo, chain):
     conf = chain()
     pods = [topo.add_pod()[0] for _ in range(N_PARALLEL)]
-    ids = ["par-%02d-%s" % (i, p) for i, p in enumerate(pods)]
+    ids = [f"par-{i:02d}-{p}" for i, p in enumerate(pods)]
     assert len(set(ids)) == N_PARALLEL
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=N_PARALLEL) as ex:
         results = list(ex.map(lambda a: cni.add(conf, a[0], a[1]), zip(pods, ids)))
 
     errors = [(p, r) for p, r in zip(pods, results) if r[0] != 0]
-    assert not errors, "%d/%d parallel ADDs failed, first: %s" % (
-        len(errors), N_PARALLEL, errors[0])
+    assert not errors, f"{len(errors)}/{N_PARALLEL} parallel ADDs failed, first: {errors[0]}"
     ips = [single_pod_ip(r[1], "1.0.0") for r in results]
     assert len(set(ips)) == N_PARALLEL, ips
 
     # exactly one shim, and it is the only macvlan in the node netns
-    macvlans = [l["ifname"] for l in cni.node_links()
-                if l.get("linkinfo", {}).get("info_kind") == "macvlan"]
+    macvlans = [link["ifname"] for link in cni.node_links()
+                if link.get("linkinfo", {}).get("info_kind") == "macvlan"]
     assert macvlans == [SHIM], macvlans
     assert_shim_healthy(cni)
 

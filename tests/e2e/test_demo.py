@@ -1,0 +1,42 @@
+"""tools/demo.py (what tools/demo.sh runs) must work: CI runs it like a person would, and reads its verdicts."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from e2e_support import LAN_IP, NODE_IP, REPO
+
+import netns
+
+DEMO = REPO / "tools" / "demo.py"
+
+
+def test_demo_runs_the_main_job(route_plugin):
+    env = dict(os.environ, ROUTE_PLUGIN=str(route_plugin))
+    proc = subprocess.run([sys.executable, str(DEMO)], cwd=str(REPO), env=env,
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    report = f"rc={proc.returncode}\n--- stdout\n{out}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, report
+    assert "[FAIL]" not in out, report
+    for heading in ("ADD", "node: ip route", "node: ip -d link show eno1.host", "connectivity", "CHECK",
+                    "the plugin's replayable log", "DEL", "node: ip route after DEL", "cleanup", "summary"):
+        assert re.search(rf"^=== {re.escape(heading)}[: ]", out, re.M), f"no section {heading!r}\n{report}"
+    pod_ip = re.search(r"^\[PASS\] ping host -> pod (\S+)$", out, re.M)
+    assert pod_ip, report
+    for line in ("[PASS] ADD", f"[PASS] ping pod -> host {NODE_IP}", f"[PASS] ping pod -> LAN host {LAN_IP}",
+                 "[PASS] CHECK", "[PASS] DEL", f"[PASS] route {pod_ip[1]} is gone", "all steps PASSED"):
+        assert line in out.splitlines(), f"missing {line!r}\n{report}"
+    # the log it shows is a real route log, and the ADD block created the shim and the pod's route
+    assert re.search(r"^# == route \S+ \| \S+ \| ADD \| pid \d+$", out, re.M), report
+    assert f"ip route replace {pod_ip[1]}/32 dev eno1.host " in out, report
+    # it cleaned up after itself: its namespaces and its temp dir are gone
+    made = re.search(r"^\[PASS\] namespaces deleted: (.+)$", out, re.M)
+    assert made, report
+    names = made[1].split(", ")
+    assert len(names) == 3 and netns.existing(names) == [], names
+    tmp = re.search(r"^removed (/\S+)$", out, re.M)
+    assert tmp and not os.path.exists(tmp[1]), report

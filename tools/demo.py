@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""The main job, shown end to end on throw-away network namespaces (needs root).
+
+Replays the seed's functional test: the real libcni (tests/cnidriver) runs the chain of
+net.d/00-default.conflist -- macvlan + host-local, then `route` -- for one pod on a node whose
+eno1 sits on a LAN with another host.  Prints what a person would look at (ADD result, the
+node's routes, the eno1.host shim, pings, CHECK, the replayable log, DEL) and exits non-zero if
+any step fails.  Nothing outside the rtt-* namespaces and a temp dir is touched, and both are
+removed at the end, also on failure or Ctrl-C.
+
+    tools/demo.sh            (or: sudo .venv/bin/python tools/demo.py)
+    ROUTE_PLUGIN=/path/to/route tools/demo.sh   to try another build of the plugin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import netns  # noqa: E402  (tests/netns.py)
+
+SEED = REPO / "net.d" / "00-default.conflist"
+SHIM = "eno1.host"
+IFNAME = "eth0"
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    # -- output ---------------------------------------------------------------
+    @staticmethod
+    def section(title: str) -> None:
+        print(f"\n=== {title} " + "=" * max(3, 72 - len(title)), flush=True)
+
+    @staticmethod
+    def show(argv: list[str], text: str) -> None:
+        print("$ " + " ".join(argv), flush=True)
+        body = text.rstrip("\n")
+        if body:
+            print(body, flush=True)
+
+    def step(self, name: str, ok: bool, detail: str = "") -> bool:
+        print(f"[{'PASS' if ok else 'FAIL'}] {name}", flush=True)
+        if not ok:
+            self.failures.append(name)
+            for line in detail.strip().splitlines():
+                print("       " + line, flush=True)
+        return ok
+
+    # -- commands in the node / pod namespaces ----------------------------------
+    def node_show(self, topo: netns.Topology, argv: list[str]) -> str:
+        proc = topo.node_exec(argv)
+        self.show(["(node)"] + argv, proc.stdout + proc.stderr)
+        return proc.stdout
+
+    def ping(self, topo: netns.Topology, where: str, name: str, ip: str) -> bool:
+        argv = ["ping", "-c", "1", "-W", "2", ip]
+        proc = topo.node_exec(argv) if where == "node" else topo.pod_exec(where, argv)
+        return self.step(name, proc.returncode == 0, proc.stdout + proc.stderr)
+
+
+def write_chain(directory: Path) -> tuple[Path, Path]:
+    """The seed conflist with host-local's dataDir and route's stateDir/logFile moved into *directory*."""
+    conf = json.loads(SEED.read_text())
+    log_file = directory / "route.log"
+    for plugin in conf["plugins"]:
+        if plugin.get("type") == "macvlan" and plugin.get("ipam", {}).get("type") == "host-local":
+            plugin["ipam"]["dataDir"] = str(directory / "ipam")
+        if plugin.get("type") == "route":
+            plugin["stateDir"] = str(directory / "route-state")
+            plugin["logFile"] = str(log_file)
+    netd = directory / "net.d"
+    netd.mkdir()
+    path = netd / SEED.name
+    path.write_text(json.dumps(conf, indent=2) + "\n")
+    return path, log_file
+
+
+def pod_ip(result) -> str | None:
+    if not isinstance(result, dict):
+        return None
+    sandboxed = {i for i, itf in enumerate(result.get("interfaces") or [])
+                 if itf.get("name") == IFNAME and itf.get("sandbox")}
+    for ip in result.get("ips") or []:
+        if ip.get("interface") in sandboxed and ":" not in ip.get("address", ":"):
+            return ip["address"].split("/")[0]
+    return None
+
+
+def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
+    demo.section("setup: build the libcni driver, CNI_PATH, the chain")
+    try:
+        driver = netns.build_cnidriver(tmp / "driver")
+        cni_path = netns.make_cni_path(tmp / "cni-bin", route_plugin)
+    except netns.SetupError as e:
+        demo.step("setup", False, str(e))
+        return
+    print(f"driver:   {driver}")
+    print(f"CNI_PATH: {cni_path}")
+    for entry in sorted(os.listdir(cni_path)):
+        print(f"          {entry} -> {os.readlink(os.path.join(cni_path, entry))}")
+    conflist, log_file = write_chain(tmp)
+    print(f"conflist: {conflist} (from {SEED.relative_to(REPO)})")
+    print(conflist.read_text().rstrip())
+    cache = tmp / "cni-cache"
+    cache.mkdir()
+
+    topo = netns.Topology()
+    try:
+        exercise(demo, topo, driver, cni_path, str(cache), conflist, log_file)
+    finally:
+        demo.section("cleanup")
+        made = topo.namespaces()
+        topo.close()  # raises if a namespace could not be deleted
+        demo.step("namespaces deleted: " + ", ".join(made), netns.existing(made) == [])
+
+
+def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache: str,
+             conflist: Path, log_file: Path) -> None:
+    pod, pod_path = topo.add_pod()
+    container = "demo-" + uuid.uuid4().hex[:12]
+    print(f"node netns {topo.node}: {netns.NODE_IF} {netns.NODE_V4}/{netns.PREFIX_V4}")
+    print(f"lan netns  {topo.lan}: {netns.LAN_IF} {netns.LAN_V4}/{netns.PREFIX_V4}")
+    print(f"pod netns  {pod} (container {container})")
+
+    def cni(cmd: str):
+        return netns.run_driver(topo, driver, cni_path, cache, cmd, conflist, pod_path, container, IFNAME)
+
+    demo.section("ADD: the result libcni hands back to the runtime")
+    rc, result, err = cni("add")
+    print(json.dumps(result, indent=2) if result is not None else "(no result)")
+    ip = pod_ip(result) if rc == 0 else None
+    if not demo.step("ADD", rc == 0 and ip is not None, err):
+        return
+
+    demo.section("node: ip route")
+    routes = demo.node_show(topo, ["ip", "route"])
+    demo.step(f"route {ip} dev {SHIM} on the node", any(
+        line.split()[:3] == [ip, "dev", SHIM] for line in routes.splitlines()), routes)
+
+    demo.section(f"node: ip -d link show {SHIM}")
+    link = demo.node_show(topo, ["ip", "-d", "link", "show", SHIM])
+    demo.step(f"{SHIM} is a macvlan in bridge mode on {netns.NODE_IF}",
+              "macvlan mode bridge" in link and f"@{netns.NODE_IF}" in link, link)
+
+    demo.section("connectivity")
+    demo.ping(topo, "node", f"ping host -> pod {ip}", ip)
+    demo.ping(topo, pod, f"ping pod -> host {netns.NODE_V4}", netns.NODE_V4)
+    demo.ping(topo, pod, f"ping pod -> LAN host {netns.LAN_V4}", netns.LAN_V4)
+
+    demo.section("CHECK")
+    rc, out, err = cni("check")
+    demo.step("CHECK", rc == 0, f"{out}\n{err}")
+
+    demo.section(f"the plugin's replayable log: {log_file}")
+    try:
+        print(log_file.read_text().rstrip())
+    except OSError as e:
+        demo.step("log file written", False, str(e))
+
+    demo.section("DEL")
+    rc, out, err = cni("del")
+    demo.step("DEL", rc == 0, f"{out}\n{err}")
+
+    demo.section("node: ip route after DEL")
+    routes = demo.node_show(topo, ["ip", "route"])
+    demo.step(f"route {ip} is gone", not any(line.split()[:1] == [ip] for line in routes.splitlines()), routes)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("demo: needs root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    route_plugin = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "bin" / "route")).resolve()
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the namespaces and the temp dir still go away.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    demo = Demo()
+    tmp = Path(tempfile.mkdtemp(prefix="route-demo-"))
+    try:
+        run(demo, tmp, route_plugin)
+    except Exception as e:  # still clean up and say FAIL, never a silent traceback-less exit
+        demo.step(f"demo crashed: {type(e).__name__}", False, str(e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"removed {tmp}")
+    demo.section("summary")
+    if demo.failures:
+        print(f"FAILED: {len(demo.failures)} step(s): " + "; ".join(demo.failures))
+        return 1
+    print("all steps PASSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
