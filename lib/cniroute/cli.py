@@ -50,7 +50,7 @@ def main(argv=None, host=None):
         return 0
     except CNIError as e:
         journal.comment(f"error code {e.code}: {e}")
-        _print({"cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details})
+        _print({"cniVersion": version, "code": e.code, "msg": _clip(e.msg), "details": _clip(e.details)})
         return 1
     except Exception as e:  # a bug: still answer in CNI terms, never with a traceback
         journal.comment(f"internal error: {type(e).__name__}: {e}")
@@ -93,6 +93,11 @@ def _write_log(journal, conf):
         except OSError as e:  # the log must never fail the call; say so where the runtime looks
             sys.stderr.write(f"route: cannot write log {conf.log_file}: {e}\n")
     sys.stderr.write(text)
+
+
+def _clip(text, limit=2000):
+    """Schema messages quote the offending value, which may be a megabyte of hostile input."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 def _print(document):

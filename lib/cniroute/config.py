@@ -9,6 +9,7 @@ from . import SUPPORTED_VERSIONS, result, schema
 from .errors import DecodingFailure, IncompatibleVersion
 
 MAX_STDIN = 1 << 20  # a conflist entry with its prevResult is a few KiB; more is a mistake or an attack
+MAX_DEPTH = 32  # real configs nest 6 deep; this bound keeps every recursive walk (schema checks) safe
 DEFAULT_STATE_DIR = "/run/cni-route"  # routes die with a reboot, so does what we remember of them
 IFNAMSIZ = 15
 # Interface names as schemas/config.json's "ifname" allows them (also applied to CNI_IFNAME and state).
@@ -37,9 +38,23 @@ def decode(data):
     if len(data) > MAX_STDIN:
         raise DecodingFailure("failed to decode config", f"stdin is larger than {MAX_STDIN} bytes")
     try:
-        return json.loads(data)
+        document = json.loads(data)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise DecodingFailure("failed to decode config", str(e)[:300]) from None
+    if _depth(document) > MAX_DEPTH:
+        raise DecodingFailure("failed to decode config", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _depth(value):
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def requested_version(document):

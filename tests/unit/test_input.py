@@ -1,4 +1,6 @@
 """Input validation in the manner of libcni's skel: every bad input is a CNI error JSON, and nothing runs."""
+import json
+
 import pytest
 from helpers import call, netconf, prev_result
 
@@ -121,3 +123,14 @@ def test_internal_errors_are_cni_errors_without_traceback(monkeypatch, host, goo
     rc, out, err = call(monkeypatch, type("H", (), {"execute": staticmethod(explode)}), "ADD", good)
     assert rc == 1 and out["code"] == 999 and "boom" in out["details"]
     assert "Traceback" not in err
+
+
+def test_error_messages_stay_short_whatever_the_input(monkeypatch, host, good):
+    good["prevResult"]["ips"][0]["gateway"] = ["x" * 100] * 5000
+    out = expect_error(monkeypatch, host, "ADD", good, 7, "prevResult.ips[0].gateway")
+    assert len(out["msg"]) + len(out["details"]) < 5000
+
+
+def test_deep_nesting_is_refused_before_any_validation(monkeypatch, host, good):
+    good["prevResult"]["ips"][0]["x"] = json.loads("[" * 100 + "]" * 100)
+    expect_error(monkeypatch, host, "ADD", good, 6, "nested deeper")
