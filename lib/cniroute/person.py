@@ -1,4 +1,4 @@
-"""What a person runs by hand: `route --version` and `route replay`."""
+"""What a person runs by hand: `route --version`, `route replay`, and `route install`/`uninstall` (install.py)."""
 import argparse
 import datetime
 import re
@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from . import SUPPORTED_VERSIONS, __version__
+from . import SUPPORTED_VERSIONS, __version__, install
 from .runner import BLOCK_START, HEADER_FIELDS, Journal, Runner
 
 # Programs a replayed line may run. A log is root's file, but replay still refuses anything else.
@@ -96,10 +96,14 @@ def main(argv, host=None):
     rp.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     rp.add_argument("--keep-going", action="store_true", help="continue after a failing command")
     rp.add_argument("logfile")
+    install.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.version:
         print(f"route {__version__} (CNI {', '.join(SUPPORTED_VERSIONS)}; python {sys.version.split()[0]})")
+        print(install.dependencies_line())
         return 0
+    if args.verb in install.VERBS:
+        return install.main(args)
     if args.verb != "replay":
         parser.print_help(sys.stderr)
         return 2

@@ -1,6 +1,5 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
-from dataclasses import dataclass
-from typing import Optional
+from collections import namedtuple
 
 from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim
 from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, PluginNotAvailable
@@ -9,13 +8,10 @@ from .state import Store, owner_id
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
     """The CNI_* environment of one call."""
-    command: str
-    container_id: Optional[str] = None
-    netns: Optional[str] = None
-    ifname: Optional[str] = None
+
+    __slots__ = ()
 
     @property
     def owner(self):

@@ -21,6 +21,9 @@ def parse(document, config_version):
                                   f"prevResult has cniVersion {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
     document = {**document, "cniVersion": version}
     schema.validate(document, _SCHEMA[_SHAPE[version]], "prevResult")
+    if "ips" in document:  # JSON Schema counts 0.0 as an integer; an index must be an int
+        document["ips"] = [{**ip, "interface": int(ip["interface"])} if "interface" in ip else ip
+                           for ip in document["ips"]]
     interfaces = document.get("interfaces", [])
     for i, ip in enumerate(document.get("ips", [])):
         if "interface" in ip and ip["interface"] >= len(interfaces):

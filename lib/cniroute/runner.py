@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import stat
+import sys
 import threading
 import time
 
@@ -169,13 +170,16 @@ class Runner:
 class SystemHost:
     """The real host: commands through sh, sysctls through /proc/sys."""
 
+    def __init__(self):
+        _import_sh_without_tls()  # here, so that no command's logged duration includes it
+
     @staticmethod
     def execute(argv, stdin, timeout):
         """(status, stdout, stderr); the process is killed after `timeout` s.
 
         The timeout is ours: sh's `_timeout` polls every 0.1 s, which would add that much to every call.
         """
-        import sh  # deferred: VERSION and input errors never pay for it
+        import sh
 
         try:
             proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
@@ -208,6 +212,17 @@ class SystemHost:
     def write_sysctl(key, value):
         with open(os.path.join(PROC_SYS, key), "w") as f:
             f.write(value)
+
+
+def _import_sh_without_tls():
+    """Import sh, deferred so that VERSION and refused input never pay for it.
+
+    sh imports asyncio, and asyncio imports ssl only to offer TLS, which this process never uses; loading
+    OpenSSL costs ~35 ms of every call. Marking ssl absent makes asyncio take its documented no-ssl path.
+    """
+    if "sh" not in sys.modules and "ssl" not in sys.modules:
+        sys.modules["ssl"] = None
+    import sh  # noqa: F401
 
 
 def _kill(proc, expired):

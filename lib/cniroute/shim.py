@@ -5,8 +5,7 @@ the same master reach each other; the shim is such a sibling in the node's names
 the master's addresses, so that pods' ARP and neighbour solicitations for the node are answered on it even
 with arp_ignore set, and IPv6 works at all (see README, "Dual stack and hardened nodes").
 """
-from dataclasses import dataclass
-from typing import Optional
+from collections import namedtuple
 
 from . import iproute
 from .errors import DeviceMissing, ShimConflict
@@ -21,27 +20,21 @@ SHIM_SYSCTLS = (
 )
 
 
-@dataclass(frozen=True)
-class Address:
-    family: str  # "inet" or "inet6"
-    local: str
-    prefixlen: int
-    scope: str
+class Address(namedtuple("Address", "family local prefixlen scope")):
+    """One address of a link: family "inet"/"inet6", scope "global"/"link"/..."""
+
+    __slots__ = ()
 
     @property
     def cidr(self):
         return f"{self.local}/{self.prefixlen}"
 
 
-@dataclass(frozen=True)
-class Link:
-    name: str
-    kind: Optional[str]  # linkinfo.info_kind: "macvlan", "veth", ...; None for plain devices
-    mode: Optional[str]  # macvlan mode
-    parent: Optional[str]  # the lower device ("link"), for macvlan its master
-    up: bool  # administratively up
-    mtu: int
-    addresses: frozenset
+class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
+    """What `ip -json -d addr show` says of a link: kind is linkinfo's info_kind ("macvlan", "veth"; None
+    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state."""
+
+    __slots__ = ()
 
     @classmethod
     def from_json(cls, obj):

@@ -257,3 +257,10 @@ def test_check_catches_a_shim_out_of_step_with_the_master(monkeypatch, host, con
     damage(host)
     code, out, _ = call(monkeypatch, host, "CHECK", c)
     assert out["code"] == 103 and words in out["msg"]
+
+
+def test_an_interface_index_written_as_a_float_still_selects_the_interface(monkeypatch, host, conf):
+    c = conf("192.168.1.2/16")
+    c["prevResult"]["ips"][0]["interface"] = 0.0  # valid JSON Schema integer
+    assert call(monkeypatch, host, "ADD", c)[0] == 0
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"]

@@ -1,0 +1,307 @@
+"""`route install` and `route uninstall`: put the running one-file build (dist/route) into a CNI bin dir.
+
+    route install   [--bin-dir /opt/cni/bin] [--name route] [--conf-dir DIR --conflist FILE] [--force]
+    route uninstall [--bin-dir /opt/cni/bin] [--name route] [--conf-dir DIR --conflist FILE]
+
+install copies the file that is running (never a source tree's bin/route, which needs lib/ beside it):
+a temp file in the bin dir, fsync, chmod 0755, rename over the target, fsync the dir. Processes still
+running the old file keep it (dist/route imports through its own open descriptor). The same content again
+changes nothing. A different route build is replaced; anything else there (another program, a symlink)
+only with --force. A conflist is written only when asked; an existing, different one only with --force.
+
+uninstall removes only what this build's install would have put there: the bin file if its bytes are this
+build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why.
+
+Every check is made before anything is changed: a refusal changes nothing.
+"""
+import hashlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+VERBS = ("install", "uninstall")
+DEFAULT_BIN_DIR = "/opt/cni/bin"
+BUNDLE_INFO = "cniroute/_bundle.json"
+DEPENDENCIES = ("sh", "jsonschema", "attrs", "pyrsistent")
+
+
+class Refused(Exception):
+    pass
+
+
+def add_parsers(sub):
+    for verb in VERBS:
+        p = sub.add_parser(verb, help=f"{verb} this one-file build (dist/route) in a CNI bin dir",
+                           description=__doc__.split("\n\n")[1 if verb == "install" else 2])
+        p.add_argument("--bin-dir", default=DEFAULT_BIN_DIR, help=f"CNI bin dir (default {DEFAULT_BIN_DIR})")
+        p.add_argument("--name", default="route", help="file name there = the plugin's `type` (default route)")
+        p.add_argument("--conf-dir", help="CNI conf dir (e.g. /etc/cni/net.d); needs --conflist")
+        p.add_argument("--conflist", help="a conflist file to copy into --conf-dir under its own name")
+        if verb == "install":
+            p.add_argument("--force", action="store_true",
+                           help="replace a bin file that is not a route build, or a different conflist")
+
+
+def main(args):
+    prog = f"route {args.verb}"
+    try:
+        if (args.conf_dir is None) != (args.conflist is None):
+            raise Refused("--conf-dir and --conflist go together")
+        if args.name in ("", ".", "..") or "/" in args.name:
+            raise Refused(f"--name {args.name!r} must be a plain file name")
+        artifact = running_artifact()
+        if artifact is None:
+            raise Refused("this is a source tree's bin/route, a launcher that needs lib/ beside it; only the "
+                          "one-file build can be installed. Build it with `python3 tools/build_dist.py`, then "
+                          f"run `dist/route {args.verb} ...`")
+        if args.verb == "install":
+            return _install(prog, args, artifact)
+        return _uninstall(prog, args, artifact)
+    except Refused as e:
+        print(f"{prog}: refused, nothing changed: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{prog}: failed: {e}", file=sys.stderr)
+        return 1
+
+
+class Artifact:
+    def __init__(self, started, read_from):
+        self.started = started  # the path it was started as
+        with open(read_from, "rb") as f:  # the running inode, even if `started` was replaced since
+            self.data = f.read()
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self.info = bundle_info() or {}
+
+    def label(self):
+        return f"route {self.info.get('route', '?')}, sha256 {self.sha256[:16]}, {len(self.data)} bytes"
+
+
+def running_artifact():
+    """The one-file build this process runs from, or None when running from a source tree."""
+    archive = getattr(getattr(__spec__, "loader", None), "archive", None)  # set by zipimport only
+    if archive is None:
+        return None
+    boot = sys.modules.get("_route_boot")
+    started = getattr(boot, "ARCHIVE", None) or os.path.abspath(sys.argv[0])
+    return Artifact(started, archive)
+
+
+def bundle_info():
+    """cniroute/_bundle.json of the running build (None from a source tree)."""
+    try:
+        data = pkgutil.get_data(__package__, "_bundle.json")
+    except OSError:
+        return None
+    return json.loads(data) if data else None
+
+
+def dependencies_line():
+    """The line `route --version` adds: what it runs with besides the stdlib."""
+    info = bundle_info()
+    if info:
+        deps = ", ".join(f"{name} {version}" for name, version in info["bundled"].items())
+        code = info.get("bytecode", {})
+        commit = (info.get("commit") or "unknown")[:12]
+        return f"bundled: {deps} (bytecode for {code.get('cache_tag', '?')}, commit {commit})"
+    from importlib import metadata
+
+    found = []
+    for name in DEPENDENCIES[:2]:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} MISSING")
+    return f"not bundled (source tree), from this python: {', '.join(found)}"
+
+
+def describe(path):
+    """What a file is: 'route X (sha256 ...)' for a route build, else a short description."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = json.loads(z.read(BUNDLE_INFO))
+        return True, f"route {info.get('route', '?')} build"
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False, "not a route build"
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _plan_file(path, data, what, force, ours):
+    """'write' | 'same' for putting `data` at `path`; raises Refused. `ours(path)` -> (bool, description)."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise Refused(f"{directory} is not a directory (is the host's directory mounted there?)")
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return "write", "absent"
+    if os.path.islink(path):
+        if not force:
+            raise Refused(f"{path} is a symlink to {os.readlink(path)}; --force replaces the link with {what}")
+        return "write", f"a symlink to {os.readlink(path)}"
+    if not os.path.isfile(path):
+        raise Refused(f"{path} exists and is not a regular file")
+    with open(path, "rb") as f:
+        current = f.read()
+    if current == data:
+        return "same", "already this content"
+    is_ours, description = ours(path)
+    if not is_ours and not force:
+        raise Refused(f"{path} exists and differs ({description}, sha256 {hashlib.sha256(current).hexdigest()[:16]}); "
+                      f"--force replaces it with {what}")
+    return "write", description
+
+
+def write_atomic(path, data, mode):
+    """Temp file in the same dir, write, chmod, fsync, rename over `path`, fsync the dir."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), mode)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory or ".")
+
+
+def _fsync_dir(directory):
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _read_conflist(args):
+    """(target path, bytes) of the conflist to install, checked: JSON, a plugin of type --name whose config
+    (as the runtime will pass it) this plugin accepts."""
+    try:
+        with open(args.conflist, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise Refused(f"cannot read --conflist: {e}") from None
+    try:
+        document = json.loads(data)
+        plugins = document["plugins"]
+        mine = [p for p in plugins if p.get("type") == args.name]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise Refused(f"{args.conflist} is not a conflist (JSON with a `plugins` list): {e}") from None
+    if not mine:
+        raise Refused(f"{args.conflist} has no plugin of type {args.name!r}")
+    from . import config
+    from .errors import CNIError
+
+    for plugin in mine:
+        merged = {"cniVersion": document.get("cniVersion"), "name": document.get("name"), **plugin}
+        try:
+            config.load(merged)
+        except CNIError as e:
+            raise Refused(f"{args.conflist}: the {args.name!r} entry is invalid: {e}") from None
+    return os.path.join(args.conf_dir, os.path.basename(args.conflist)), data
+
+
+def _install(prog, args, artifact):
+    target = os.path.join(args.bin_dir, args.name)
+    bin_action, was = _plan_file(target, artifact.data, f"this build ({artifact.label()})", args.force, describe)
+    conf = None
+    if args.conflist:
+        conf_target, conf_data = _read_conflist(args)
+        conf_action, conf_was = _plan_file(conf_target, conf_data, args.conflist, args.force,
+                                           lambda path: (False, "a different conflist"))
+        conf = conf_target, conf_data, conf_action, conf_was
+    print(f"{prog}: this build: {artifact.started} ({artifact.label()})")
+    if bin_action == "same":
+        if os.stat(target).st_mode & 0o777 != 0o755:
+            os.chmod(target, 0o755)
+            print(f"{prog}: unchanged: {target} already is this build; mode set to 0755")
+        else:
+            print(f"{prog}: unchanged: {target} already is this build")
+    else:
+        write_atomic(target, artifact.data, 0o755)
+        print(f"{prog}: installed {target} (was: {was})")
+    if conf:
+        conf_target, conf_data, conf_action, conf_was = conf
+        if conf_action == "same":
+            print(f"{prog}: unchanged: {conf_target} already has the content of {args.conflist}")
+        else:
+            write_atomic(conf_target, conf_data, 0o644)
+            print(f"{prog}: wrote {conf_target} from {args.conflist} (was: {conf_was})")
+    answer = _version_of(target)
+    print(f"{prog}: checked: `CNI_COMMAND=VERSION {target}` with {sys.executable} answers {answer}")
+    print(f"{prog}: next, on the node itself (it runs {args.name} with the node's `/usr/bin/env python3`, "
+          f">= 3.9; bytecode is used with python {artifact.info.get('bytecode', {}).get('python', '?')[:4]}):\n"
+          f"  echo '{{\"cniVersion\":\"1.0.0\"}}' | CNI_COMMAND=VERSION <CNI bin dir>/{args.name}\n"
+          f"  <CNI bin dir>/{args.name} --version\n"
+          f"  then chain {{\"type\": \"{args.name}\", \"master\": ...}} after macvlan in the network's conflist"
+          + ("" if conf else " (see deploy/net.d/ or deploy/multus-nad.yaml)")
+          + f"; a pod ADD logs to the conflist's logFile, or the runtime's log")
+    return 0
+
+
+def _version_of(target):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    proc = subprocess.run([sys.executable, target], input='{"cniVersion":"1.0.0"}', capture_output=True,
+                          text=True, timeout=60, env=dict(env, CNI_COMMAND="VERSION"))
+    if proc.returncode != 0:
+        raise OSError(f"{target} was written but does not answer VERSION (rc={proc.returncode}): "
+                      f"{(proc.stdout + proc.stderr)[-500:]}")
+    return proc.stdout.strip()
+
+
+def _plan_removal(path, data, what):
+    """True: remove it; False: nothing there. Refused when something else is there."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise Refused(f"not removing {path}: it is not a regular file (not what install writes)")
+    digest = _sha256(path)
+    if digest != hashlib.sha256(data).hexdigest():
+        raise Refused(f"not removing {path}: its content (sha256 {digest[:16]}, {describe(path)[1]}) is not {what}; "
+                      "remove it with the uninstall of the build that installed it, or by hand")
+    return True
+
+
+def _uninstall(prog, args, artifact):
+    target = os.path.join(args.bin_dir, args.name)
+    remove_bin = _plan_removal(target, artifact.data, f"this build's ({artifact.label()})")
+    conf_target = remove_conf = None
+    if args.conflist:
+        try:
+            with open(args.conflist, "rb") as f:
+                conf_data = f.read()
+        except OSError as e:
+            raise Refused(f"cannot read --conflist: {e}") from None
+        conf_target = os.path.join(args.conf_dir, os.path.basename(args.conflist))
+        remove_conf = _plan_removal(conf_target, conf_data, f"that of {args.conflist}")
+    if conf_target:  # the conflist first: a runtime never sees a network whose plugin is gone
+        if remove_conf:
+            os.unlink(conf_target)
+            _fsync_dir(args.conf_dir)
+            print(f"{prog}: removed {conf_target}")
+        else:
+            print(f"{prog}: nothing to remove: no {conf_target}")
+    if remove_bin:
+        os.unlink(target)
+        _fsync_dir(args.bin_dir)
+        print(f"{prog}: removed {target}")
+    else:
+        print(f"{prog}: nothing to remove: no {target}")
+    return 0
