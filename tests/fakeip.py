@@ -13,7 +13,9 @@ class FakeHost:
         self.routes = []  # dicts: dst (prefix), dev, protocol, scope
         self.calls = []  # every argv run
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
-        self.sysctls = {}  # "net/ipv4/conf/eno1/arp_filter" -> "0"; a link's conf appears when it is added
+        self.sysctls = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
+        self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
+        self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: shim}}
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
@@ -32,7 +34,7 @@ class FakeHost:
 
     def changes(self):
         """The argv of every state-changing call, in order."""
-        return [argv for argv in self.calls if "-batch" not in argv]
+        return [argv for argv in self.calls if "-batch" not in argv and "list" not in argv]
 
     def link_changes(self):
         """The changes, without sysctl writes."""
@@ -48,7 +50,23 @@ class FakeHost:
             raise FileNotFoundError(key)
         self.sysctls[key] = value
 
+    def pod(self, netns, ifname="eth0", addresses=()):
+        """A pod namespace at path `netns` with one interface."""
+        pod = FakeHost()
+        pod.add_link(ifname, addresses=addresses)
+        self.pods[netns] = pod
+        return pod
+
     def execute(self, argv, stdin, timeout):
+        if argv[0] == "nsenter":
+            self.calls.append(list(argv))
+            netns = argv[1][len("--net="):]
+            if netns not in self.pods:
+                return 1, "", f"nsenter: cannot open {netns}: No such file or directory\n"
+            return self.pods[netns].execute(argv[2:], stdin, timeout)
+        if argv[0] == "nft":
+            self.calls.append(list(argv))
+            return self._nft(argv[1:])
         if argv[:2] == ["sysctl", "-w"]:  # as replay runs it
             key, value = argv[2].split("=", 1)
             self.write_sysctl(key, value)
@@ -80,6 +98,34 @@ class FakeHost:
                 err.append(f"{e}\nCommand failed -:{n}")
                 status = 1
         return status, "\n".join(out) + ("\n" if out else ""), "\n".join(err) + ("\n" if err else "")
+
+    def _nft(self, w):
+        table, chain = ["inet", "cni_route"], ["inet", "cni_route", "postrouting"]
+        meta = {"metainfo": {"version": "1.0.6"}}
+        if w == ["-j", "list", "tables"]:
+            tables = [{"table": {"family": "inet", "name": "cni_route", "handle": 1}}] if self.nft else []
+            return 0, json.dumps({"nftables": [meta, *tables]}), ""
+        if w[:3] == ["-j", "list", "chain"] and w[3:] == chain:
+            if not (self.nft and self.nft["chain"]):
+                return 1, "", "Error: No such file or directory\n"
+            rules = [{"rule": {"family": "inet", "table": "cni_route", "chain": "postrouting", "handle": h,
+                               "comment": shim}} for h, shim in self.nft["rules"].items()]
+            return 0, json.dumps({"nftables": [meta, {"chain": {"name": "postrouting"}}, *rules]}), ""
+        if w[:2] == ["add", "table"] and w[2:] == table:
+            self.nft = self.nft or {"chain": False, "rules": {}, "next": 2}
+        elif w[:2] == ["add", "chain"] and w[2:5] == chain and self.nft:
+            self.nft["chain"] = True
+        elif w[:2] == ["add", "rule"] and w[2:5] == chain and self.nft and self.nft["chain"]:
+            assert w[5:11] == ["iifname", w[6], "ct", "status", "dnat", "masquerade"], w
+            self.nft["rules"][self.nft["next"]] = w[12].strip('"')
+            self.nft["next"] += 1
+        elif w[:2] == ["delete", "rule"] and w[2:5] == chain and self.nft and int(w[6]) in self.nft["rules"]:
+            del self.nft["rules"][int(w[6])]
+        elif w[:2] == ["delete", "table"] and w[2:] == table and self.nft:
+            self.nft = None
+        else:
+            return 1, "", f"Error: fake nft cannot {w}\n"
+        return 0, "", ""
 
     def _show(self, words, ipv6):
         if words[:3] == ["addr", "show", "dev"]:
@@ -114,6 +160,16 @@ class FakeHost:
             if w[2] not in link["addresses"]:
                 raise LookupError("RTNETLINK answers: Cannot assign requested address")
             link["addresses"].remove(w[2])
+        elif w[:2] == ["route", "replace"] and w[3] == "via":
+            self._link(w[6])
+            dst = _prefix(w[2])
+            self.routes = [r for r in self.routes if r["dst"] != dst]
+            self.routes.append({"dst": dst, "dev": w[6], "gateway": w[4], "protocol": w[8], "scope": "global"})
+        elif w[:2] == ["route", "del"] and w[3] == "via":
+            match = [r for r in self.routes if (r["dst"], r.get("gateway"), r["dev"]) == (_prefix(w[2]), w[4], w[6])]
+            if not match:
+                raise LookupError("RTNETLINK answers: No such process")
+            self.routes.remove(match[0])
         elif w[:2] == ["route", "replace"]:
             self._link(w[4])
             dst = _prefix(w[2])
@@ -153,7 +209,8 @@ class FakeHost:
         dst = route["dst"]
         net = None if dst == "default" else ipaddress.ip_network(dst)
         shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
-        obj = {"type": "unicast", "dst": shown, "dev": route["dev"]}
+        obj = {"type": "unicast", "dst": shown, **({"gateway": route["gateway"]} if "gateway" in route else {}),
+               "dev": route["dev"]}
         if route["protocol"]:
             obj["protocol"] = route["protocol"]
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"

@@ -1,10 +1,11 @@
 """The network configuration on stdin: decode, check the version, validate against schemas/config.json."""
+import ipaddress
 import json
 import re
 from collections import namedtuple
 
 from . import SUPPORTED_VERSIONS, result, schema
-from .errors import DecodingFailure, IncompatibleVersion
+from .errors import DecodingFailure, IncompatibleVersion, InvalidConfig
 
 MAX_STDIN = 1 << 20  # a conflist entry with its prevResult is a few KiB; more is a mistake or an attack
 MAX_DEPTH = 32  # real configs nest 6 deep; this bound keeps every recursive walk (schema checks) safe
@@ -23,6 +24,7 @@ NetConf = namedtuple("NetConf", [
     "bridge",  # None: derive from master
     "state_dir", "prev_result", "log_file", "log_max_bytes", "dry_run", "ip_timeout",
     "valid_attachments",  # GC's cni.dev/valid-attachments
+    "route_via_host",  # CIDRs the pod reaches through the node (normalised networks)
 ])
 
 
@@ -76,7 +78,21 @@ def load(document):
         dry_run=document.get("dryRun", False),
         ip_timeout=document.get("ipTimeoutSeconds", DEFAULT_IP_TIMEOUT),
         valid_attachments=document.get("cni.dev/valid-attachments"),
+        route_via_host=_networks(document.get("routeViaHost", []), "routeViaHost"),
     )
+
+
+def _networks(cidrs, field):
+    """CIDRs as networks ('10.96.0.1/12' is refused: host bits set), without repeats."""
+    networks = []
+    for i, text in enumerate(cidrs):
+        try:
+            network = str(ipaddress.ip_network(text))
+        except ValueError as e:
+            raise InvalidConfig(f"invalid {field}[{i}]", str(e)) from None
+        if network not in networks:
+            networks.append(network)
+    return networks
 
 
 def shim_name(master, bridge=None):

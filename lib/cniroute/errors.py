@@ -69,3 +69,9 @@ class DeviceMissing(CNIError):
     """A device the plugin needs (the master) is not there."""
 
     code = 104
+
+
+class HostNotReady(CNIError):
+    """The node lacks something a configured feature needs (e.g. IP forwarding for routeViaHost)."""
+
+    code = 105

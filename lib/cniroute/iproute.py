@@ -65,3 +65,12 @@ def add_address(cidr, dev, ipv6):
 
 def delete_address(cidr, dev):
     return ["addr", "del", cidr, "dev", dev]
+
+
+def replace_gateway_route(cidr, gateway, dev):
+    """A pod-side route to `cidr` through the node (the gateway is a node address the shim carries)."""
+    return ["route", "replace", cidr, "via", gateway, "dev", dev, "proto", ROUTE_PROTO]
+
+
+def delete_gateway_route(cidr, gateway, dev):
+    return ["route", "del", cidr, "via", gateway, "dev", dev, "proto", ROUTE_PROTO]

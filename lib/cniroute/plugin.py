@@ -1,11 +1,12 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim
+from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim, via_host
 from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, PluginNotAvailable
 from .state import Store, owner_id
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
+NFT_LOCK = "nft"  # the lock of the one nft table, which every shim shares
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -30,14 +31,21 @@ def add(conf, inv, runner):
     shim_name = config.shim_name(master, conf.bridge)
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
-        shim.ensure(runner, master, shim_name)
+        master_link = shim.ensure(runner, master, shim_name)
+        planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
+        if planned:
+            via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(inv.owner, {"containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
-                               "master": master, "bridge": shim_name, "prefixes": prefixes})
+                               "master": master, "bridge": shim_name, "prefixes": prefixes,
+                               "netns": inv.netns, "viaHost": planned})
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
-    return result.render(prev, conf.version)
+        if planned:
+            via_host.ensure_masquerade(runner, shim_name, store.lock_path(NFT_LOCK), LOCK_TIMEOUT)
+            via_host.install_pod_routes(runner, planned, inv.netns, inv.ifname)
+    return result.render(result.with_routes(prev, via_host.as_result_routes(planned)), conf.version)
 
 
 def delete(conf, inv, runner):
@@ -55,7 +63,7 @@ def delete(conf, inv, runner):
         store.remove(inv.owner)
         return None
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
-        _detach(runner, store, inv.owner, prefixes, shim_name)
+        _detach(runner, store, inv.owner, prefixes, shim_name, saved, inv.netns)
     return None
 
 
@@ -64,8 +72,15 @@ def check(conf, inv, runner):
     prev = _require_prev_result(conf, "CHECK")
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
-    found = shim.problems(runner, master, shim_name)
+    links = shim.observe(runner, [master, shim_name])
+    found = shim.problems(runner, links, master, shim_name)
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
+    if conf.route_via_host and master in links:
+        planned = via_host.plan(conf.route_via_host, links[master])
+        found += via_host.forwarding_off(runner, planned)
+        found += via_host.pod_route_problems(runner, planned, inv.netns, inv.ifname)
+        if not via_host.has_masquerade(runner, shim_name):
+            found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
     if found:
         raise CheckFailed("; ".join(found))
     return None
@@ -93,7 +108,7 @@ def gc(conf, inv, runner):
                 store.remove(owner)
                 continue
             with lock.held(store.lock_path(record["bridge"]), LOCK_TIMEOUT):
-                _detach(runner, store, owner, record["prefixes"], record["bridge"])
+                _detach(runner, store, owner, record["prefixes"], record["bridge"], record, None)
         except CNIError as e:
             runner.journal.comment(f"gc: {owner}: {e}")
             first_error = first_error or e
@@ -122,6 +137,13 @@ def status(conf, inv, runner):
         reason = shim.foreign_reason(links[shim_name], master)
         if reason:
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
+    if conf.route_via_host:
+        try:
+            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, links[master]))
+        except CNIError as e:
+            raise PluginNotAvailable(e.msg, e.details) from None
+        if off:
+            raise PluginNotAvailable("; ".join(off))
     return None
 
 
@@ -133,16 +155,25 @@ def resolve_master(conf, runner):
     return master
 
 
-def _detach(runner, store, owner, prefixes, shim_name):
-    """Delete the owner's routes (only those it still owns) and forget it. Call with the shim's lock held."""
+def _detach(runner, store, owner, prefixes, shim_name, record, netns):
+    """Delete the owner's routes (only those it still owns) and forget it. Call with the shim's lock held.
+
+    With routeViaHost, also the pod-side routes (if the pod's namespace is still there), and the shim's
+    masquerade rule once no attachment on this shim needs it any more.
+    """
     mine = [p for p in prefixes if store.owner_of(p) in (None, owner)]
     for prefix in prefixes:
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
+    planned = record.get("viaHost") or []
+    if planned:
+        via_host.remove_pod_routes(runner, planned, netns or record.get("netns"), record["ifname"])
     for prefix in mine:
         store.release(prefix, owner)
     store.remove(owner)
+    if planned and not store.any_uses_via_host(shim_name):
+        via_host.remove_masquerade(runner, shim_name, store.lock_path(NFT_LOCK), LOCK_TIMEOUT)
 
 
 def _default_route_device(runner):

@@ -56,6 +56,19 @@ def pod_prefixes(document, ifname):
     return prefixes
 
 
+def with_routes(document, extra):
+    """The result with routes added (where each shape keeps them), for routes the plugin made in the pod."""
+    if _SHAPE[document["cniVersion"]] != "0.2":
+        have = document.get("routes", [])
+        return {**document, "routes": have + [r for r in extra if r not in have]} if extra else document
+    document = dict(document)
+    for route in extra:
+        key = "ip4" if _family(route["dst"]) == 4 else "ip6"
+        if key in document and route not in document[key].get("routes", []):
+            document[key] = {**document[key], "routes": document[key].get("routes", []) + [route]}
+    return document
+
+
 def render(document, version):
     """The result in spec `version`."""
     if _SHAPE[document["cniVersion"]] == _SHAPE[version]:

@@ -2,12 +2,12 @@
 from . import iproute
 
 
-def observe(runner, prefixes):
+def observe(runner, prefixes, netns=None):
     """{prefix: [route objects of the main table with exactly that destination]} for the given prefixes."""
     found = {p: [] for p in prefixes}
     for ipv6 in (False, True):
         wanted = [p for p in prefixes if (iproute.family(p) == 6) == ipv6]
-        for route in runner.read([iproute.show_route(p) for p in wanted], ipv6=ipv6):
+        for route in runner.read([iproute.show_route(p) for p in wanted], ipv6=ipv6, netns=netns):
             prefix = iproute.host_prefix(route["dst"]) if "/" not in route["dst"] else route["dst"]
             if prefix in found:
                 found[prefix].append(route)

@@ -101,30 +101,37 @@ class Runner:
         self.dry_run = dry_run
         self.host = host or SystemHost()
 
-    def read(self, commands, ipv6=False):
+    def read(self, commands, ipv6=False, netns=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
 
         A command about a missing device prints nothing, so absence is seen as absence, without
         parsing error text. (IPv6 route filters need -6: ip's batch lines cannot carry options.)
+        With `netns` (a path), the commands run in that network namespace.
         """
         if not commands:
             return []
-        options = ["-6"] if ipv6 else []
+        ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
         for c in commands:
-            self.journal.comment(shlex.join([IP, *options, "-json", "-d", *c]))
+            self.journal.comment(shlex.join([*ip, "-json", "-d", *c]))
         script = "".join(shlex.join(c) + "\n" for c in commands)
-        argv = [IP, *options, "-json", "-d", "-force", "-batch", "-"]
+        argv = [*ip, "-json", "-d", "-force", "-batch", "-"]
         status, out, _ = self._run(argv, script)
         if status not in (0, 1):  # 1: some command in the batch failed, e.g. "Device ... does not exist"
             raise CommandFailed(f"ip exited {status}", f"{shlex.join(argv)} with input {script!r}")
         return _json_objects(out)
 
-    def change(self, args):
-        """Run one state-changing `ip ARGS`; raise CommandFailed if it fails."""
-        argv = [IP, *args]
+    def change(self, args, netns=None, program=IP):
+        """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given; CommandFailed if it fails."""
+        argv = [*_enter(netns), program, *args]
         status, err = self.run_logged(argv)
         if status != 0:
             raise CommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
+
+    def query(self, argv):
+        """Run a read-only command that is not ip (nft -j); (status, stdout). Logged as a comment."""
+        self.journal.comment(shlex.join(argv))
+        status, out, _ = self._run(argv, None)
+        return status, out
 
     def run_logged(self, argv):
         """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it."""
@@ -185,7 +192,7 @@ class SystemHost:
             proc = sh.Command(argv[0])(*argv[1:], _in=stdin or "", _bg=True, _bg_exc=False, _tty_out=False,
                                        _ok_code=range(256), _return_cmd=True)
         except sh.CommandNotFound:
-            raise CommandFailed(f"{argv[0]} not found on PATH", "install iproute2") from None
+            raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
         expired = threading.Event()
         timer = threading.Timer(timeout, _kill, (proc, expired))
         timer.start()
@@ -231,6 +238,11 @@ def _kill(proc, expired):
         proc.signal(signal.SIGKILL)
     except ProcessLookupError:  # it finished just in time
         pass
+
+
+def _enter(netns):
+    """The prefix that runs a command in the network namespace at path `netns` (any path: /proc/PID/ns/net)."""
+    return ["nsenter", f"--net={netns}"] if netns else []
 
 
 def _json_objects(text):

@@ -42,8 +42,8 @@ class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
         return cls(
             name=obj["ifname"], kind=info.get("info_kind"), mode=(info.get("info_data") or {}).get("mode"),
             parent=obj.get("link"), up="UP" in obj.get("flags", ()), mtu=obj.get("mtu", 0),
-            addresses=frozenset(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
-                                for a in obj.get("addr_info", ()) if "local" in a))
+            addresses=tuple(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
+                            for a in obj.get("addr_info", ()) if "local" in a))  # as ip lists them: primary first
 
     @property
     def global_addresses(self):
@@ -69,7 +69,7 @@ def foreign_reason(shim, master):
 
 
 def ensure(runner, master_name, shim_name):
-    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up.
+    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up; return the master.
 
     A device that only has the shim's name is refused and left untouched. Everything is compared with the
     current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
@@ -81,7 +81,7 @@ def ensure(runner, master_name, shim_name):
     shim = links.get(shim_name)
     if shim is None:
         runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
-        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, frozenset())
+        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, ())
     else:
         reason = foreign_reason(shim, master_name)
         if reason:
@@ -100,11 +100,11 @@ def ensure(runner, master_name, shim_name):
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
+    return master
 
 
-def problems(runner, master_name, shim_name):
-    """What CHECK finds wrong with the shim, as sentences; empty when healthy."""
-    links = observe(runner, [master_name, shim_name])
+def problems(runner, links, master_name, shim_name):
+    """What CHECK finds wrong with the shim (given `observe`'s links), as sentences; empty when healthy."""
     master, shim = links.get(master_name), links.get(shim_name)
     if master is None:
         return [f"master {master_name} does not exist"]

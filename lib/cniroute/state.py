@@ -45,6 +45,22 @@ class Store:
             return []
         return sorted(n[:-len(".json")] for n in names if n.endswith(".json"))
 
+    def any_uses_via_host(self, shim):
+        """Whether an attachment of any network under this stateDir still routes via the host on `shim`."""
+        try:
+            networks = os.listdir(self.top)
+        except FileNotFoundError:
+            return False
+        for network in networks:
+            if not os.path.isdir(os.path.join(self.top, network)):
+                continue  # a lock file
+            other = Store(self.top, network)
+            for owner in other.owners():
+                record = other.load(owner)
+                if record and record["bridge"] == shim and record.get("viaHost"):
+                    return True
+        return False
+
     # --- who owns the route to an address ---
     def claim(self, prefix, owner):
         self._write(self._ip_path(prefix), owner)

@@ -30,6 +30,19 @@ def scenario_add_second_pod(monkeypatch, host, state):
     return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.3/16")))
 
 
+def scenario_add_route_via_host(monkeypatch, host, state):
+    host.pod("/var/run/netns/pod1", addresses=["192.168.1.2/16"])
+    conf = netconf(state, prev_result("192.168.1.2/16"), routeViaHost=["10.96.0.0/12", "fd00:96::/112"])
+    return call(monkeypatch, host, "ADD", conf)
+
+
+def scenario_del_route_via_host(monkeypatch, host, state):
+    host.pod("/var/run/netns/pod1", addresses=["192.168.1.2/16"])
+    conf = netconf(state, prev_result("192.168.1.2/16"), routeViaHost=["10.96.0.0/12"])
+    call(monkeypatch, host, "ADD", conf)
+    return call(monkeypatch, host, "DEL", conf)
+
+
 def scenario_add_foreign_device(monkeypatch, host, state):
     host.add_link("eno1.host", kind="veth", parent="peer0")
     return call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")))
