@@ -80,8 +80,7 @@ def conforms(schema, instance, root):
         if not all(conforms(properties[k], v, root) for k, v in instance.items() if k in properties):
             return False
     elif isinstance(instance, list) and "items" in schema:
-        if not all(conforms(schema["items"], item, root) for item in instance):
-            return False
+        return all(conforms(schema["items"], item, root) for item in instance)
     return True
 
 
