@@ -250,7 +250,7 @@ def _install(prog, args, artifact):
           f"  <CNI bin dir>/{args.name} --version\n"
           f"  then chain {{\"type\": \"{args.name}\", \"master\": ...}} after macvlan in the network's conflist"
           + ("" if conf else " (see deploy/net.d/ or deploy/multus-nad.yaml)")
-          + f"; a pod ADD logs to the conflist's logFile, or the runtime's log")
+          + "; a pod ADD logs to the conflist's logFile, or the runtime's log")
     return 0
 
 

@@ -2,7 +2,7 @@
 from collections import namedtuple
 
 from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim, via_host
-from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, PluginNotAvailable
+from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, InvalidEnvironment, PluginNotAvailable
 from .state import Store, owner_id
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
@@ -26,6 +26,7 @@ def version(document):
 
 def add(conf, inv, runner):
     prev = _require_prev_result(conf, "ADD")
+    _require_netns(runner, inv)
     prefixes = result.pod_prefixes(prev, inv.ifname)
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
@@ -70,6 +71,7 @@ def delete(conf, inv, runner):
 def check(conf, inv, runner):
     _require_version(conf, "0.4.0", "CHECK")
     prev = _require_prev_result(conf, "CHECK")
+    _require_netns(runner, inv)
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
     links = shim.observe(runner, [master, shim_name])
@@ -184,6 +186,13 @@ def _require_prev_result(conf, verb):
     if conf.prev_result is None:
         raise InvalidConfig("must be called as a chained plugin", f"{verb} needs prevResult from the plugin before it")
     return conf.prev_result
+
+
+def _require_netns(runner, inv):
+    """ADD and CHECK are about a live container: CNI_NETNS must be its network namespace (as for every
+    reference plugin, which enters it). DEL does not ask: the namespace may be gone by then."""
+    if not runner.host.is_network_namespace(inv.netns):
+        raise InvalidEnvironment("invalid CNI_NETNS", f"{inv.netns!r} is not a network namespace")
 
 
 def _require_version(conf, oldest, verb):

@@ -19,6 +19,7 @@ from .errors import CommandFailed, CommandTimeout
 
 IP = "ip"
 PROC_SYS = "/proc/sys"
+NS_GET_NSTYPE, CLONE_NEWNET = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
 
 
 BLOCK_START = "# == route "  # first line of every block: "# == route VERSION | TIME | VERB | pid PID"
@@ -206,6 +207,20 @@ class SystemHost:
         if expired.is_set():
             raise CommandTimeout(f"{shlex.join(argv)} timed out after {timeout} s")
         return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+    @staticmethod
+    def is_network_namespace(path):
+        """Whether `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is a network namespace: ioctl NS_GET_NSTYPE."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+        except OSError:  # not a namespace file at all
+            return False
+        finally:
+            os.close(fd)
 
     @staticmethod
     def read_sysctl(key):

@@ -163,7 +163,7 @@ def test_only_the_pod_interface_of_a_two_interface_result_is_routed(topo, tmp_pa
                     {"interface": 1, "address": "192.168.1.50/16"}, {"interface": 1, "address": "fd00::150/64"}]}
     conf = {"cniVersion": "1.0.0", "name": "rtt-route", "type": "route", "master": MASTER,
             "stateDir": str(tmp_path / "state"), "prevResult": prev}
-    env = ["CNI_COMMAND=ADD", "CNI_CONTAINERID=two", "CNI_IFNAME=eth0", "CNI_NETNS=/var/run/netns/x",
+    env = ["CNI_COMMAND=ADD", "CNI_CONTAINERID=two", "CNI_IFNAME=eth0", f"CNI_NETNS=/var/run/netns/{topo.node}",
            "CNI_PATH=/usr/lib/cni"]
     proc = topo.node_exec(["env", *env, str(route_plugin)], input=json.dumps(conf))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -17,11 +17,16 @@ from e2e_support import MASTER, SHIM
 PROTO = "201"
 
 
-def plugin_env(command, container_id="c1", ifname="eth0", netns="/var/run/netns/none"):
+def plugin_env(command, netns, container_id="c1", ifname="eth0"):
     env = {"CNI_COMMAND": command, "CNI_PATH": "/usr/lib/cni", "PATH": os.environ["PATH"]}
     if command not in ("GC", "STATUS"):
         env.update(CNI_CONTAINERID=container_id, CNI_IFNAME=ifname, CNI_NETNS=netns)
     return env
+
+
+def netns(topo):
+    """A network namespace to name as the pod's (without routeViaHost the plugin never enters it)."""
+    return f"/var/run/netns/{topo.node}"
 
 
 def config(tmp_path, version="1.1.0", prev=None, **keys):
@@ -35,7 +40,7 @@ def config(tmp_path, version="1.1.0", prev=None, **keys):
 
 def call(topo, route_plugin, command, conf, timeout=60, **env):
     """(exit code, parsed stdout, stderr) of one plugin call in the node namespace."""
-    proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in plugin_env(command, **env).items()],
+    proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in plugin_env(command, netns(topo), **env).items()],
                            str(route_plugin)], input=json.dumps(conf), timeout=timeout)
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
 
@@ -62,7 +67,7 @@ def test_kill_9_at_random_moments_then_add_check_del_succeed(topo, route_plugin,
         cid, address = rng.choice(sorted(pods.items()))
         verb = rng.choice(["ADD", "ADD", "DEL"])
         argv = ["ip", "netns", "exec", topo.node, "env", "-i",
-                *[f"{k}={v}" for k, v in plugin_env(verb, container_id=cid).items()], str(route_plugin)]
+                *[f"{k}={v}" for k, v in plugin_env(verb, netns(topo), container_id=cid).items()], str(route_plugin)]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.stdin.write(json.dumps(config(tmp_path, prev=[address])).encode())
         proc.stdin.close()
@@ -126,7 +131,7 @@ def test_a_hung_ip_gives_a_cni_error_not_a_hung_runtime(topo, route_plugin, tmp_
     for verb in ("ADD", "DEL", "CHECK"):
         started = time.monotonic()
         env = {"PATH": f"{fake}:{os.environ['PATH']}"}
-        proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in {**plugin_env(verb), **env}.items()],
+        proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in {**plugin_env(verb, netns(topo)), **env}.items()],
                                str(route_plugin)], input=json.dumps(conf), timeout=30)
         elapsed = time.monotonic() - started
         out = json.loads(proc.stdout)

@@ -120,7 +120,8 @@ def test_schema_versions_match_the_code():
 def test_internal_errors_are_cni_errors_without_traceback(monkeypatch, host, good):
     def explode(*a):
         raise ZeroDivisionError("boom")
-    rc, out, err = call(monkeypatch, type("H", (), {"execute": staticmethod(explode)}), "ADD", good)
+    monkeypatch.setattr(host, "execute", explode)
+    rc, out, err = call(monkeypatch, host, "ADD", good)
     assert rc == 1 and out["code"] == 999 and "boom" in out["details"]
     assert "Traceback" not in err
 
@@ -134,3 +135,9 @@ def test_error_messages_stay_short_whatever_the_input(monkeypatch, host, good):
 def test_deep_nesting_is_refused_before_any_validation(monkeypatch, host, good):
     good["prevResult"]["ips"][0]["x"] = json.loads("[" * 100 + "]" * 100)
     expect_error(monkeypatch, host, "ADD", good, 6, "nested deeper")
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
+def test_netns_that_is_not_a_network_namespace_is_code_4(monkeypatch, host, good, command):
+    out = expect_error(monkeypatch, host, command, good, 4, "CNI_NETNS", "/etc/passwd", CNI_NETNS="/etc/passwd")
+    assert "not a network namespace" in out["details"]

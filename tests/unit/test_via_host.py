@@ -31,7 +31,8 @@ def test_add_routes_the_cidrs_through_the_node_and_masquerades_on_the_node(monke
                                ("169.254.20.10/32", "192.168.0.5", "eth0", "201"),
                                ("fd00:96::/112", "fd00::5", "eth0", "201")]
     assert list(host.nft["rules"].values()) == ["eno1.host"]
-    assert out["routes"] == [{"dst": "10.96.0.0/12", "gw": "192.168.0.5"}, {"dst": "169.254.20.10/32", "gw": "192.168.0.5"},
+    assert out["routes"] == [{"dst": "10.96.0.0/12", "gw": "192.168.0.5"},
+                             {"dst": "169.254.20.10/32", "gw": "192.168.0.5"},
                              {"dst": "fd00:96::/112", "gw": "fd00::5"}]
 
 
@@ -71,7 +72,8 @@ def test_a_family_the_master_has_no_address_of_is_refused(monkeypatch, host, pod
     assert out["code"] == 105 and "no IPv6 address" in out["msg"]
 
 
-@pytest.mark.parametrize("cidrs, field", [(["10.96.0.1/12"], "routeViaHost[0]"), (["10.96.0.0/12", "x/8"], "routeViaHost[1]"),
+@pytest.mark.parametrize("cidrs, field", [(["10.96.0.1/12"], "routeViaHost[0]"),
+                                          (["10.96.0.0/12", "x/8"], "routeViaHost[1]"),
                                           ("10.96.0.0/12", "routeViaHost")])
 def test_invalid_cidrs_are_refused_naming_the_entry(monkeypatch, host, pod, conf, cidrs, field):
     code, out, _ = call(monkeypatch, host, "ADD", conf("192.168.1.2/16", routeViaHost=cidrs))
