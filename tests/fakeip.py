@@ -16,6 +16,7 @@ class FakeHost:
         self.sysctls = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
         self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: shim}}
+        self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
@@ -55,7 +56,11 @@ class FakeHost:
         pod = FakeHost()
         pod.add_link(ifname, addresses=addresses)
         self.pods[netns] = pod
+        self.namespaces.add(netns)
         return pod
+
+    def is_network_namespace(self, path):
+        return path in self.namespaces
 
     def execute(self, argv, stdin, timeout):
         if argv[0] == "nsenter":
