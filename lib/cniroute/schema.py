@@ -9,14 +9,15 @@ so where jsonschema would not, and `_check_keywords` refuses a schema that uses 
 import functools
 import json
 import os
+import pkgutil
 import re
 
 from .errors import InvalidConfig
 
-# The schemas live at the top of the source tree; a bundled build carries them inside the package.
+# The schemas live at the top of the source tree; the one-file build (a zip) carries them as package data.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SCHEMA_DIR = next(d for d in (os.path.join(_HERE, "schemas"), os.path.join(_HERE, "..", "..", "schemas"))
-                  if os.path.isdir(d))
+SCHEMA_DIR = next((d for d in (os.path.join(_HERE, "schemas"), os.path.join(_HERE, "..", "..", "schemas"))
+                   if os.path.isdir(d)), None)  # None: inside dist/route
 
 ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description"}
 ASSERTIONS = {"type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
@@ -25,8 +26,11 @@ ASSERTIONS = {"type", "enum", "pattern", "minLength", "maxLength", "minimum", "m
 
 @functools.cache
 def load(name):
-    with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
-        schema = json.load(f)
+    if SCHEMA_DIR is None:  # read through the zip importer
+        schema = json.loads(pkgutil.get_data(__package__, "schemas/" + name))
+    else:
+        with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
+            schema = json.load(f)
     _check_keywords(schema)
     return schema
 

@@ -1,0 +1,134 @@
+"""deploy/: the DaemonSet, its kustomize overlay for GKE, the Containerfile, and the example networks."""
+import json
+import os
+import re
+import subprocess
+
+import yaml
+from conftest import REPO
+
+DEPLOY = REPO / "deploy"
+
+
+def load(name):
+    docs = [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
+    assert len(docs) == 1, name
+    return docs[0]
+
+
+def daemonset():
+    ds = load("daemonset.yaml")
+    assert ds["apiVersion"] == "apps/v1" and ds["kind"] == "DaemonSet"
+    return ds
+
+
+def test_daemonset_runs_on_every_node_as_system_node_critical():
+    ds = daemonset()
+    assert ds["metadata"]["namespace"] == "kube-system"
+    spec = ds["spec"]["template"]["spec"]
+    assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    assert spec["priorityClassName"] == "system-node-critical"
+    tolerations = spec["tolerations"]
+    for effect in ("NoSchedule", "NoExecute"):
+        assert {"operator": "Exists", "effect": effect} in tolerations, tolerations  # any key: control plane too
+    assert all(t["operator"] == "Exists" for t in tolerations)
+    assert "nodeName" not in spec and "affinity" not in spec
+
+
+def test_daemonset_installs_with_an_init_container_then_pauses():
+    spec = daemonset()["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    assert init["command"] == ["route", "install", "--bin-dir", "/host/opt/cni/bin"]
+    assert init["volumeMounts"] == [{"name": "cni-bin", "mountPath": "/host/opt/cni/bin"}]
+    [pause] = spec["containers"]
+    assert "pause" in pause["image"]
+    for container in (init, pause):
+        assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+        assert container["resources"]["limits"]["memory"]
+    [volume] = spec["volumes"]
+    assert volume == {"name": "cni-bin", "hostPath": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"}}
+
+
+def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
+    text = (DEPLOY / "daemonset.yaml").read_text()
+    assert re.search(r"path: /opt/cni/bin\s+# CNI_BIN_DIR.*GKE: /home/kubernetes/bin", text)
+    assert "/home/kubernetes/bin" in text.split("apiVersion")[0]  # documented in the header too
+    assert load("kustomization.yaml")["resources"] == ["daemonset.yaml"]
+    overlay = yaml.safe_load((DEPLOY / "gke" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../daemonset.yaml"]
+    [patch] = overlay["patches"]
+    assert patch["target"] == {"kind": "DaemonSet", "name": "route-install"}
+    [op] = yaml.safe_load(patch["patch"])
+    assert op == {"op": "replace", "path": "/spec/template/spec/volumes/0/hostPath/path",
+                  "value": "/home/kubernetes/bin"}
+    # the JSON pointer names the hostPath of the base
+    spec = daemonset()["spec"]["template"]["spec"]
+    assert spec["volumes"][0]["hostPath"]["path"] == "/opt/cni/bin"
+
+
+def test_containerfile():
+    text = (DEPLOY / "Containerfile").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert re.fullmatch(r"FROM (docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
+    assert "COPY dist/route /usr/local/bin/route" in lines
+    assert 'ENTRYPOINT ["route"]' in lines
+    # the DaemonSet calls `route` by name: it must be on the image's PATH
+    assert "/usr/local/bin" in "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def route_entries(conflist):
+    return [p for p in conflist["plugins"] if p["type"] == "route"]
+
+
+def check_chain(conflist):
+    types = [p["type"] for p in conflist["plugins"]]
+    assert types == ["macvlan", "route"], types
+    macvlan, route = conflist["plugins"]
+    assert route["master"] == macvlan["master"]
+    assert conflist["cniVersion"] and conflist["name"]
+    # the route entry is a config this plugin accepts, as libcni would pass it
+    from cniroute import config
+
+    config.load({"cniVersion": conflist["cniVersion"], "name": conflist["name"], **route})
+
+
+def test_multus_network_attachment_definition():
+    nad = load("multus-nad.yaml")
+    assert nad["apiVersion"] == "k8s.cni.cncf.io/v1" and nad["kind"] == "NetworkAttachmentDefinition"
+    check_chain(json.loads(nad["spec"]["config"]))
+
+
+def test_net_d_conflist():
+    check_chain(json.loads((DEPLOY / "net.d" / "10-macvlan-route.conflist").read_text()))
+
+
+def test_the_init_containers_command_installs_a_working_plugin_on_a_fake_host(dist_route, tmp_path, bare_env):
+    """The command exactly as in the YAML, `route` found on PATH as in the image, the mount mapped to a temp dir."""
+    spec = daemonset()["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    [mount] = init["volumeMounts"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    host = tmp_path / "node"
+    host_dir = host / volume["hostPath"]["path"].lstrip("/")
+    host_dir.mkdir(parents=True)  # DirectoryOrCreate
+    image_bin = tmp_path / "image" / "usr" / "local" / "bin"
+    image_bin.mkdir(parents=True)
+    (image_bin / "route").write_bytes(dist_route.read_bytes())
+    (image_bin / "route").chmod(0o755)
+    container_root = tmp_path / "container"  # what the container sees: the hostPath at mountPath
+    (container_root / mount["mountPath"].lstrip("/")).parent.mkdir(parents=True)
+    (container_root / mount["mountPath"].lstrip("/")).symlink_to(host_dir)
+    argv = [str(container_root / a.lstrip("/")) if a == mount["mountPath"] else a for a in init["command"]]
+    assert [a.replace(str(container_root), "") for a in argv] == init["command"]
+    env = dict(bare_env, PATH=f"{image_bin}:{bare_env['PATH']}")
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = host_dir / "route"
+    assert installed.read_bytes() == dist_route.read_bytes() and os.access(installed, os.X_OK)
+    # the node runs it with its own python3 (here: the bare venv's)
+    node = subprocess.run([str(installed)], input='{"cniVersion":"1.0.0"}', capture_output=True, text=True,
+                          env=dict(bare_env, CNI_COMMAND="VERSION"), timeout=60)
+    assert node.returncode == 0 and json.loads(node.stdout)["supportedVersions"], node.stderr
+    # a restarted pod (node reboot, rollout of the same image) finds it already there
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout + again.stderr

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Build dist/route: the whole plugin in ONE executable file, for /opt/cni/bin (issue 7).
+
+    python3 tools/build_dist.py [--output dist/route] [--python PYTHON]
+
+The file is a zipapp (PEP 441): a `#!/usr/bin/env python3` line, then a zip holding
+
+    __main__.py, _route_boot.py   start-up: keep only the stdlib and the zip on sys.path, pin the archive
+    cniroute/                     lib/cniroute, with schemas/ inside the package, and _bundle.json
+    sh, jsonschema, attrs, pyrsistent   pinned pure-Python wheels (pip install --target, hashes checked)
+    *.dist-info/                  their metadata and licence files
+
+Every module is there as source AND as a legacy `foo.pyc` beside it (zipimport never reads __pycache__/),
+compiled as unchecked-hash pycs by the interpreter given with --python (default: this one). A node whose
+python3 has the same minor version loads the bytecode; any other python3 >= 3.9 compiles the sources in
+memory instead (correct, only slower to start).
+
+Reproducible: same commit + same pins + same Python (minor version and zlib) -> byte-identical file.
+Needs PyPI (or a pip cache/mirror configured for pip); nothing else.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHEBANG = b"#!/usr/bin/env python3\n"
+
+# Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
+# (compiled), hence 4.17.3, whose dependencies on Python >= 3.9 are only attrs and pyrsistent.
+# pyrsistent's optional C extension (pvectorc) is not in its py3-none-any wheel; _route_boot also blocks it.
+PINS = {
+    "sh": ("2.3.0", "9b9c51f988fa91ba09e2a78edc48810d0b5a34c8cf383408e4e8c4352169f26e"),
+    "jsonschema": ("4.17.3", "a870ad254da1a8ca84b6a2905cac29d265f805acc57af304784962a2aa6508f6"),
+    "attrs": ("26.1.0", "c647aa4a12dfbad9333ca4e71fe62ddc36f4e63b2d260a37a8b83d2f043ac309"),
+    "pyrsistent": ("0.20.0", "c55acc4733aad6560a7f5f818466631f07efc001fd023f34a6c203f8b6df0f0b"),
+}
+# Parts of the wheels that are never imported: left out of the file.
+DROP = ("bin/", "jsonschema/tests/", "jsonschema/benchmarks/", "jsonschema/__main__.py", "jsonschema/cli.py")
+DROP_SUFFIXES = (".pyi",)
+# Fixed zip metadata so that the same inputs give the same bytes (zip times are local, 2 s resolution).
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+MAIN = '''\
+"""route, the chained CNI plugin, as one file: see cniroute/_bundle.json for what is inside."""
+import sys
+
+import _route_boot
+
+_route_boot.prepare()
+from cniroute.cli import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+BOOT = '''\
+"""Start-up of the one-file build (dist/route), before any bundled package is imported.
+
+prepare():
+  * sys.path becomes [the archive] + the interpreter's standard library: the node's site-packages,
+    user site and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the
+    node's pyrsistent, another jsonschema, ...).
+  * pyrsistent's C extension is blocked: its pure-Python vector is what runs.
+  * the archive is opened once and imported from through /proc/self/fd/N, so a later import (jsonschema,
+    sh and the person commands are imported lazily) reads this very file even if `route install`
+    renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
+  * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
+    takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
+"""
+import os
+import sys
+
+ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pinning
+
+
+def prepare():
+    global ARCHIVE
+    archive = ARCHIVE = os.path.abspath(sys.path[0])
+    prefixes = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
+    stdlib = [p for p in sys.path[1:]
+              if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
+    try:
+        fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
+        pinned = f"/proc/self/fd/{fd}"
+        if not os.path.samestat(os.stat(pinned), os.fstat(fd)):
+            raise OSError("no /proc")
+    except OSError:
+        pinned = archive
+    sys.path[:] = [pinned] + stdlib
+    sys.modules.setdefault("pvectorc", None)  # `from pvectorc import pvector` -> ImportError -> pure Python
+    if sys.version_info < (3, 10):
+        import zipfile
+
+        one = zipfile.Path.joinpath
+        zipfile.Path.joinpath = zipfile.Path.__truediv__ = lambda self, *parts: _join(one, self, parts)
+
+
+def _join(one, path, parts):
+    for part in parts:
+        path = one(path, part)
+    return path
+'''
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", default=os.path.join(REPO, "dist", "route"), help="default: dist/route")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter that compiles the .pyc (use the nodes' python3 minor version)")
+    parser.add_argument("--no-check", action="store_true", help="skip running the built file once")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="route-dist-") as tmp:
+        stage = os.path.join(tmp, "stage")
+        versions = stage_tree(stage, tmp, args.python)
+        output = os.path.abspath(args.output)
+        write_zipapp(stage, output)
+    if not args.no_check:
+        check(output, args.python)
+    with open(output, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    print(f"build_dist: wrote {os.path.relpath(output)} ({os.path.getsize(output)} bytes, sha256 {digest}) "
+          f"with {', '.join(f'{k} {v}' for k, v in versions.items())} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def stage_tree(stage, tmp, python):
+    """lib/cniroute + schemas + pinned wheels in `stage`, byte-compiled; returns the bundled versions."""
+    package = os.path.join(stage, "cniroute")
+    shutil.copytree(os.path.join(REPO, "lib", "cniroute"), package,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "schemas", "_bundle.json"))
+    shutil.copytree(os.path.join(REPO, "schemas"), os.path.join(package, "schemas"),
+                    ignore=shutil.ignore_patterns("*~", ".*"))
+    requirements = os.path.join(tmp, "requirements.txt")
+    with open(requirements, "w") as f:
+        f.writelines(f"{name}=={version} --hash=sha256:{digest}\n" for name, (version, digest) in PINS.items())
+    # --platform any: pip accepts only pure wheels, so a compiled dependency fails the build, never slips in.
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--root-user-action=ignore",
+           "--no-deps", "--require-hashes", "--only-binary=:all:", "--platform", "any", "--implementation", "py",
+           "--python-version", "3.9", "--target", stage, "-r", requirements]
+    subprocess.run(pip, check=True, env=dict(os.environ, PIP_NO_INPUT="1"))
+    for name in sorted(os.listdir(stage)):
+        if name.endswith(".dist-info"):
+            for junk in ("INSTALLER", "REQUESTED", "direct_url.json", "entry_points.txt"):
+                path = os.path.join(stage, name, junk)
+                if os.path.exists(path):
+                    os.unlink(path)
+    for relative in DROP:
+        path = os.path.join(stage, relative)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
+    for root, _, files in os.walk(stage):
+        for name in files:
+            if name.endswith(DROP_SUFFIXES):
+                os.unlink(os.path.join(root, name))
+    for name in ("__main__.py", "_route_boot.py"):
+        with open(os.path.join(stage, name), "w") as f:
+            f.write(MAIN if name == "__main__.py" else BOOT)
+    versions = {name: version for name, (version, _) in PINS.items()}
+    probe = ("import sys, importlib.util as u; "
+             "print(sys.implementation.cache_tag, sys.version.split()[0], u.MAGIC_NUMBER.hex())")
+    info = subprocess.run([python, "-c", probe], check=True, capture_output=True, text=True).stdout.split()
+    bundle = {
+        "route": _route_version(),
+        "bundled": versions,
+        "bytecode": {"cache_tag": info[0], "python": info[1], "magic": info[2]},
+        "commit": _commit(),
+        "builder": "tools/build_dist.py",
+    }
+    with open(os.path.join(package, "_bundle.json"), "w") as f:
+        json.dump(bundle, f, indent=2)
+        f.write("\n")
+    # Legacy layout (foo.pyc beside foo.py): the only one zipimport reads. Unchecked hash: no timestamps
+    # (reproducible, independent of zip times and time zones) and no source read at import.
+    compile_script = (
+        "import compileall, py_compile, sys\n"
+        "ok = compileall.compile_dir(sys.argv[1], ddir='', legacy=True, quiet=1, workers=1,\n"
+        "    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+        "sys.exit(0 if ok else 1)\n")
+    subprocess.run([python, "-c", compile_script, stage], check=True)
+    return versions
+
+
+def write_zipapp(stage, output):
+    files = []
+    for root, dirs, names in os.walk(stage):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        files += [os.path.join(root, n) for n in names]
+    entries = sorted(os.path.relpath(p, stage).replace(os.sep, "/") for p in files)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tmp = output + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(SHEBANG)
+        with zipfile.ZipFile(f, "w") as z:
+            for name in entries:
+                info = zipfile.ZipInfo(name, ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                info.create_system = 3  # unix, whatever builds it
+                with open(os.path.join(stage, name), "rb") as src:
+                    z.writestr(info, src.read(), compresslevel=9)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, output)
+
+
+def check(output, python):
+    """The built file answers VERSION and validates a config with the bundled jsonschema (no ip is run)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
+    env["PYTHONNOUSERSITE"] = "1"
+
+    def run(extra, stdin):
+        return subprocess.run([python, output], input=stdin, capture_output=True, text=True, timeout=60,
+                              env={**env, **extra})
+
+    version = run({"CNI_COMMAND": "VERSION"}, '{"cniVersion": "1.0.0"}')
+    invalid = run({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "build-check", "CNI_NETNS": "/nonexistent",
+                   "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"},
+                  '{"cniVersion": "1.0.0", "name": "build-check", "type": "route", "master": 5}')
+    problems = []
+    if version.returncode != 0 or "supportedVersions" not in version.stdout:
+        problems.append(f"VERSION: rc={version.returncode} stdout={version.stdout!r} stderr={version.stderr[-2000:]}")
+    try:
+        code = json.loads(invalid.stdout).get("code")
+    except ValueError:
+        code = None
+    if code != 7:
+        problems.append(f"an invalid config must give CNI error 7 (schema), got rc={invalid.returncode} "
+                        f"stdout={invalid.stdout[-2000:]!r} stderr={invalid.stderr[-2000:]}")
+    if any("schema.py" in p and "StopIteration" in p for p in problems):
+        problems.append("lib/cniroute/schema.py finds schemas/ with os.path.isdir() beside its __file__, which is "
+                        "inside the zip here: it must fall back to pkgutil.get_data(__package__, 'schemas/' + name)")
+    if problems:
+        sys.exit(f"build_dist: {output} is broken:\n  " + "\n  ".join(problems))
+
+
+def _route_version():
+    scope = {}
+    with open(os.path.join(REPO, "lib", "cniroute", "__init__.py"), encoding="utf-8") as f:
+        exec(compile(f.read(), "__init__.py", "exec"), scope)
+    return scope["__version__"]
+
+
+def _commit():
+    try:
+        out = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
