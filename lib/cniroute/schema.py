@@ -9,7 +9,6 @@ so where jsonschema would not, and `_check_keywords` refuses a schema that uses 
 import functools
 import json
 import os
-import pkgutil
 import re
 
 from .errors import InvalidConfig
@@ -27,6 +26,8 @@ ASSERTIONS = {"type", "enum", "pattern", "minLength", "maxLength", "minimum", "m
 @functools.cache
 def load(name):
     if SCHEMA_DIR is None:  # read through the zip importer
+        import pkgutil  # only here: 4 ms
+
         schema = json.loads(pkgutil.get_data(__package__, "schemas/" + name))
     else:
         with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
