@@ -292,16 +292,15 @@ def _uninstall(prog, args, artifact):
         conf_target = os.path.join(args.conf_dir, os.path.basename(args.conflist))
         remove_conf = _plan_removal(conf_target, conf_data, f"that of {args.conflist}")
     if conf_target:  # the conflist first: a runtime never sees a network whose plugin is gone
-        if remove_conf:
-            os.unlink(conf_target)
-            _fsync_dir(args.conf_dir)
-            print(f"{prog}: removed {conf_target}")
-        else:
-            print(f"{prog}: nothing to remove: no {conf_target}")
-    if remove_bin:
-        os.unlink(target)
-        _fsync_dir(args.bin_dir)
-        print(f"{prog}: removed {target}")
-    else:
-        print(f"{prog}: nothing to remove: no {target}")
+        _remove(prog, conf_target, remove_conf)
+    _remove(prog, target, remove_bin)
     return 0
+
+
+def _remove(prog, path, planned):
+    if not planned:
+        print(f"{prog}: nothing to remove: no {path}")
+        return
+    os.unlink(path)
+    _fsync_dir(os.path.dirname(path))
+    print(f"{prog}: removed {path}")

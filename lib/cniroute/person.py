@@ -46,9 +46,8 @@ def parse_log(text):
         elif not line.startswith("#"):
             if line.strip():
                 blocks[-1].lines.append(line)
-        elif not blocks[-1].lines and _FIELD.match(line) and _FIELD.match(line)[1] in HEADER_FIELDS:
-            key, value = _FIELD.match(line).groups()
-            blocks[-1].fields[key] = value
+        elif not blocks[-1].lines and (header := _FIELD.match(line)) and header[1] in HEADER_FIELDS:
+            blocks[-1].fields[header[1]] = header[2]
     if not blocks:
         raise NotARouteLog("no route log block in it")
     return blocks

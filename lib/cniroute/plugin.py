@@ -56,7 +56,7 @@ def delete(conf, inv, runner):
     prefixes = list(saved.get("prefixes", []))
     if conf.prev_result is not None:
         prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
-    shim_name = conf.bridge or saved.get("bridge")
+    shim_name = saved.get("bridge") or conf.bridge  # what ADD really used, if we remember it
     if shim_name is None:
         master = conf.master or saved.get("master") or _default_route_device(runner)
         shim_name = config.shim_name(master, None) if master else None
