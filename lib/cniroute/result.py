@@ -21,20 +21,26 @@ def parse(document, config_version):
                                   f"prevResult has cniVersion {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
     document = {**document, "cniVersion": version}
     schema.validate(document, _SCHEMA[_SHAPE[version]], "prevResult")
-    if "ips" in document:  # JSON Schema counts 0.0 as an integer; an index must be an int
-        document["ips"] = [{**ip, "interface": int(ip["interface"])} if "interface" in ip else ip
-                           for ip in document["ips"]]
-    interfaces = document.get("interfaces", [])
-    for i, ip in enumerate(document.get("ips", [])):
-        if "interface" in ip and ip["interface"] >= len(interfaces):
-            raise InvalidConfig(f"invalid prevResult.ips[{i}].interface",
-                                f"index {ip['interface']} but only {len(interfaces)} interfaces")
+    if _SHAPE[version] != "0.2":  # (a 0.2 result has no `ips`: whatever stands under that key is ignored)
+        _check_interface_indexes(document)
     for where, text in _addresses(document):
         try:
             ipaddress.ip_interface(text)
         except ValueError as e:
             raise InvalidConfig(f"invalid {where}", str(e)) from None
     return document
+
+
+def _check_interface_indexes(document):
+    """Each `ips[].interface` must index `interfaces`; as an int (JSON Schema counts 0.0 as an integer)."""
+    interfaces = document.get("interfaces", [])
+    if "ips" in document:
+        document["ips"] = [{**ip, "interface": int(ip["interface"])} if "interface" in ip else ip
+                           for ip in document["ips"]]
+    for i, ip in enumerate(document.get("ips", [])):
+        if "interface" in ip and ip["interface"] >= len(interfaces):
+            raise InvalidConfig(f"invalid prevResult.ips[{i}].interface",
+                                f"index {ip['interface']} but only {len(interfaces)} interfaces")
 
 
 def pod_prefixes(document, ifname):
