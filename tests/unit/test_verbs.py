@@ -1,10 +1,11 @@
 """ADD, DEL and CHECK against the fake ip: what they change on the host, and what they refuse."""
+import fcntl
 import json
 
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import iproute
+from cniroute import iproute, plugin
 
 PROTO = iproute.ROUTE_PROTO
 
@@ -264,3 +265,13 @@ def test_an_interface_index_written_as_a_float_still_selects_the_interface(monke
     c["prevResult"]["ips"][0]["interface"] = 0.0  # valid JSON Schema integer
     assert call(monkeypatch, host, "ADD", c)[0] == 0
     assert host.routes_on("eno1.host") == ["192.168.1.2/32"]
+
+
+def test_a_busy_shim_lock_gives_try_again_later(monkeypatch, host, conf, tmp_path):
+    monkeypatch.setattr(plugin, "LOCK_TIMEOUT", 0.2)
+    with open(tmp_path / "eno1.host.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another call is changing this shim
+        code, out, _ = call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))
+    assert (code, out["code"]) == (1, 11) and "busy" in out["msg"]
+    assert host.changes() == []
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0  # released: works again
