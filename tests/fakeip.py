@@ -22,7 +22,8 @@ class FakeHost:
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
         self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
                             "addresses": list(addresses)}
-        self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1"})
+        self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
+                             f"net/ipv4/conf/{name}/promote_secondaries": "0"})
 
     def add_route(self, dst, dev, protocol=None, scope="link"):
         self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
@@ -213,7 +214,10 @@ class FakeHost:
     def _route_json(route):
         dst = route["dst"]
         net = None if dst == "default" else ipaddress.ip_network(dst)
-        shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
+        if net is not None and net.prefixlen == 0:
+            shown = "default"  # as the real ip prints any /0
+        else:
+            shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
         obj = {"type": "unicast", "dst": shown, **({"gateway": route["gateway"]} if "gateway" in route else {}),
                "dev": route["dev"]}
         if route["protocol"]:

@@ -36,6 +36,8 @@ def decode(data):
         document = json.loads(data)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise DecodingFailure("failed to decode config", str(e)[:300]) from None
+    if not isinstance(document, dict):
+        raise DecodingFailure("failed to decode config", f"expected a JSON object, got {type(document).__name__}")
     if _depth(document) > MAX_DEPTH:
         raise DecodingFailure("failed to decode config", f"JSON nested deeper than {MAX_DEPTH} levels")
     return document
@@ -54,7 +56,7 @@ def _depth(value):
 
 def requested_version(document):
     """The cniVersion asked for; as in libcni, a config without one means 0.1.0."""
-    version = document.get("cniVersion", "0.1.0") if isinstance(document, dict) else None
+    version = document.get("cniVersion", "0.1.0")
     if version not in SUPPORTED_VERSIONS:
         raise IncompatibleVersion("incompatible CNI versions",
                                   f"config is {version!r}, plugin supports {', '.join(SUPPORTED_VERSIONS)}")

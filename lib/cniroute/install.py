@@ -256,8 +256,11 @@ def _install(prog, args, artifact):
 
 def _version_of(target):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
-    proc = subprocess.run([sys.executable, target], input='{"cniVersion":"1.0.0"}', capture_output=True,
-                          text=True, timeout=60, env=dict(env, CNI_COMMAND="VERSION"))
+    try:
+        proc = subprocess.run([sys.executable, target], input='{"cniVersion":"1.0.0"}', capture_output=True,
+                              text=True, timeout=60, env=dict(env, CNI_COMMAND="VERSION"))
+    except subprocess.TimeoutExpired:
+        raise OSError(f"{target} was written but did not answer VERSION within 60 s") from None
     if proc.returncode != 0:
         raise OSError(f"{target} was written but does not answer VERSION (rc={proc.returncode}): "
                       f"{(proc.stdout + proc.stderr)[-500:]}")

@@ -1,4 +1,5 @@
-"""Pure builders of nft(8) arguments for the plugin's own table, and reading it back from `nft -j`.
+"""Pure builders of nft(8) arguments (the words after `nft`) for the plugin's own table, and reading it
+back from `nft -j`.
 
 The plugin owns exactly one table, `inet cni_route`, and never touches another. Its postrouting chain has
 one rule per shim, commented with the shim's name:
@@ -13,11 +14,11 @@ CHAIN = "postrouting"
 
 
 def list_tables():
-    return ["nft", "-j", "list", "tables"]
+    return ["-j", "list", "tables"]
 
 
 def list_chain():
-    return ["nft", "-j", "list", "chain", *TABLE, CHAIN]
+    return ["-j", "list", "chain", *TABLE, CHAIN]
 
 
 def add_table():

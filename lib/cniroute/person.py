@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from . import SUPPORTED_VERSIONS, __version__, install
 from .runner import BLOCK_START, HEADER_FIELDS, Journal, Runner
 
-# Programs a replayed line may run. A log is root's file, but replay still refuses anything else.
-REPLAYABLE = {"ip", "nsenter", "nft", "sysctl"}
+# Replay runs only lines of the shapes the plugin itself logs; a log is root's file, but a line that could
+# do anything else (ip -batch FILE, ip netns exec, nsenter ... sh, nft -f, sysctl of kernel/*) is refused.
+_IP_CHANGE = re.compile(r"(link (add|set)|addr (add|del)|route (replace|del)) \S")
+_NFT_CHANGE = re.compile(r"(add|delete) (table|chain|rule) inet cni_route\b")
+_SYSCTL = re.compile(r"net/ipv[46]/conf/(?!all/|default/)[A-Za-z0-9_.-]{1,15}/\w+=\w+\Z")  # one interface's
 _START = re.compile(re.escape(BLOCK_START) + r"(\S+) \| (\S+) \| (\S+) \| pid (\d+)\Z")
 _FIELD = re.compile(r"# (\w+): (.*)\Z")
 
@@ -69,9 +72,10 @@ def replay(blocks, out, dry_run=False, keep_going=False, host=None, timeout=10.0
                   f" network={block.fields.get('network', '-')} (pid {block.pid})\n")
         for line in block.lines:
             out.write(line + "\n")
-            argv = shlex.split(line)
-            if not argv or argv[0] not in REPLAYABLE:
-                out.write(f"#   refused: only {', '.join(sorted(REPLAYABLE))} are replayed\n")
+            argv = replayable(line)
+            if argv is None:
+                out.write("#   refused: not a command this plugin logs (ip link/addr/route, nsenter --net=... ip"
+                          " route, nft on table inet cni_route, sysctl -w net/...)\n")
                 failed += 1
             elif not dry_run:
                 status, err = runner.run_logged(argv)
@@ -82,6 +86,22 @@ def replay(blocks, out, dry_run=False, keep_going=False, host=None, timeout=10.0
                 out.write("# stopped at the first failure (--keep-going continues)\n")
                 return failed
     return failed
+
+
+def replayable(line):
+    """The argv of a log line if it has a shape the plugin logs, else None."""
+    try:
+        argv = shlex.split(line)
+    except ValueError:
+        return None
+    words = argv[2:] if argv[:1] == ["nsenter"] and argv[1:2] and argv[1].startswith("--net=/") else argv
+    if words[:1] == ["ip"] and _IP_CHANGE.match(shlex.join(words[1:])):
+        return argv if words is argv or words[1] == "route" else None
+    if argv[:1] == ["nft"] and _NFT_CHANGE.match(shlex.join(argv[1:])):
+        return argv
+    if argv[:2] == ["sysctl", "-w"] and len(argv) == 3 and _SYSCTL.match(argv[2]):
+        return argv
+    return None
 
 
 def main(argv, host=None):

@@ -6,7 +6,6 @@ from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, I
 from .state import Store, owner_id
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
-NFT_LOCK = "nft"  # the lock of the one nft table, which every shim shares
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -20,7 +19,9 @@ class Invocation(namedtuple("Invocation", "command container_id netns ifname", d
 
 
 def version(document):
-    return {"cniVersion": document.get("cniVersion", "0.1.0") if isinstance(document, dict) else "0.1.0",
+    """The spec says: echo the cniVersion of the input; one we do not speak is answered with our newest."""
+    asked = document.get("cniVersion", "0.1.0")
+    return {"cniVersion": asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1],
             "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
@@ -38,13 +39,12 @@ def add(conf, inv, runner):
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(inv.owner, {"containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
-                               "master": master, "bridge": shim_name, "prefixes": prefixes,
-                               "netns": inv.netns, "viaHost": planned})
+                               "master": master, "bridge": shim_name, "prefixes": prefixes, "viaHost": planned})
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
         if planned:
-            via_host.ensure_masquerade(runner, shim_name, store.lock_path(NFT_LOCK), LOCK_TIMEOUT)
+            via_host.ensure_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
             via_host.install_pod_routes(runner, planned, inv.netns, inv.ifname)
     return result.render(result.with_routes(prev, via_host.as_result_routes(planned)), conf.version)
 
@@ -115,7 +115,7 @@ def gc(conf, inv, runner):
             runner.journal.comment(f"gc: {owner}: {e}")
             first_error = first_error or e
     for prefix, owner in store.claimed().items():
-        if owner not in valid and store.load(owner) is None:
+        if owner is None or (owner not in valid and store.load(owner) is None):
             store.release(prefix, owner)  # a claim whose attachment is gone
     store.sweep_temporaries()
     if first_error is not None:
@@ -126,9 +126,10 @@ def gc(conf, inv, runner):
 def status(conf, inv, runner):
     """Whether this node can take pods now: the master is there and up, and the shim is ours or creatable."""
     _require_version(conf, "1.1.0", "STATUS")
-    master = conf.master or _default_route_device(runner)
-    if master is None:
-        raise PluginNotAvailable("no master: `master` is not set and the node has no default route")
+    try:
+        master = resolve_master(conf, runner)
+    except InvalidConfig as e:
+        raise PluginNotAvailable(e.msg, e.details) from None
     shim_name = config.shim_name(master, conf.bridge)
     links = shim.observe(runner, [master, shim_name])
     if master not in links:
@@ -170,12 +171,13 @@ def _detach(runner, store, owner, prefixes, shim_name, record, netns):
     routes.remove(runner, mine, shim_name)
     planned = record.get("viaHost") or []
     if planned:
-        via_host.remove_pod_routes(runner, planned, netns or record.get("netns"), record["ifname"])
+        # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
+        via_host.remove_pod_routes(runner, planned, netns, record["ifname"])
+        if not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
+            via_host.remove_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
     for prefix in mine:
         store.release(prefix, owner)
     store.remove(owner)
-    if planned and not store.any_uses_via_host(shim_name):
-        via_host.remove_masquerade(runner, shim_name, store.lock_path(NFT_LOCK), LOCK_TIMEOUT)
 
 
 def _default_route_device(runner):

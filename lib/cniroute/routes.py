@@ -8,10 +8,17 @@ def observe(runner, prefixes, netns=None):
     for ipv6 in (False, True):
         wanted = [p for p in prefixes if (iproute.family(p) == 6) == ipv6]
         for route in runner.read([iproute.show_route(p) for p in wanted], ipv6=ipv6, netns=netns):
-            prefix = iproute.host_prefix(route["dst"]) if "/" not in route["dst"] else route["dst"]
+            prefix = _prefix_of(route["dst"], ipv6)
             if prefix in found:
                 found[prefix].append(route)
     return found
+
+
+def _prefix_of(dst, ipv6):
+    """ip prints a /0 as "default" and a host route without its length."""
+    if dst == "default":
+        return "::/0" if ipv6 else "0.0.0.0/0"
+    return dst if "/" in dst else iproute.host_prefix(dst)
 
 
 def is_ours(route, shim):

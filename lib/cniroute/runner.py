@@ -41,8 +41,8 @@ class Journal:
 
     def command(self, argv):
         line = shlex.join(argv)
-        if "\n" in line:  # names are validated; a newline here would be a bug, and would break replay
-            raise ValueError(f"refusing to log a multi-line command: {line!r}")
+        if len(line.splitlines()) != 1:  # a line break of any kind (\r, \u2028...) would break replay
+            raise ValueError(f"refusing to run and log a command that spans lines: {line!r}")
         self.lines.append(line)
 
     def outcome(self, status, seconds, stderr):
@@ -129,19 +129,29 @@ class Runner:
         if status != 0:
             raise CommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
 
-    def query(self, argv):
-        """Run a read-only command that is not ip (nft -j); (status, stdout). Logged as a comment."""
+    def query(self, args, program):
+        """Run a read-only `PROGRAM ARGS` that is not an ip read (nft -j); (status, stdout). Logged as a comment."""
+        argv = [program, *args]
         self.journal.comment(shlex.join(argv))
         status, out, _ = self._run(argv, None)
         return status, out
 
-    def run_logged(self, argv):
-        """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it."""
+    def run_logged(self, argv, perform=None):
+        """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it.
+
+        `perform() -> (status, stderr)` makes the change another way than running argv, which is then the
+        command that replays it.
+        """
         if self.dry_run:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
             return 0, ""
         self.journal.command(argv)
-        status, _, err = self._run(argv, None)
+        if perform is None:
+            status, _, err = self._run(argv, None)
+            return status, err
+        started = time.monotonic()
+        status, err = perform()
+        self.journal.outcome(status, time.monotonic() - started, err)
         return status, err
 
     def sysctl(self, key):
@@ -153,17 +163,17 @@ class Runner:
     def set_sysctl(self, key, value):
         """Write /proc/sys directly (minimal hosts lack procps); log it as the `sysctl -w` that replays it."""
         argv = ["sysctl", "-w", f"{key}={value}"]
-        if self.dry_run:
-            self.journal.comment("dry-run, not run: " + shlex.join(argv))
-            return
-        self.journal.command(argv)
-        started = time.monotonic()
-        try:
-            self.host.write_sysctl(key, value)
-        except OSError as e:
-            self.journal.outcome(1, time.monotonic() - started, str(e))
-            raise CommandFailed(f"{shlex.join(argv)} failed", str(e)) from None
-        self.journal.outcome(0, time.monotonic() - started, "")
+
+        def write():
+            try:
+                self.host.write_sysctl(key, value)
+            except OSError as e:
+                return 1, str(e)
+            return 0, ""
+
+        status, err = self.run_logged(argv, write)
+        if status != 0:
+            raise CommandFailed(f"{shlex.join(argv)} failed", err)
 
     def _run(self, argv, stdin):
         started = time.monotonic()

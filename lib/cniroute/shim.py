@@ -17,6 +17,9 @@ SHIM_SYSCTLS = (
     ("net/ipv4/conf/{}/arp_filter", "1"),
     # The LAN's router advertisements must not give the shim addresses of its own or a default route.
     ("net/ipv6/conf/{}/accept_ra", "0"),
+    # When the master's primary IPv4 address goes away, removing its copy must not take the copies of the
+    # master's other addresses in that subnet with it (which the kernel does to secondaries by default).
+    ("net/ipv4/conf/{}/promote_secondaries", "1"),
 )
 
 
@@ -87,16 +90,14 @@ def ensure(runner, master_name, shim_name):
         if reason:
             raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
                                "rename or remove it, or set `bridge` to another name")
-        if shim.mtu != master.mtu:
-            runner.change(iproute.set_link_mtu(shim_name, master.mtu))
-    for key, value in SHIM_SYSCTLS:  # before the shim is up, so no advertisement slips in between
-        current = runner.sysctl(key.format(shim_name))
-        if current is not None and current != value:
-            runner.set_sysctl(key.format(shim_name), value)
-    wanted, present = master.global_addresses, shim.global_addresses
-    for address in sorted(present - wanted, key=_order):  # the master no longer has it
+    drift = Drift.between(runner, master, shim)
+    if drift.mtu:
+        runner.change(iproute.set_link_mtu(shim_name, drift.mtu))
+    for key, value, _ in drift.sysctls:  # before the shim is up, so no advertisement slips in between
+        runner.set_sysctl(key, value)
+    for address in drift.extra:  # the master no longer has it
         runner.change(iproute.delete_address(address.cidr, shim_name))
-    for address in sorted(wanted - present, key=_order):
+    for address in drift.missing:
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
@@ -113,20 +114,33 @@ def problems(runner, links, master_name, shim_name):
     reason = foreign_reason(shim, master_name)
     if reason:
         return [f"shim {shim_name} is wrong: {reason}"]
-    found = []
-    if not shim.up:
-        found.append(f"shim {shim_name} is down")
-    if shim.mtu != master.mtu:
+    drift = Drift.between(runner, master, shim)
+    found = [f"shim {shim_name} is down"] if not shim.up else []
+    if drift.mtu:
         found.append(f"shim {shim_name} has MTU {shim.mtu}, master {master.mtu}")
-    for address in sorted(master.global_addresses - shim.global_addresses, key=_order):
-        found.append(f"shim {shim_name} lacks the node address {address.cidr}")
-    for address in sorted(shim.global_addresses - master.global_addresses, key=_order):
-        found.append(f"shim {shim_name} has {address.cidr}, which {master_name} no longer has")
-    for key, value in SHIM_SYSCTLS:
-        current = runner.sysctl(key.format(shim_name))
-        if current is not None and current != value:
-            found.append(f"sysctl {key.format(shim_name)} is {current}, not {value}")
+    found += [f"shim {shim_name} lacks the node address {a.cidr}" for a in drift.missing]
+    found += [f"shim {shim_name} has {a.cidr}, which {master_name} no longer has" for a in drift.extra]
+    found += [f"sysctl {key} is {current}, not {value}" for key, value, current in drift.sysctls]
     return found
+
+
+class Drift(namedtuple("Drift", "mtu sysctls extra missing")):
+    """How an existing shim differs from what it should be: the MTU it should have (None if right), the
+    sysctls [(key, wanted, current)] to set, and its global addresses to remove and to add."""
+
+    __slots__ = ()
+
+    @classmethod
+    def between(cls, runner, master, shim):
+        sysctls = []
+        for key, value in SHIM_SYSCTLS:
+            key = key.format(shim.name)
+            current = runner.sysctl(key)
+            if current is not None and current != value:  # None: that family is disabled on the node
+                sysctls.append((key, value, current))
+        wanted, present = master.global_addresses, shim.global_addresses
+        return cls(master.mtu if shim.mtu != master.mtu else None, sysctls,
+                   sorted(present - wanted, key=_order), sorted(wanted - present, key=_order))
 
 
 def _order(address):

@@ -1,8 +1,9 @@
 """What the plugin remembers, so that DEL and GC work without prevResult and never take another pod's route.
 
-Per network, under `stateDir/NETWORK/`:
-  attachments/CONTAINER@IFNAME.json  the shim and host prefixes of one attachment
-  ips/ADDRESS                        which attachment owns the route to that pod address now
+Under `stateDir/`:
+  networks/NETWORK/attachments/CONTAINER@IFNAME.json  the shim and host prefixes of one attachment
+  networks/NETWORK/ips/ADDRESS       which attachment owns the route to that pod address now
+  locks/shim.SHIM, locks/nft         the flocks (per shim; the one nft table)
 Files are written to a temporary name and renamed into place, so a crash leaves the old content or the new,
 never half of one. An address can move to a new pod while the old one's DEL or GC is still to come (IPAM
 reuse); the ownership file is what keeps that late DEL from deleting the new pod's route.
@@ -23,8 +24,8 @@ def owner_id(container_id, ifname):
 class Store:
     def __init__(self, state_dir, network, dry_run=False):
         self.top = state_dir
-        self.dir = os.path.join(state_dir, network)
-        self.dry_run = dry_run  # a dry run changes nothing on the host, state included
+        self.dir = os.path.join(state_dir, "networks", network)
+        self.dry_run = dry_run  # a dry run changes no state (it may create the lock files)
 
     # --- attachments ---
     def load(self, owner):
@@ -45,19 +46,18 @@ class Store:
             return []
         return sorted(n[:-len(".json")] for n in names if n.endswith(".json"))
 
-    def any_uses_via_host(self, shim):
-        """Whether an attachment of any network under this stateDir still routes via the host on `shim`."""
+    def any_uses_via_host(self, shim, besides):
+        """Whether an attachment other than `besides`, of any network under this stateDir, still routes via
+        the host on `shim`."""
         try:
-            networks = os.listdir(self.top)
+            networks = os.listdir(os.path.join(self.top, "networks"))
         except FileNotFoundError:
             return False
         for network in networks:
-            if not os.path.isdir(os.path.join(self.top, network)):
-                continue  # a lock file
             other = Store(self.top, network)
             for owner in other.owners():
-                record = other.load(owner)
-                if record and record["bridge"] == shim and record.get("viaHost"):
+                record = other.load(owner) if owner != besides or other.dir != self.dir else None
+                if record and record["bridge"] == shim and record["viaHost"]:
                     return True
         return False
 
@@ -102,13 +102,14 @@ class Store:
                 if name.endswith(".tmp"):
                     self._unlink(os.path.join(self.dir, sub, name))
 
-    def lock_path(self, shim):
-        """One lock per shim, shared by every network that uses it."""
+    def lock_path(self, shim=None):
+        """The lock of a shim, shared by every network that uses it; without a shim, the nft table's."""
+        locks = os.path.join(self.top, "locks")
         try:
-            os.makedirs(self.top, mode=0o700, exist_ok=True)
+            os.makedirs(locks, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise IOFailure(f"cannot create state directory {self.top}", str(e)) from None
-        return os.path.join(self.top, f"{shim}.lock")
+            raise IOFailure(f"cannot create the lock directory {locks}", str(e)) from None
+        return os.path.join(locks, f"shim.{shim}" if shim else "nft")
 
     # --- files ---
     def _ip_path(self, prefix):
@@ -146,10 +147,12 @@ def _read_json(path):
 
 
 def _valid_record(record):
-    """Records are ours, but their names end up in ip commands: check them as strictly as input."""
+    """Records are ours, but what they hold ends up in commands: check every field as strictly as input."""
     try:
-        names_ok = all(IFNAME.match(record[key]) for key in ("bridge", "master"))
+        names_ok = all(IFNAME.match(record[key]) for key in ("bridge", "master", "ifname"))
         prefixes_ok = all(ipaddress.ip_network(p) for p in record["prefixes"])
+        via_ok = all(len(pair) == 2 and ipaddress.ip_network(pair[0]) and ipaddress.ip_address(pair[1])
+                     for pair in record["viaHost"])
     except (KeyError, TypeError, ValueError):
         return None
-    return record if names_ok and prefixes_ok else None
+    return record if names_ok and prefixes_ok and via_ok else None

@@ -97,10 +97,10 @@ def _is_ours(route, gateway, ifname):
 
 
 def _rules(runner):
-    status, out = runner.query(nft.list_tables())
+    status, out = runner.query(nft.list_tables(), "nft")
     if status != 0:
         raise CommandFailed("nft list tables failed", "is nftables installed and the nf_tables module loaded?")
     if not nft.has_table(out):
         return {}
-    status, out = runner.query(nft.list_chain())
+    status, out = runner.query(nft.list_chain(), "nft")
     return nft.masquerade_rules(out) if status == 0 else {}

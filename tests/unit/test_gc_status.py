@@ -28,8 +28,8 @@ def test_gc_removes_stale_attachments_and_keeps_valid_ones(monkeypatch, host, tm
     add("c", "192.168.1.4/16")
     assert gc(monkeypatch, host, tmp_path, "a", "c")[:2] == (0, None)
     assert host.routes_on("eno1.host") == ["192.168.1.2/32", "192.168.1.4/32"]
-    assert sorted(os.listdir(tmp_path / "default" / "attachments")) == ["a@eth0.json", "c@eth0.json"]
-    assert sorted(os.listdir(tmp_path / "default" / "ips")) == ["192.168.1.2", "192.168.1.4"]
+    assert sorted(os.listdir(tmp_path / "networks" / "default" / "attachments")) == ["a@eth0.json", "c@eth0.json"]
+    assert sorted(os.listdir(tmp_path / "networks" / "default" / "ips")) == ["192.168.1.2", "192.168.1.4"]
 
 
 def test_gc_with_an_empty_list_removes_every_route_but_not_the_shim(monkeypatch, host, tmp_path, add):
@@ -61,12 +61,12 @@ def test_gc_goes_on_past_an_error_and_reports_the_first(monkeypatch, host, tmp_p
     code, out, _ = gc(monkeypatch, host, tmp_path)
     assert code == 1 and out["code"] == 100 and "192.168.1.3/32" in out["msg"]
     assert host.routes_on("eno1.host") == ["192.168.1.3/32"]
-    assert os.listdir(tmp_path / "default" / "attachments") == ["b@eth0.json"]  # kept, for the next GC
+    assert os.listdir(tmp_path / "networks" / "default" / "attachments") == ["b@eth0.json"]  # kept, for the next GC
 
 
 def test_gc_drops_unreadable_state_and_leftover_temporaries(monkeypatch, host, tmp_path, add):
     add("a", "192.168.1.2/16")
-    attachments = tmp_path / "default" / "attachments"
+    attachments = tmp_path / "networks" / "default" / "attachments"
     (attachments / "x@eth0.json").write_text('{"half": ')
     (attachments / "a@eth0.json.123.tmp").write_text("{")
     assert gc(monkeypatch, host, tmp_path, "a")[0] == 0
@@ -127,3 +127,21 @@ def test_check_is_refused_below_0_4_0(monkeypatch, host, tmp_path):
     conf = netconf(tmp_path, prev_result("192.168.1.2/16", version="0.3.1"), version="0.3.1")
     code, out, _ = call(monkeypatch, host, "CHECK", conf)
     assert out["code"] == 1 and "CHECK" in out["msg"]
+
+
+def test_gc_survives_an_empty_claim_and_a_malformed_record(monkeypatch, host, tmp_path, add):
+    add("a", "192.168.1.2/16")
+    net = tmp_path / "networks" / "default"
+    (net / "ips" / "192.168.9.9").write_text("")
+    (net / "attachments" / "x@eth0.json").write_text(
+        '{"bridge": "eno1.host", "master": "eno1", "ifname": "eth0", "prefixes": [], "viaHost": [["10.96.0.0/12"]]}')
+    assert gc(monkeypatch, host, tmp_path, "a")[:2] == (0, None)
+    assert os.listdir(net / "ips") == ["192.168.1.2"] and os.listdir(net / "attachments") == ["a@eth0.json"]
+
+
+def test_a_lock_that_cannot_be_opened_is_an_io_failure(monkeypatch, host, tmp_path):
+    (tmp_path / "locks").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "locks" / "shim.eno1.host")
+    code, out, _ = call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")))
+    assert (code, out["code"]) == (1, 5) and "lock" in out["msg"]
+    assert not (tmp_path / "elsewhere").exists()

@@ -57,6 +57,17 @@ def test_undecodable_stdin_is_code_6(monkeypatch, host, data):
     expect_error(monkeypatch, host, "ADD", data, 6)
 
 
+def test_version_answers_an_unknown_version_with_the_newest(monkeypatch, host):
+    rc, out, _ = call(monkeypatch, host, "VERSION", {"cniVersion": "9.9.9"}, CNI_CONTAINERID=None,
+                      CNI_NETNS=None, CNI_IFNAME=None, CNI_PATH=None)
+    assert rc == 0 and out["cniVersion"] == "1.1.0"
+
+
+@pytest.mark.parametrize("data", [b"[]", b"5", b'"x"', b"null"])
+def test_json_that_is_not_an_object_is_code_6(monkeypatch, host, data):
+    expect_error(monkeypatch, host, "ADD", data, 6, "object")
+
+
 @pytest.mark.parametrize("version", ["0.5.0", "2.0.0", 1, None])
 def test_unsupported_version_is_code_1_with_details(monkeypatch, host, good, version):
     out = expect_error(monkeypatch, host, "ADD", {**good, "cniVersion": version}, 1, "1.1.0")

@@ -8,7 +8,7 @@ import pytest
 from helpers import call, netconf, prev_result
 
 from cniroute import person
-from cniroute.runner import append_block
+from cniroute.runner import Journal, append_block
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
     assert blocks[0].lines == ["ip link add eno1.host link eno1 type macvlan mode bridge",
                                "sysctl -w net/ipv4/conf/eno1.host/arp_filter=1",
                                "sysctl -w net/ipv6/conf/eno1.host/accept_ra=0",
+                               "sysctl -w net/ipv4/conf/eno1.host/promote_secondaries=1",
                                "ip addr add 192.168.0.5/16 dev eno1.host noprefixroute",
                                "ip addr add fd00::5/64 dev eno1.host noprefixroute nodad",
                                "ip link set dev eno1.host up",
@@ -89,7 +90,7 @@ def test_dry_run_changes_nothing_logs_everything_and_prints_the_result(monkeypat
     assert code == 0 and out == c["prevResult"]
     assert host.changes() == [] and "eno1.host" not in host.links
     assert "# dry-run, not run: ip route replace 192.168.1.2/32" in logged.path.read_text()
-    assert not (tmp_path / "default").exists()  # no state either
+    assert not (tmp_path / "networks").exists()  # no state either
 
 
 def test_dry_run_from_config(monkeypatch, host, logged):
@@ -131,7 +132,8 @@ def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, 
     assert person.main(["replay", "--keep-going", path], host=host) == 1
     assert [argv[:3] for argv in host.calls] == [
         ["ip", "link", "add"], ["sysctl", "-w", "net/ipv4/conf/eno1.host/arp_filter=1"],
-        ["sysctl", "-w", "net/ipv6/conf/eno1.host/accept_ra=0"], ["ip", "addr", "add"], ["ip", "addr", "add"],
+        ["sysctl", "-w", "net/ipv6/conf/eno1.host/accept_ra=0"],
+        ["sysctl", "-w", "net/ipv4/conf/eno1.host/promote_secondaries=1"], ["ip", "addr", "add"], ["ip", "addr", "add"],
         ["ip", "link", "set"], ["ip", "route", "replace"], ["ip", "route", "replace"]]
 
 
@@ -163,3 +165,28 @@ def test_header_values_cannot_inject_commands(monkeypatch, host, logged):
     call(monkeypatch, host, "DEL", logged(), CNI_NETNS="/x\nip link del eno1")
     blocks = person.parse_log(logged.path.read_text())
     assert blocks[0].lines == [] and blocks[0].fields["netns"] == "/x\\nip link del eno1"
+
+
+@pytest.mark.parametrize("line", [
+    "ip -batch /tmp/evil", "ip netns exec x sh -c id", "nsenter --net=/proc/1/ns/net sh -c id",
+    "nsenter --net=/x ip link add x type veth", "nft -f /tmp/evil", "nft add table ip nat",
+    "sysctl -w kernel/core_pattern=x", "sysctl -w net/ipv4/ip_forward=1", "sysctl -w net/ipv4/conf/all/rp_filter=0",
+    "sysctl -p", "rm -rf /tmp/x", "ip route replace 'unterminated", "",
+])
+def test_replay_refuses_what_the_plugin_never_logs(line):
+    assert person.replayable(line) is None
+
+
+def test_replay_accepts_every_shape_the_plugin_logs(monkeypatch, host, logged, tmp_path):
+    host.pod("/var/run/netns/pod1", addresses=["192.168.1.2/16"])
+    c = logged("192.168.1.2/16", routeViaHost=["10.96.0.0/12"])
+    assert call(monkeypatch, host, "ADD", c)[0] == 0 and call(monkeypatch, host, "DEL", c)[0] == 0
+    lines = [line for block in person.parse_log(logged.path.read_text()) for line in block.lines]
+    assert {line.split()[0] for line in lines} == {"ip", "sysctl", "nft", "nsenter"}
+    assert [line for line in lines if person.replayable(line) is None] == []
+
+
+def test_a_command_spanning_lines_is_never_logged():
+    journal = Journal()
+    with pytest.raises(ValueError):
+        journal.command(["ip", "route", "replace", "x\u2028ip link del eno1"])

@@ -269,7 +269,8 @@ def test_an_interface_index_written_as_a_float_still_selects_the_interface(monke
 
 def test_a_busy_shim_lock_gives_try_again_later(monkeypatch, host, conf, tmp_path):
     monkeypatch.setattr(plugin, "LOCK_TIMEOUT", 0.2)
-    with open(tmp_path / "eno1.host.lock", "w") as holder:
+    (tmp_path / "locks").mkdir()
+    with open(tmp_path / "locks" / "shim.eno1.host", "w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)  # another call is changing this shim
         code, out, _ = call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))
     assert (code, out["code"]) == (1, 11) and "busy" in out["msg"]

@@ -100,11 +100,14 @@ def test_del_when_the_pod_namespace_is_gone_says_nothing(monkeypatch, host, pod,
     assert (code, out) == (0, None) and "error" not in err and host.nft is None
 
 
-def test_gc_cleans_up_like_del(monkeypatch, host, pod, conf, tmp_path):
+def test_gc_removes_the_node_side_but_never_enters_a_remembered_netns(monkeypatch, host, pod, conf, tmp_path):
+    """A stale attachment's namespace path (e.g. /proc/PID/ns/net) may be another pod's by now: GC leaves the
+    pod side alone (a dead pod took its routes along) and cleans the node side."""
     assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16", version="1.1.0"))[0] == 0
     gc = netconf(tmp_path, version="1.1.0", **{"cni.dev/valid-attachments": []})
     assert call(monkeypatch, host, "GC", gc, CNI_CONTAINERID=None, CNI_NETNS=None, CNI_IFNAME=None)[0] == 0
-    assert pod.routes == [] and host.nft is None
+    assert host.nft is None and host.routes_on("eno1.host") == []
+    assert not [argv for argv in host.calls if argv[0] == "nsenter" and "del" in argv]
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -126,3 +129,30 @@ def test_status_reports_forwarding_off(monkeypatch, host, conf):
     code, out, _ = call(monkeypatch, host, "STATUS", conf(version="1.1.0"), CNI_CONTAINERID=None, CNI_NETNS=None,
                         CNI_IFNAME=None)
     assert out["code"] == 50 and "IPv4 forwarding" in out["msg"]
+
+
+def test_a_default_route_via_the_host_can_be_deleted(monkeypatch, host, pod, conf):
+    """ip prints a /0 as "default"; DEL must still recognise its own route."""
+    c = conf("192.168.1.2/16", routeViaHost=["0.0.0.0/0"])
+    assert call(monkeypatch, host, "ADD", c)[0] == 0
+    assert call(monkeypatch, host, "CHECK", c)[0] == 0
+    assert call(monkeypatch, host, "DEL", c)[:2] == (0, None)
+    assert pod.routes == [] and host.nft is None
+
+
+def test_a_shim_named_like_the_nft_lock_does_not_deadlock(monkeypatch, host, pod, conf):
+    assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16", bridge="nft"))[0] == 0
+    assert list(host.nft["rules"].values()) == ["nft"]
+
+
+def test_a_del_that_dies_before_forgetting_is_finished_by_the_next(monkeypatch, host, pod, conf):
+    """The rule goes before the record: if removing the rule fails (or the call is killed), the record
+    stays, and the next DEL removes the rule."""
+    c = conf("192.168.1.2/16")
+    assert call(monkeypatch, host, "ADD", c)[0] == 0
+    original = host._nft
+    monkeypatch.setattr(host, "_nft", lambda w: (1, "", "Error: busy\n") if w[:1] == ["delete"] else original(w))
+    assert call(monkeypatch, host, "DEL", c)[0] == 1
+    monkeypatch.setattr(host, "_nft", original)
+    assert call(monkeypatch, host, "DEL", c)[:2] == (0, None)
+    assert host.nft is None
