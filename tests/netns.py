@@ -166,6 +166,19 @@ def sweep_leftovers(prefix: str = PREFIX) -> list[str]:
     return removed
 
 
+def plugin_argv(node: str, plugin, command: str, netns: str | None = None, container_id: str = "c1",
+                ifname: str = "eth0", **extra_env: str) -> list[str]:
+    """The plugin invoked as a runtime invokes it, in the node: `ip netns exec NODE env -i CNI_... PLUGIN`.
+
+    GC and STATUS get no pod variables. Without `netns`, the node's own namespace stands in for the pod's
+    (the plugin enters it only with routeViaHost). `extra_env` adds to or overrides the environment."""
+    env = {"CNI_COMMAND": command, "CNI_PATH": str(REFERENCE_PLUGINS), "PATH": os.environ["PATH"]}
+    if command not in ("GC", "STATUS", "VERSION"):
+        env.update(CNI_CONTAINERID=container_id, CNI_IFNAME=ifname, CNI_NETNS=netns or netns_path(node))
+    env.update(extra_env)
+    return ["ip", "netns", "exec", node, "env", "-i", *[f"{k}={v}" for k, v in env.items()], str(plugin)]
+
+
 def ns_exec(name: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run argv inside namespace *name* via ``ip netns exec``."""
     return run(["ip", "netns", "exec", name] + list(argv), check=check, **kw)

@@ -43,11 +43,9 @@ class Bed:
         self.state_dir = state_dir
 
     def call(self, plugin, verb, ip, container_id):
-        env = [f"CNI_COMMAND={verb}", f"CNI_CONTAINERID={container_id}", "CNI_IFNAME=eth0",
-               f"CNI_NETNS=/var/run/netns/{self.topo.node}", "CNI_PATH=/usr/lib/cni", "PATH=" + os.environ["PATH"]]
+        argv = netns.plugin_argv(self.topo.node, plugin, verb, container_id=container_id)
         started = time.perf_counter()
-        proc = subprocess.run(["ip", "netns", "exec", self.topo.node, "env", "-i", *env, plugin],
-                              input=conf(ip, self.state_dir), capture_output=True, text=True)
+        proc = subprocess.run(argv, input=conf(ip, self.state_dir), capture_output=True, text=True)
         elapsed = (time.perf_counter() - started) * 1000
         if proc.returncode != 0:
             raise SystemExit(f"{plugin} {verb} {ip} failed: {proc.stdout[:300]} {proc.stderr[-300:]}")

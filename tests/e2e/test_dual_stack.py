@@ -1,5 +1,6 @@
 """Dual stack and hardened nodes, for real: IPv6 and strict ARP / rp_filter through the libcni chain."""
 import json
+import subprocess
 
 import pytest
 from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, pod_ips
@@ -163,9 +164,8 @@ def test_only_the_pod_interface_of_a_two_interface_result_is_routed(topo, tmp_pa
                     {"interface": 1, "address": "192.168.1.50/16"}, {"interface": 1, "address": "fd00::150/64"}]}
     conf = {"cniVersion": "1.0.0", "name": "rtt-route", "type": "route", "master": MASTER,
             "stateDir": str(tmp_path / "state"), "prevResult": prev}
-    env = ["CNI_COMMAND=ADD", "CNI_CONTAINERID=two", "CNI_IFNAME=eth0", f"CNI_NETNS=/var/run/netns/{topo.node}",
-           "CNI_PATH=/usr/lib/cni"]
-    proc = topo.node_exec(["env", *env, str(route_plugin)], input=json.dumps(conf))
+    proc = subprocess.run(netns.plugin_argv(topo.node, route_plugin, "ADD", container_id="two"),
+                          input=json.dumps(conf), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout) == prev
     routes = json.loads(topo.node_exec(["ip", "-json", "route", "show", "dev", SHIM]).stdout)

@@ -14,19 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from e2e_support import MASTER, SHIM
 
+import netns
+
 PROTO = "201"
-
-
-def plugin_env(command, netns, container_id="c1", ifname="eth0"):
-    env = {"CNI_COMMAND": command, "CNI_PATH": "/usr/lib/cni", "PATH": os.environ["PATH"]}
-    if command not in ("GC", "STATUS"):
-        env.update(CNI_CONTAINERID=container_id, CNI_IFNAME=ifname, CNI_NETNS=netns)
-    return env
-
-
-def netns(topo):
-    """A network namespace to name as the pod's (without routeViaHost the plugin never enters it)."""
-    return f"/var/run/netns/{topo.node}"
 
 
 def config(tmp_path, version="1.1.0", prev=None, **keys):
@@ -40,8 +30,8 @@ def config(tmp_path, version="1.1.0", prev=None, **keys):
 
 def call(topo, route_plugin, command, conf, timeout=60, **env):
     """(exit code, parsed stdout, stderr) of one plugin call in the node namespace."""
-    proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in plugin_env(command, netns(topo), **env).items()],
-                           str(route_plugin)], input=json.dumps(conf), timeout=timeout)
+    proc = subprocess.run(netns.plugin_argv(topo.node, route_plugin, command, **env), input=json.dumps(conf),
+                          capture_output=True, text=True, timeout=timeout)
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
 
 
@@ -70,8 +60,7 @@ def test_kill_9_at_random_moments_then_add_check_del_succeed(topo, route_plugin,
     for _ in range(40):
         cid, address = rng.choice(sorted(pods.items()))
         verb = rng.choice(["ADD", "ADD", "DEL"])
-        argv = ["ip", "netns", "exec", topo.node, "env", "-i",
-                *[f"{k}={v}" for k, v in plugin_env(verb, netns(topo), container_id=cid).items()], str(route_plugin)]
+        argv = netns.plugin_argv(topo.node, route_plugin, verb, container_id=cid)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.stdin.write(json.dumps(config(tmp_path, prev=[address])).encode())
         proc.stdin.close()
@@ -134,12 +123,9 @@ def test_a_hung_ip_gives_a_cni_error_not_a_hung_runtime(topo, route_plugin, tmp_
     conf = config(tmp_path, prev=["192.168.2.70/16"], ipTimeoutSeconds=1)
     for verb in ("ADD", "DEL", "CHECK"):
         started = time.monotonic()
-        env = {"PATH": f"{fake}:{os.environ['PATH']}"}
-        proc = topo.node_exec(["env", "-i", *[f"{k}={v}" for k, v in {**plugin_env(verb, netns(topo)), **env}.items()],
-                               str(route_plugin)], input=json.dumps(conf), timeout=30)
+        code, out, _ = call(topo, route_plugin, verb, conf, timeout=30, PATH=f"{fake}:{os.environ['PATH']}")
         elapsed = time.monotonic() - started
-        out = json.loads(proc.stdout)
-        assert proc.returncode == 1 and out["code"] == 101 and "timed out after 1" in out["msg"], (verb, out)
+        assert code == 1 and out["code"] == 101 and "timed out after 1" in out["msg"], (verb, out)
         assert elapsed < 15, f"{verb} took {elapsed:.1f} s"  # a bound for a hang, not a performance target
     assert not subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True).stdout, "the hung ip was left"
 
