@@ -36,6 +36,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -224,6 +225,27 @@ class Topology:
             run(["ip", "-n", ns, "-6", "addr", "add", f"{v6}/{PREFIX_V6}",
                  "dev", dev, "nodad"])
             run(["ip", "-n", ns, "link", "set", dev, "up"])
+        self._wait_ready(((node, NODE_IF), (lan, LAN_IF)))
+
+    @staticmethod
+    def _wait_ready(links, timeout: float = 10.0) -> None:
+        """Return once both ends have carrier and their test addresses are usable: a neighbour solicitation
+        sent before the peer is up is dropped, and the retry comes a second later, which made the first IPv6
+        ping of a busy test run (ping -W 2) fail now and then. Link-local addresses may still be in DAD:
+        the test addresses do not need them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = []
+            for ns, dev in links:
+                link = json.loads(run(["ip", "-n", ns, "-json", "addr", "show", "dev", dev]).stdout)[0]
+                tentative = [a for a in link.get("addr_info", []) if a.get("tentative") and a.get("scope") == "global"]
+                if "LOWER_UP" not in link["flags"] or tentative:
+                    pending.append(f"{ns}/{dev}")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise SetupError(f"links not ready after {timeout} s: {', '.join(pending)}")
+            time.sleep(0.05)
 
     # -- exec helpers -------------------------------------------------------
     def node_exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
