@@ -33,10 +33,13 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -57,6 +60,17 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER_SRC = REPO / "tests" / "cnidriver"
 ROUTE_PLUGIN = REPO / "bin" / "route"
 REFERENCE_PLUGINS = Path(os.environ.get("CNI_REFERENCE_DIR", "/usr/lib/cni"))
+CANARY_PLUGIN = REPO / "tests" / "cni-canary"
+
+# What a container runtime or the kubelet hands a plugin: a system PATH and the CNI_* variables. Plugins here
+# are always started with an environment built from this, never from the test's own (tox puts its virtualenv
+# first on PATH, and a plugin that inherited it would find packages that no node has).
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def runtime_env(**variables: str) -> dict[str, str]:
+    """A plugin's whole environment, as a runtime builds it: NODE_PATH plus *variables*."""
+    return {"PATH": NODE_PATH, **variables}
 
 
 class CommandError(RuntimeError):
@@ -169,11 +183,11 @@ def sweep_leftovers(prefix: str = PREFIX) -> list[str]:
 
 def plugin_argv(node: str, plugin, command: str, netns: str | None = None, container_id: str = "c1",
                 ifname: str = "eth0", **extra_env: str) -> list[str]:
-    """The plugin invoked as a runtime invokes it, in the node: `ip netns exec NODE env -i CNI_... PLUGIN`.
+    """The plugin invoked as a runtime invokes it, in the node: `ip netns exec NODE env -i PATH=... CNI_... PLUGIN`.
 
     GC and STATUS get no pod variables. Without `netns`, the node's own namespace stands in for the pod's
     (the plugin enters it only with routeViaHost). `extra_env` adds to or overrides the environment."""
-    env = {"CNI_COMMAND": command, "CNI_PATH": str(REFERENCE_PLUGINS), "PATH": os.environ["PATH"]}
+    env = runtime_env(CNI_COMMAND=command, CNI_PATH=str(REFERENCE_PLUGINS))
     if command not in ("GC", "STATUS", "VERSION"):
         env.update(CNI_CONTAINERID=container_id, CNI_IFNAME=ifname, CNI_NETNS=netns or netns_path(node))
     env.update(extra_env)
@@ -347,8 +361,14 @@ def build_cnidriver(out_dir, timeout: float = 600) -> str:
     return str(binary)
 
 
-def make_cni_path(directory, route_plugin=ROUTE_PLUGIN) -> str:
-    """Create *directory* with symlinks macvlan, host-local (reference plugins) and route -> *route_plugin*."""
+def make_cni_path(directory, route_plugin: Path | None = ROUTE_PLUGIN, canary: bool = True) -> str:
+    """Create the CNI bin dir *directory*: macvlan and host-local (the reference plugins), the leak canary
+    (tests/cni-canary) unless `canary` is False, and `route` for *route_plugin* unless it is None (the demo
+    installs it with `route install`).
+
+    The one-file build is linked as it is: a runtime runs it with the node's python3. A source tree's
+    bin/route needs sh and jsonschema, which the node's python3 lacks, so it is started through a wrapper
+    that names this (the development) interpreter explicitly: the fast inner loop, never a PATH leak."""
     d = Path(directory)
     d.mkdir(parents=True)
     for name in ("macvlan", "host-local"):
@@ -356,9 +376,23 @@ def make_cni_path(directory, route_plugin=ROUTE_PLUGIN) -> str:
         if not src.exists():
             raise SetupError(f"reference plugin {src} missing (containernetworking-plugins)")
         (d / name).symlink_to(src)
-    # The symlink may dangle until the plugin exists: callers then fail on ADD.
-    (d / "route").symlink_to(route_plugin)
+    if canary:
+        (d / "canary").symlink_to(CANARY_PLUGIN)
+    if route_plugin is not None:
+        install_route(d / "route", Path(route_plugin))
     return str(d)
+
+
+def is_one_file_build(plugin: Path) -> bool:
+    return plugin.is_file() and zipfile.is_zipfile(plugin)
+
+
+def install_route(target: Path, route_plugin: Path) -> None:
+    if is_one_file_build(route_plugin) or not route_plugin.exists():
+        target.symlink_to(route_plugin)  # a missing plugin dangles: callers then fail on ADD
+        return
+    target.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(route_plugin))} \"$@\"\n")
+    target.chmod(0o755)
 
 
 DriverResult = tuple[int, Optional[Any], str]
@@ -374,9 +408,7 @@ def run_driver(topo: Topology, driver: str, cni_path: str, cache_dir: str,
     pod_path = pod if pod.startswith("/") else netns_path(pod)
     argv = [driver, "-cache-dir", str(cache_dir), "-container-id", container_id,
             "-ifname", ifname, cmd, str(conflist), pod_path]
-    env = dict(os.environ)
-    env["CNI_PATH"] = str(cni_path)
-    proc = topo.node_exec(argv, env=env, timeout=timeout)
+    proc = topo.node_exec(argv, env=runtime_env(CNI_PATH=str(cni_path)), timeout=timeout)
     out = proc.stdout.strip()
     parsed = None
     if out:

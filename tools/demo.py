@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """The main job, shown end to end on throw-away network namespaces (needs root).
 
-Replays the seed's functional test: the real libcni (tests/cnidriver) runs the chain of
+Replays the seed's functional test with what a node runs: `route install` puts the one-file build
+(dist/route, made by tools/setup.sh) into the demo's CNI bin dir, and the real libcni (tests/cnidriver),
+started with a runtime's environment (a system PATH, the node's python3), runs the chain of
 net.d/00-default.conflist -- macvlan + host-local, then `route` -- for one pod on a node whose
 eno1 sits on a LAN with another host.  Prints what a person would look at (ADD result, the
 node's routes, the eno1.host shim, pings, CHECK, the replayable log, DEL) and exits non-zero if
 any step fails.  Nothing outside the rtt-* namespaces and a temp dir is touched, and both are
 removed at the end, also on failure or Ctrl-C.
 
-    tools/demo.sh            (or: sudo .venv/bin/python tools/demo.py)
-    ROUTE_PLUGIN=/path/to/route tools/demo.sh   to try another build of the plugin
+    tools/demo.sh            (or: sudo python3 tools/demo.py)
+    ROUTE_PLUGIN=/path/to/route tools/demo.sh   to try another build of the plugin (a source tree's
+                                                bin/route is started with this python3 instead)
 """
 
 from __future__ import annotations
@@ -102,14 +105,16 @@ def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
     demo.section("setup: build the libcni driver, CNI_PATH, the chain")
     try:
         driver = netns.build_cnidriver(tmp / "driver")
-        cni_path = netns.make_cni_path(tmp / "cni-bin", route_plugin)
+        cni_path = netns.make_cni_path(tmp / "cni-bin", route_plugin=None, canary=False)
     except netns.SetupError as e:
         demo.step("setup", False, str(e))
         return
+    if not install(demo, route_plugin, Path(cni_path)):
+        return
     print(f"driver:   {driver}")
     print(f"CNI_PATH: {cni_path}")
-    for entry in sorted(os.listdir(cni_path)):
-        print(f"          {entry} -> {os.readlink(os.path.join(cni_path, entry))}")
+    for entry in sorted(Path(cni_path).iterdir()):
+        print(f"          {entry.name}" + (f" -> {os.readlink(entry)}" if entry.is_symlink() else ""))
     conflist, log_file = write_chain(tmp)
     print(f"conflist: {conflist} (from {SEED.relative_to(REPO)})")
     print(conflist.read_text().rstrip())
@@ -124,6 +129,19 @@ def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
         made = topo.namespaces()
         topo.close()  # raises if a namespace could not be deleted
         demo.step("namespaces deleted: " + ", ".join(made), netns.existing(made) == [])
+
+
+def install(demo: Demo, route_plugin: Path, bin_dir: Path) -> bool:
+    """Put the plugin into the CNI bin dir as on a node: `route install`, run by the node's python3."""
+    if not netns.is_one_file_build(route_plugin):
+        netns.install_route(bin_dir / "route", route_plugin)
+        print(f"{route_plugin} is a source tree's launcher: the runtime starts it with {sys.executable}")
+        return True
+    argv = [str(route_plugin), "install", "--bin-dir", str(bin_dir)]
+    proc = netns.run(argv, check=False, env=netns.runtime_env())
+    demo.show(argv, proc.stdout + proc.stderr)
+    return demo.step("route install", proc.returncode == 0 and (bin_dir / "route").is_file(),
+                     proc.stdout + proc.stderr)
 
 
 def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache: str,
@@ -184,7 +202,10 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("demo: needs root (it creates network namespaces)", file=sys.stderr)
         return 2
-    route_plugin = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "bin" / "route")).resolve()
+    route_plugin = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "dist" / "route")).resolve()
+    if not route_plugin.exists():
+        print(f"demo: {route_plugin} is missing; run tools/setup.sh first (it builds dist/route)", file=sys.stderr)
+        return 2
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the namespaces and the temp dir still go away.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs everything the demo and the tests need, on Debian 12 as root. Safe to run again.
-#   apt: iproute2, ping, nftables, the reference CNI plugins, Go and libcni's source (to build tests/cnidriver)
-#   pip: a virtualenv in .venv with tox, pytest, hypothesis, ruff, sh and jsonschema
+# Installs everything the demo and the tests need, on Debian 12 as root, and builds what a node runs.
+# Safe to run again.
+#   apt: iproute2, ping, nftables, util-linux (nsenter), the reference CNI plugins, Go and libcni's source
+#        (to build tests/cnidriver), podman + runc + buildah with busybox-static and catatonit (the podman tests)
+#   pip: a virtualenv in .venv with tox, pytest, hypothesis, ruff, sh and jsonschema (for the tests)
+#   dist/route: the one-file build (tools/build_dist.py), compiled for the python3 a runtime finds on a node
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(iproute2 iputils-ping nftables containernetworking-plugins golang-go golang-github-appc-cni-dev
-          golang-github-vishvananda-netlink-dev python3-venv)
+NODE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+packages=(iproute2 iputils-ping nftables util-linux containernetworking-plugins golang-go
+          golang-github-appc-cni-dev golang-github-vishvananda-netlink-dev python3 python3-venv
+          podman runc buildah busybox-static catatonit)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,4 +26,6 @@ if [ ! -x .venv/bin/tox ] || [ requirements-dev.txt -nt .venv/.installed ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   touch .venv/.installed
 fi
-echo "setup: ready ($(.venv/bin/python --version), $(ip -V), $(go version | cut -d' ' -f3))"
+node_python=$(PATH=$NODE_PATH command -v python3)
+.venv/bin/python tools/build_dist.py --python "$node_python"
+echo "setup: ready ($(.venv/bin/python --version), node python3 $node_python, $(ip -V), $(go version | cut -d' ' -f3))"

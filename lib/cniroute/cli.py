@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from . import SUPPORTED_VERSIONS, config, plugin
+from . import SUPPORTED_VERSIONS, config, interpreter, plugin
 from .errors import CNIError, InvalidEnvironment
 from .runner import Journal, Runner, append_block
 
@@ -35,6 +35,7 @@ def main(argv=None, host=None):
     version = SUPPORTED_VERSIONS[-1]  # for error JSON until the config says otherwise
     conf = None
     try:
+        interpreter.require_packages()
         inv = invocation_from_env(os.environ, journal)
         document = config.decode(sys.stdin.buffer.read(config.MAX_STDIN + 1))
         if inv.command == "VERSION":

@@ -75,3 +75,10 @@ class HostNotReady(CNIError):
     """The node lacks something a configured feature needs (e.g. IP forwarding for routeViaHost)."""
 
     code = 105
+
+
+class UnsuitableInterpreter(CNIError):
+    """The python3 that runs the plugin cannot run it (a source tree's bin/route on a python3 without the
+    packages; the one-file build carries them)."""
+
+    code = 106

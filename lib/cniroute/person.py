@@ -6,7 +6,8 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from . import SUPPORTED_VERSIONS, __version__, install
+from . import SUPPORTED_VERSIONS, __version__, install, interpreter
+from .errors import UnsuitableInterpreter
 from .runner import BLOCK_START, HEADER_FIELDS, Journal, Runner
 
 # Replay runs only lines of the shapes the plugin itself logs; a log is root's file, but a line that could
@@ -120,6 +121,11 @@ def main(argv, host=None):
     if args.version:
         print(f"route {__version__} (CNI {', '.join(SUPPORTED_VERSIONS)}; python {sys.version.split()[0]})")
         print(install.dependencies_line())
+        try:
+            interpreter.require_packages()
+        except UnsuitableInterpreter as e:
+            print(f"route cannot run as a CNI plugin here (code {e.code}): {e}", file=sys.stderr)
+            return 1
         return 0
     if args.verb in install.VERBS:
         return install.main(args)

@@ -1,6 +1,7 @@
 """Fixtures for the one-file build (issue 7): dist/route built once per session, and a bare interpreter.
 
-  dist_route   (session) Path of a dist/route built by tools/build_dist.py --output <tmp>/route
+  dist_route   (session) $ROUTE_PLUGIN when it is a one-file build (tools/test.sh: the dist/route setup built,
+               the one the e2e suite runs), else one built by tools/build_dist.py --output <tmp>/route
   bare_python  (session) Path of the bin/ of `python3 -m venv --without-pip`: nothing installed
   bare_env     (session) os.environ with that bin/ first on PATH, PYTHONNOUSERSITE=1, no PYTHONPATH/CNI_*
   run_route    (session) run_route(argv_or_path, *args, stdin="", env=None, **cni_env) -> CompletedProcess,
@@ -10,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,9 @@ def build(output):
 
 @pytest.fixture(scope="session")
 def dist_route(tmp_path_factory):
+    given = os.environ.get("ROUTE_PLUGIN")
+    if given and zipfile.is_zipfile(given):
+        return Path(given)
     return build(tmp_path_factory.mktemp("dist") / "route")
 
 

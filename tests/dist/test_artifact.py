@@ -144,9 +144,8 @@ def test_site_packages_and_pythonpath_cannot_shadow_the_bundle(dist_route, tmp_p
     assert json.loads(proc.stdout)["code"] == 7, proc.stdout + proc.stderr
 
 
-def test_the_build_is_reproducible(dist_route, tmp_path):
-    again = build(tmp_path / "again" / "route")
-    assert sha256(again) == sha256(dist_route)
+def test_the_build_is_reproducible(tmp_path):
+    assert sha256(build(tmp_path / "one" / "route")) == sha256(build(tmp_path / "two" / "route"))
 
 
 def other_pythons():

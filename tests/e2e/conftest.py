@@ -4,13 +4,15 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
 
   cnidriver                      (session) path of the built tests/cnidriver binary
   route_plugin                   (session) path of the plugin under test
-                                 ($ROUTE_PLUGIN, else <repo>/bin/route)
+                                 ($ROUTE_PLUGIN, else <repo>/bin/route; in CI the one-file build)
   _sweep_rtt_netns               (session, autouse) deletes leftover rtt-* netns at start/end
                                  (not those of another live session: see netns.sweep_leftovers)
   topo                           (function) a netns.Topology (node/lan/pods)
-  cni_path                       (function) tmp dir with macvlan, host-local, route symlinks
+  cni_path                       (function) tmp dir with macvlan, host-local, canary, route
   chain                          (function) chain(cni_version="1.0.0", name="rtt-route",
                                               plugins=None, **route_keys) -> Path of conflist
+                                 (every chain ends with tests/cni-canary, which fails the call
+                                 if the test's environment leaked into the plugins)
   cni                            (function) Cni object bound to topo/cnidriver/cni_path:
       cni.add(conflist, pod, container_id=None, ifname="eth0") -> (rc, json|None, stderr)
       cni.check(...), cni.delete(...)                          -> same triple
@@ -83,7 +85,11 @@ def cnidriver(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def route_plugin() -> Path:
+    """$ROUTE_PLUGIN (tools/test.sh and CI: the one-file build dist/route, run by the node's python3 as a
+    runtime runs it), else the source tree's bin/route with this interpreter (the fast inner loop)."""
     p = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "bin" / "route")).resolve()
+    if os.environ.get("CI") and not netns.is_one_file_build(p):
+        pytest.fail(f"CI tests what nodes run: ROUTE_PLUGIN must be the one-file build, not {p}", pytrace=False)
     return p
 
 
@@ -140,6 +146,8 @@ def chain(tmp_path):
                 },
                 route,
             ]
+        # Last in every chain: fails the call if the test's environment leaked into the plugins.
+        plugins = [*plugins, {"type": "canary", "venv": sys.prefix}]
         conf = {"cniVersion": cni_version, "name": name, "plugins": plugins}
         path = tmp_path / f"conflist-{counter[0]}-{cni_version}.json"
         path.write_text(json.dumps(conf, indent=2))
