@@ -10,7 +10,8 @@ import sys
 
 from . import SUPPORTED_VERSIONS, config, interpreter, plugin
 from .errors import CNIError, InvalidEnvironment
-from .runner import Journal, Runner, append_block
+from .journal import Journal, append_block
+from .runner import Runner
 
 # Which CNI_* variables each verb needs (CNI spec, "Parameters"); CNI_NETNS is optional for DEL.
 REQUIRED_ENV = {

@@ -48,6 +48,10 @@ class CommandFailed(CNIError):
 
     code = 100
 
+    def __init__(self, msg, details="", status=None):
+        super().__init__(msg, details)
+        self.status = status  # the exit status, when it ran to the end
+
 
 class CommandTimeout(CommandFailed):
     code = 101

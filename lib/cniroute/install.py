@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections import namedtuple
 
 VERBS = ("install", "uninstall")
 DEFAULT_BIN_DIR = "/opt/cni/bin"
@@ -33,7 +34,12 @@ class Refused(Exception):
     pass
 
 
-def add_parsers(sub):
+# What install or uninstall will do with one file: action is "write", "same" (already this content),
+# "remove" or "absent" (nothing to remove); was describes what is there now.
+FilePlan = namedtuple("FilePlan", "path data action was")
+
+
+def add_parser(sub):
     for verb in VERBS:
         p = sub.add_parser(verb, help=f"{verb} this one-file build (dist/route) in a CNI bin dir",
                            description=__doc__.split("\n\n")[1 if verb == "install" else 2])
@@ -44,9 +50,10 @@ def add_parsers(sub):
         if verb == "install":
             p.add_argument("--force", action="store_true",
                            help="replace a bin file that is not a route build, or a different conflist")
+        p.set_defaults(handler=handle)
 
 
-def main(args):
+def handle(args, host=None):
     prog = f"route {args.verb}"
     try:
         if (args.conf_dir is None) != (args.conflist is None):
@@ -129,35 +136,31 @@ def describe(path):
         return False, "not a route build"
 
 
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def _plan_file(path, data, what, force, ours):
-    """'write' | 'same' for putting `data` at `path`; raises Refused. `ours(path)` -> (bool, description)."""
+def _plan_write(path, data, what, force, ours):
+    """The FilePlan for putting `data` at `path` ("write" or "same"); raises Refused.
+    `ours(path)` -> (bool, description) says whether a different file there may be replaced without --force."""
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         raise Refused(f"{directory} is not a directory (is the host's directory mounted there?)")
     try:
         os.lstat(path)
     except FileNotFoundError:
-        return "write", "absent"
+        return FilePlan(path, data, "write", "absent")
     if os.path.islink(path):
         if not force:
             raise Refused(f"{path} is a symlink to {os.readlink(path)}; --force replaces the link with {what}")
-        return "write", f"a symlink to {os.readlink(path)}"
+        return FilePlan(path, data, "write", f"a symlink to {os.readlink(path)}")
     if not os.path.isfile(path):
         raise Refused(f"{path} exists and is not a regular file")
     with open(path, "rb") as f:
         current = f.read()
     if current == data:
-        return "same", "already this content"
+        return FilePlan(path, data, "same", "already this content")
     is_ours, description = ours(path)
     if not is_ours and not force:
         raise Refused(f"{path} exists and differs ({description}, sha256 {hashlib.sha256(current).hexdigest()[:16]}); "
                       f"--force replaces it with {what}")
-    return "write", description
+    return FilePlan(path, data, "write", description)
 
 
 def write_atomic(path, data, mode):
@@ -188,14 +191,17 @@ def _fsync_dir(directory):
         os.close(dfd)
 
 
-def _read_conflist(args):
-    """(target path, bytes) of the conflist to install, checked: JSON, a plugin of type --name whose config
-    (as the runtime will pass it) this plugin accepts."""
+def _read_conflist(args, check):
+    """(target path in --conf-dir, bytes) of --conflist. With `check`: refused unless it is JSON with a plugin
+    of type --name whose config (as the runtime will pass it) this plugin accepts."""
     try:
         with open(args.conflist, "rb") as f:
             data = f.read()
     except OSError as e:
         raise Refused(f"cannot read --conflist: {e}") from None
+    target = os.path.join(args.conf_dir, os.path.basename(args.conflist))
+    if not check:
+        return target, data
     try:
         document = json.loads(data)
         plugins = document["plugins"]
@@ -213,37 +219,33 @@ def _read_conflist(args):
             config.load(merged)
         except CNIError as e:
             raise Refused(f"{args.conflist}: the {args.name!r} entry is invalid: {e}") from None
-    return os.path.join(args.conf_dir, os.path.basename(args.conflist)), data
+    return target, data
 
 
 def _install(prog, args, artifact):
-    target = os.path.join(args.bin_dir, args.name)
-    bin_action, was = _plan_file(target, artifact.data, f"this build ({artifact.label()})", args.force, describe)
+    binary = _plan_write(os.path.join(args.bin_dir, args.name), artifact.data,
+                         f"this build ({artifact.label()})", args.force, describe)
     conf = None
     if args.conflist:
-        conf_target, conf_data = _read_conflist(args)
-        conf_action, conf_was = _plan_file(conf_target, conf_data, args.conflist, args.force,
-                                           lambda path: (False, "a different conflist"))
-        conf = conf_target, conf_data, conf_action, conf_was
+        conf = _plan_write(*_read_conflist(args, check=True), args.conflist, args.force,
+                           lambda path: (False, "a different conflist"))
     print(f"{prog}: this build: {artifact.started} ({artifact.label()})")
-    if bin_action == "same":
-        if os.stat(target).st_mode & 0o777 != 0o755:
-            os.chmod(target, 0o755)
-            print(f"{prog}: unchanged: {target} already is this build; mode set to 0755")
+    if binary.action == "same":
+        if os.stat(binary.path).st_mode & 0o777 != 0o755:
+            os.chmod(binary.path, 0o755)
+            print(f"{prog}: unchanged: {binary.path} already is this build; mode set to 0755")
         else:
-            print(f"{prog}: unchanged: {target} already is this build")
+            print(f"{prog}: unchanged: {binary.path} already is this build")
     else:
-        write_atomic(target, artifact.data, 0o755)
-        print(f"{prog}: installed {target} (was: {was})")
-    if conf:
-        conf_target, conf_data, conf_action, conf_was = conf
-        if conf_action == "same":
-            print(f"{prog}: unchanged: {conf_target} already has the content of {args.conflist}")
-        else:
-            write_atomic(conf_target, conf_data, 0o644)
-            print(f"{prog}: wrote {conf_target} from {args.conflist} (was: {conf_was})")
-    answer = _version_of(target)
-    print(f"{prog}: checked: `CNI_COMMAND=VERSION {target}` with {sys.executable} answers {answer}")
+        write_atomic(binary.path, binary.data, 0o755)
+        print(f"{prog}: installed {binary.path} (was: {binary.was})")
+    if conf and conf.action == "same":
+        print(f"{prog}: unchanged: {conf.path} already has the content of {args.conflist}")
+    elif conf:
+        write_atomic(conf.path, conf.data, 0o644)
+        print(f"{prog}: wrote {conf.path} from {args.conflist} (was: {conf.was})")
+    answer = _version_of(binary.path)
+    print(f"{prog}: checked: `CNI_COMMAND=VERSION {binary.path}` with {sys.executable} answers {answer}")
     print(f"{prog}: next, on the node itself (it runs {args.name} with the node's `/usr/bin/env python3`, "
           f">= 3.9; bytecode is used with python {artifact.info.get('bytecode', {}).get('python', '?')[:4]}):\n"
           f"  echo '{{\"cniVersion\":\"1.0.0\"}}' | CNI_COMMAND=VERSION <CNI bin dir>/{args.name}\n"
@@ -268,42 +270,34 @@ def _version_of(target):
 
 
 def _plan_removal(path, data, what):
-    """True: remove it; False: nothing there. Refused when something else is there."""
+    """The FilePlan ("remove", or "absent": nothing there); Refused when something else is there."""
     try:
         os.lstat(path)
     except FileNotFoundError:
-        return False
+        return FilePlan(path, data, "absent", "absent")
     if os.path.islink(path) or not os.path.isfile(path):
         raise Refused(f"not removing {path}: it is not a regular file (not what install writes)")
-    digest = _sha256(path)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
     if digest != hashlib.sha256(data).hexdigest():
         raise Refused(f"not removing {path}: its content (sha256 {digest[:16]}, {describe(path)[1]}) is not {what}; "
                       "remove it with the uninstall of the build that installed it, or by hand")
-    return True
+    return FilePlan(path, data, "remove", "this content")
 
 
 def _uninstall(prog, args, artifact):
-    target = os.path.join(args.bin_dir, args.name)
-    remove_bin = _plan_removal(target, artifact.data, f"this build's ({artifact.label()})")
-    conf_target = remove_conf = None
-    if args.conflist:
-        try:
-            with open(args.conflist, "rb") as f:
-                conf_data = f.read()
-        except OSError as e:
-            raise Refused(f"cannot read --conflist: {e}") from None
-        conf_target = os.path.join(args.conf_dir, os.path.basename(args.conflist))
-        remove_conf = _plan_removal(conf_target, conf_data, f"that of {args.conflist}")
-    if conf_target:  # the conflist first: a runtime never sees a network whose plugin is gone
-        _remove(prog, conf_target, remove_conf)
-    _remove(prog, target, remove_bin)
+    binary = _plan_removal(os.path.join(args.bin_dir, args.name), artifact.data,
+                           f"this build's ({artifact.label()})")
+    if args.conflist:  # the conflist first: a runtime never sees a network whose plugin is gone
+        _remove(prog, _plan_removal(*_read_conflist(args, check=False), f"that of {args.conflist}"))
+    _remove(prog, binary)
     return 0
 
 
-def _remove(prog, path, planned):
-    if not planned:
-        print(f"{prog}: nothing to remove: no {path}")
+def _remove(prog, plan):
+    if plan.action == "absent":
+        print(f"{prog}: nothing to remove: no {plan.path}")
         return
-    os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
-    print(f"{prog}: removed {path}")
+    os.unlink(plan.path)
+    _fsync_dir(os.path.dirname(plan.path))
+    print(f"{prog}: removed {plan.path}")

@@ -1,9 +1,13 @@
-"""Pure builders of ip(8) arguments. Each returns the words after `ip`; only the runner executes them.
+"""Pure builders of ip(8) arguments, and the parser of what `ip -json -batch` prints. Each builder returns the
+words after `ip`; only the runner executes them.
 
 Reads are `ip -json -d` queries the runner batches into one `ip -batch` call per address family; writes are
 plain `ip link` / `ip route` commands, one process each, so that the replay log holds them one per line.
 """
 import ipaddress
+import json
+
+from .errors import CommandFailed
 
 # Routes this plugin installs carry their own protocol number, so that GC and DEL can tell them from
 # anybody else's route to the same prefix (see /etc/iproute2/rt_protos: 201 is unassigned).
@@ -74,3 +78,19 @@ def replace_gateway_route(cidr, gateway, dev):
 
 def delete_gateway_route(cidr, gateway, dev):
     return ["route", "del", cidr, "via", gateway, "dev", dev, "proto", ROUTE_PROTO]
+
+
+def batch_objects(text):
+    """The objects of a stream of concatenated JSON arrays, as `ip -json -batch` prints them."""
+    decoder = json.JSONDecoder()
+    objects, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return objects
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise CommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
+        objects.extend(value if isinstance(value, list) else [value])

@@ -1,11 +1,9 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim, via_host
+from . import SUPPORTED_VERSIONS, config, iproute, result, routes, shim, via_host
 from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, InvalidEnvironment, PluginNotAvailable
-from .state import Store, owner_id
-
-LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
+from .state import Attachment, Store, owner_id
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -29,22 +27,21 @@ def add(conf, inv, runner):
     prev = _require_prev_result(conf, "ADD")
     _require_netns(runner, inv)
     prefixes = result.pod_prefixes(prev, inv.ifname)
-    master = resolve_master(conf, runner)
-    shim_name = config.shim_name(master, conf.bridge)
+    master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
-    with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
+    with store.shim_lock(shim_name):
         master_link = shim.ensure(runner, master, shim_name)
         planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(inv.owner, {"containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
-                               "master": master, "bridge": shim_name, "prefixes": prefixes, "viaHost": planned})
+        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned))
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
         if planned:
-            via_host.ensure_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
+            with store.nft_lock():
+                via_host.ensure_masquerade(runner, shim_name)
             via_host.install_pod_routes(runner, planned, inv.netns, inv.ifname)
     return result.render(result.with_routes(prev, via_host.as_result_routes(planned)), conf.version)
 
@@ -52,19 +49,18 @@ def add(conf, inv, runner):
 def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
     store = Store(conf.state_dir, conf.name, runner.dry_run)
-    saved = store.load(inv.owner) or {}
-    prefixes = list(saved.get("prefixes", []))
-    if conf.prev_result is not None:
-        prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
-    shim_name = saved.get("bridge") or conf.bridge  # what ADD really used, if we remember it
-    if shim_name is None:
-        master = conf.master or saved.get("master") or _default_route_device(runner)
-        shim_name = config.shim_name(master, None) if master else None
+    recorded = store.attachment(inv.owner)
+    master, shim_name = locate(conf, runner, recorded)
     if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
-        store.remove(inv.owner)
+        store.forget(inv.owner)
         return None
-    with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
-        _detach(runner, store, inv.owner, prefixes, shim_name, saved, inv.netns)
+    attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
+    if conf.prev_result is not None:
+        prefixes = list(attachment.prefixes)
+        prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
+        attachment = attachment._replace(prefixes=prefixes)
+    with store.shim_lock(shim_name):
+        _detach(runner, store, attachment, inv.netns)
     return None
 
 
@@ -72,8 +68,7 @@ def check(conf, inv, runner):
     _require_version(conf, "0.4.0", "CHECK")
     prev = _require_prev_result(conf, "CHECK")
     _require_netns(runner, inv)
-    master = resolve_master(conf, runner)
-    shim_name = config.shim_name(master, conf.bridge)
+    master, shim_name = _require_master(*locate(conf, runner))
     links = shim.observe(runner, [master, shim_name])
     found = shim.problems(runner, links, master, shim_name)
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
@@ -103,19 +98,19 @@ def gc(conf, inv, runner):
     for owner in store.owners():
         if owner in valid:
             continue
-        record = store.load(owner)
+        record = store.attachment(owner)
         try:
             if record is None:  # unreadable: there is nothing we could safely delete by it
                 runner.journal.comment(f"gc: dropping unreadable state of {owner}")
-                store.remove(owner)
+                store.forget(owner)
                 continue
-            with lock.held(store.lock_path(record["bridge"]), LOCK_TIMEOUT):
-                _detach(runner, store, owner, record["prefixes"], record["bridge"], record, None)
+            with store.shim_lock(record.shim):
+                _detach(runner, store, record, None)
         except CNIError as e:
             runner.journal.comment(f"gc: {owner}: {e}")
             first_error = first_error or e
     for prefix, owner in store.claimed().items():
-        if owner is None or (owner not in valid and store.load(owner) is None):
+        if owner is None or (owner not in valid and store.attachment(owner) is None):
             store.release(prefix, owner)  # a claim whose attachment is gone
     store.sweep_temporaries()
     if first_error is not None:
@@ -127,10 +122,9 @@ def status(conf, inv, runner):
     """Whether this node can take pods now: the master is there and up, and the shim is ours or creatable."""
     _require_version(conf, "1.1.0", "STATUS")
     try:
-        master = resolve_master(conf, runner)
+        master, shim_name = _require_master(*locate(conf, runner))
     except InvalidConfig as e:
         raise PluginNotAvailable(e.msg, e.details) from None
-    shim_name = config.shim_name(master, conf.bridge)
     links = shim.observe(runner, [master, shim_name])
     if master not in links:
         raise PluginNotAvailable(f"master {master} does not exist")
@@ -150,34 +144,44 @@ def status(conf, inv, runner):
     return None
 
 
-def resolve_master(conf, runner):
-    """The configured master, else the device of the IPv4 default route, as the reference macvlan plugin does."""
+def locate(conf, runner, recorded=None):
+    """(master, shim) of a call: the one rule for every verb. What ADD recorded for the attachment, if there is
+    a record (DEL, GC: the config may have changed since). Otherwise the config: `master`, else the device of
+    the IPv4 default route, as the reference macvlan plugin does; `bridge`, else a name derived from the
+    master. Either is None when nothing names it (the node has no default route)."""
+    if recorded is not None:
+        return recorded.master, recorded.shim
     master = conf.master or _default_route_device(runner)
+    return master, (config.shim_name(master, conf.bridge) if master or conf.bridge else None)
+
+
+def _require_master(master, shim_name):
     if master is None:
         raise InvalidConfig("invalid master: not set, and the host has no default route to take it from")
-    return master
+    return master, shim_name
 
 
-def _detach(runner, store, owner, prefixes, shim_name, record, netns):
-    """Delete the owner's routes (only those it still owns) and forget it. Call with the shim's lock held.
+def _detach(runner, store, attachment, netns):
+    """Delete the attachment's routes (only those it still owns) and forget it. Call with its shim's lock held.
 
     With routeViaHost, also the pod-side routes (if the pod's namespace is still there), and the shim's
     masquerade rule once no attachment on this shim needs it any more.
     """
-    mine = [p for p in prefixes if store.owner_of(p) in (None, owner)]
-    for prefix in prefixes:
+    owner, shim_name = attachment.owner, attachment.shim
+    mine = [p for p in attachment.prefixes if store.owner_of(p) in (None, owner)]
+    for prefix in attachment.prefixes:
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
-    planned = record.get("viaHost") or []
-    if planned:
+    if attachment.via_host:
         # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
-        via_host.remove_pod_routes(runner, planned, netns, record["ifname"])
+        via_host.remove_pod_routes(runner, attachment.via_host, netns, attachment.ifname)
         if not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
-            via_host.remove_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
+            with store.nft_lock():
+                via_host.remove_masquerade(runner, shim_name)
     for prefix in mine:
         store.release(prefix, owner)
-    store.remove(owner)
+    store.forget(owner)
 
 
 def _default_route_device(runner):

@@ -1,94 +1,28 @@
-"""The one place that runs ip(8) (through `sh`) and writes the replayable log.
+"""The one place that runs host commands: ip(8) and nft(8) through `sh`, sysctls through /proc/sys.
 
-Every invocation of the plugin produces one block of log text. Changes appear as plain shell lines
-(shlex-quoted, exactly as run) followed by a comment with their exit status, duration and stderr; reads
-appear only as comments. The block is therefore a POSIX sh script: `sh LOG` re-applies every change.
+Everything it runs goes into the call's Journal (journal.py): changes as replayable shell lines, reads as
+comments. One exit-status policy for every call: a status outside `ok` (by default only 0) raises
+CommandFailed, which carries the status and stderr; within `ok`, the caller gets Completed(status, out, err).
 """
 import fcntl
-import json
 import os
 import shlex
 import signal
-import stat
 import sys
 import threading
 import time
 import types
+from collections import namedtuple
 
-from . import __version__
+from . import iproute
 from .errors import CommandFailed, CommandTimeout
 
 IP = "ip"
 PROC_SYS = "/proc/sys"
 NS_GET_NSTYPE, CLONE_NEWNET = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
+ANY_STATUS = range(256)  # for a caller that reports the status itself (route replay)
 
-
-BLOCK_START = "# == route "  # first line of every block: "# == route VERSION | TIME | VERB | pid PID"
-HEADER_FIELDS = ("container", "ifname", "netns", "network", "cniVersion")
-
-
-class Journal:
-    """The text of one invocation's log block: a header of comments, then what was run."""
-
-    def __init__(self, started=None):
-        self.started = time.time() if started is None else started
-        self.header = {}
-        self.lines = []
-
-    def comment(self, text):
-        # Every line of a comment is prefixed, so no value (env, config, stderr) can smuggle in a command.
-        self.lines.extend("# " + line for line in str(text).splitlines() or [""])
-
-    def command(self, argv):
-        line = shlex.join(argv)
-        if len(line.splitlines()) != 1:  # a line break of any kind (\r, \u2028...) would break replay
-            raise ValueError(f"refusing to run and log a command that spans lines: {line!r}")
-        self.lines.append(line)
-
-    def outcome(self, status, seconds, stderr):
-        self.lines.append(f"# exit {status} in {seconds * 1000:.1f} ms")
-        self.lines.extend("#   " + line for line in stderr.splitlines())
-
-    def text(self):
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started)) + f".{int(self.started % 1 * 1000):03d}Z"
-        verb = _one_line(self.header.get("command", "-"))
-        head = [f"{BLOCK_START}{__version__} | {stamp} | {verb} | pid {os.getpid()}"]
-        head += [f"# {key}: {_one_line(self.header[key])}" for key in HEADER_FIELDS if key in self.header]
-        return "".join(line + "\n" for line in head + self.lines)
-
-
-def _one_line(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def append_block(path, text, max_bytes):
-    """Append one block to the log with a single O_APPEND write, rotating to PATH.1 past max_bytes.
-
-    The file is created 0600, never through a symlink (O_NOFOLLOW), and written under flock so that
-    blocks of concurrent invocations never interleave and only one of them rotates.
-    """
-    data = text.encode("utf-8", "replace")
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    for _ in range(5):  # another invocation may rotate the file between our open and our lock
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            mine = os.fstat(fd)
-            if not stat.S_ISREG(mine.st_mode):
-                raise OSError(f"{path} is not a regular file")
-            try:
-                if os.stat(path, follow_symlinks=False).st_ino != mine.st_ino:
-                    continue
-            except FileNotFoundError:
-                continue
-            if mine.st_size and mine.st_size + len(data) > max_bytes:
-                os.replace(path, path + ".1")
-                continue
-            os.write(fd, data)
-            return
-        finally:
-            os.close(fd)
-    raise OSError(f"{path} kept being rotated under us")
+Completed = namedtuple("Completed", "status out err")
 
 
 class Runner:
@@ -116,43 +50,36 @@ class Runner:
         for c in commands:
             self.journal.comment(shlex.join([*ip, "-json", "-d", *c]))
         script = "".join(shlex.join(c) + "\n" for c in commands)
-        argv = [*ip, "-json", "-d", "-force", "-batch", "-"]
-        status, out, _ = self._run(argv, script)
-        if status not in (0, 1):  # 1: some command in the batch failed, e.g. "Device ... does not exist"
-            raise CommandFailed(f"ip exited {status}", f"{shlex.join(argv)} with input {script!r}")
-        return _json_objects(out)
+        # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
+        out = self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok=(0, 1)).out
+        return iproute.batch_objects(out)
 
     def change(self, args, netns=None, program=IP):
-        """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given; CommandFailed if it fails."""
-        argv = [*_enter(netns), program, *args]
-        status, err = self.run_logged(argv)
-        if status != 0:
-            raise CommandFailed(f"{shlex.join(argv)} failed (exit {status})", err.strip())
+        """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given."""
+        self.execute([*_enter(netns), program, *args])
 
-    def query(self, args, program):
-        """Run a read-only `PROGRAM ARGS` that is not an ip read (nft -j); (status, stdout). Logged as a comment."""
+    def query(self, args, program, ok=(0,)):
+        """Run a read-only `PROGRAM ARGS` that is not an ip read (nft -j), logged as a comment."""
         argv = [program, *args]
         self.journal.comment(shlex.join(argv))
-        status, out, _ = self._run(argv, None)
-        return status, out
+        return self._run(argv, None, ok)
 
-    def run_logged(self, argv, perform=None):
-        """Run a state-changing argv as a replayable log line; (status, stderr). Dry-run only logs it.
+    def execute(self, argv, ok=(0,), perform=None):
+        """Run a state-changing argv as a replayable log line. Dry-run only logs it.
 
         `perform() -> (status, stderr)` makes the change another way than running argv, which is then the
         command that replays it.
         """
         if self.dry_run:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
-            return 0, ""
+            return Completed(0, "", "")
         self.journal.command(argv)
         if perform is None:
-            status, _, err = self._run(argv, None)
-            return status, err
+            return self._run(argv, None, ok)
         started = time.monotonic()
         status, err = perform()
         self.journal.outcome(status, time.monotonic() - started, err)
-        return status, err
+        return _checked(argv, Completed(status, "", err), ok)
 
     def sysctl(self, key):
         """The value of a sysctl given with '/' separators (interface names may hold dots), or None."""
@@ -162,7 +89,6 @@ class Runner:
 
     def set_sysctl(self, key, value):
         """Write /proc/sys directly (minimal hosts lack procps); log it as the `sysctl -w` that replays it."""
-        argv = ["sysctl", "-w", f"{key}={value}"]
 
         def write():
             try:
@@ -171,11 +97,9 @@ class Runner:
                 return 1, str(e)
             return 0, ""
 
-        status, err = self.run_logged(argv, write)
-        if status != 0:
-            raise CommandFailed(f"{shlex.join(argv)} failed", err)
+        self.execute(["sysctl", "-w", f"{key}={value}"], perform=write)
 
-    def _run(self, argv, stdin):
+    def _run(self, argv, stdin, ok):
         started = time.monotonic()
         try:
             status, out, err = self.host.execute(argv, stdin, self.timeout)
@@ -183,7 +107,14 @@ class Runner:
             self.journal.outcome("killed", time.monotonic() - started, f"timed out after {self.timeout} s")
             raise
         self.journal.outcome(status, time.monotonic() - started, err)
-        return status, out, err
+        return _checked(argv, Completed(status, out, err), ok)
+
+
+def _checked(argv, completed, ok):
+    if completed.status not in ok:
+        raise CommandFailed(f"{shlex.join(argv)} failed (exit {completed.status})", completed.err.strip(),
+                            status=completed.status)
+    return completed
 
 
 class SystemHost:
@@ -298,19 +229,3 @@ def _kill(proc, expired):
 def _enter(netns):
     """The prefix that runs a command in the network namespace at path `netns` (any path: /proc/PID/ns/net)."""
     return ["nsenter", f"--net={netns}"] if netns else []
-
-
-def _json_objects(text):
-    """Objects of a stream of concatenated JSON arrays, as `ip -json -batch` prints them."""
-    decoder = json.JSONDecoder()
-    objects, pos = [], 0
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos == len(text):
-            return objects
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise CommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
-        objects.extend(value if isinstance(value, list) else [value])

@@ -8,12 +8,16 @@ Files are written to a temporary name and renamed into place, so a crash leaves 
 never half of one. An address can move to a new pod while the old one's DEL or GC is still to come (IPAM
 reuse); the ownership file is what keeps that late DEL from deleting the new pod's route.
 """
+import contextlib
 import ipaddress
 import json
 import os
+from collections import namedtuple
 
-from .config import IFNAME
-from .errors import IOFailure
+from . import lock, schema
+from .errors import InvalidConfig, IOFailure
+
+LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
 
 
 def owner_id(container_id, ifname):
@@ -21,22 +25,62 @@ def owner_id(container_id, ifname):
     return f"{container_id}@{ifname}"
 
 
+class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host")):
+    """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, and its
+    routeViaHost [cidr, gateway] pairs. On disk as schemas/attachment.json (keys containerID, ifname,
+    network, master, bridge, prefixes, viaHost)."""
+
+    __slots__ = ()
+
+    @property
+    def owner(self):
+        return owner_id(self.container_id, self.ifname)
+
+    def to_json(self):
+        return {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
+                "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
+                "viaHost": [list(pair) for pair in self.via_host]}
+
+    @classmethod
+    def from_json(cls, document):
+        """The record, or None when it is not one the plugin could have written: what it holds ends up in
+        commands, so it is checked as strictly as input (the schema, then every address parsed)."""
+        try:
+            schema.validate(document, "attachment.json", "attachment")
+            prefixes = [str(ipaddress.ip_network(p)) for p in document["prefixes"]]
+            via_host = [(str(ipaddress.ip_network(cidr)), str(ipaddress.ip_address(gateway)))
+                        for cidr, gateway in document["viaHost"]]
+        except (InvalidConfig, ValueError):  # ValueError: a bad address, or a viaHost entry not a pair
+            return None
+        return cls(document["containerID"], document["ifname"], document["network"], document["master"],
+                   document["bridge"], prefixes, via_host)
+
+
 class Store:
+    """The state of one network under stateDir, and the node's locks (every network shares them).
+
+    Locks, in the one order every caller takes them: the shim's lock (around every change on a shim and its
+    pods' routes), then, inside it, the nft table's (around changes to the masquerade rules, which every
+    shim shares). Never the other way round, so two calls cannot deadlock.
+    """
+
     def __init__(self, state_dir, network, dry_run=False):
         self.top = state_dir
         self.dir = os.path.join(state_dir, "networks", network)
         self.dry_run = dry_run  # a dry run changes no state (it may create the lock files)
+        self._shim_held = None
 
     # --- attachments ---
-    def load(self, owner):
+    def attachment(self, owner):
         """The record of an attachment, or None when there is none or it is not one we could have written."""
-        return _valid_record(_read_json(os.path.join(self.dir, "attachments", owner + ".json")))
+        document = _read_json(self._attachment_path(owner))
+        return Attachment.from_json(document) if document is not None else None
 
-    def save(self, owner, record):
-        self._write(os.path.join(self.dir, "attachments", owner + ".json"), json.dumps(record))
+    def save(self, attachment):
+        self._write(self._attachment_path(attachment.owner), json.dumps(attachment.to_json()))
 
-    def remove(self, owner):
-        self._unlink(os.path.join(self.dir, "attachments", owner + ".json"))
+    def forget(self, owner):
+        self._unlink(self._attachment_path(owner))
 
     def owners(self):
         """Every attachment with a record in this network, including unreadable ones (GC removes those)."""
@@ -56,10 +100,25 @@ class Store:
         for network in networks:
             other = Store(self.top, network)
             for owner in other.owners():
-                record = other.load(owner) if owner != besides or other.dir != self.dir else None
-                if record and record["bridge"] == shim and record["viaHost"]:
+                record = other.attachment(owner) if owner != besides or other.dir != self.dir else None
+                if record and record.shim == shim and record.via_host:
                     return True
         return False
+
+    # --- locks ---
+    @contextlib.contextmanager
+    def shim_lock(self, shim):
+        with lock.held(self._lock_path(f"shim.{shim}"), LOCK_TIMEOUT):
+            self._shim_held = shim
+            try:
+                yield
+            finally:
+                self._shim_held = None
+
+    def nft_lock(self):
+        if self._shim_held is None:  # the order above is what keeps two calls from deadlocking
+            raise RuntimeError("the nft table's lock is taken inside a shim's lock, never alone")
+        return lock.held(self._lock_path("nft"), LOCK_TIMEOUT)
 
     # --- who owns the route to an address ---
     def claim(self, prefix, owner):
@@ -102,16 +161,18 @@ class Store:
                 if name.endswith(".tmp"):
                     self._unlink(os.path.join(self.dir, sub, name))
 
-    def lock_path(self, shim=None):
-        """The lock of a shim, shared by every network that uses it; without a shim, the nft table's."""
+    def _lock_path(self, name):
         locks = os.path.join(self.top, "locks")
         try:
             os.makedirs(locks, mode=0o700, exist_ok=True)
         except OSError as e:
             raise IOFailure(f"cannot create the lock directory {locks}", str(e)) from None
-        return os.path.join(locks, f"shim.{shim}" if shim else "nft")
+        return os.path.join(locks, name)
 
     # --- files ---
+    def _attachment_path(self, owner):
+        return os.path.join(self.dir, "attachments", owner + ".json")
+
     def _ip_path(self, prefix):
         return os.path.join(self.dir, "ips", str(ipaddress.ip_interface(prefix).ip))
 
@@ -144,15 +205,3 @@ def _read_json(path):
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _valid_record(record):
-    """Records are ours, but what they hold ends up in commands: check every field as strictly as input."""
-    try:
-        names_ok = all(IFNAME.match(record[key]) for key in ("bridge", "master", "ifname"))
-        prefixes_ok = all(ipaddress.ip_network(p) for p in record["prefixes"])
-        via_ok = all(len(pair) == 2 and ipaddress.ip_network(pair[0]) and ipaddress.ip_address(pair[1])
-                     for pair in record["viaHost"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return record if names_ok and prefixes_ok and via_ok else None

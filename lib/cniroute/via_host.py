@@ -5,8 +5,8 @@ pod gets `<cidr> via <node address> dev <ifname>` (the node address is one the s
 reaches it through the shim), and the node masquerades what came in through the shim and was DNATed, so that
 replies from a LAN backend, or from another macvlan pod, come back through the node to be un-NATed.
 """
-from . import iproute, lock, nft, routes
-from .errors import CommandFailed, HostNotReady
+from . import iproute, nft, routes
+from .errors import HostNotReady
 
 FORWARDING = {4: "net/ipv4/ip_forward", 6: "net/ipv6/conf/all/forwarding"}
 
@@ -42,23 +42,23 @@ def require_forwarding(runner, planned):
                                              "global sysctls")
 
 
-def ensure_masquerade(runner, shim, lock_path, timeout):
-    with lock.held(lock_path, timeout):  # the table is shared by every shim
-        if shim in _rules(runner):
-            return
-        runner.change(nft.add_table(), program="nft")  # `add` of an existing table or chain is a no-op
-        runner.change(nft.add_chain(), program="nft")
-        runner.change(nft.add_masquerade(shim), program="nft")
+def ensure_masquerade(runner, shim):
+    """Add the shim's rule (and the table and chain it needs). Call with the store's nft lock held."""
+    if shim in _rules(runner):
+        return
+    runner.change(nft.add_table(), program="nft")  # `add` of an existing table or chain is a no-op
+    runner.change(nft.add_chain(), program="nft")
+    runner.change(nft.add_masquerade(shim), program="nft")
 
 
-def remove_masquerade(runner, shim, lock_path, timeout):
-    """Drop the shim's rule; drop the table once no rule is left. Never touches another table."""
-    with lock.held(lock_path, timeout):
-        rules = _rules(runner)
-        if shim in rules:
-            runner.change(nft.delete_rule(rules[shim]), program="nft")
-        if rules and set(rules) <= {shim}:
-            runner.change(nft.delete_table(), program="nft")
+def remove_masquerade(runner, shim):
+    """Drop the shim's rule; drop the table once no rule is left. Never touches another table. Call with the
+    store's nft lock held."""
+    rules = _rules(runner)
+    if shim in rules:
+        runner.change(nft.delete_rule(rules[shim]), program="nft")
+    if rules and set(rules) <= {shim}:
+        runner.change(nft.delete_table(), program="nft")
 
 
 def has_masquerade(runner, shim):
@@ -97,10 +97,7 @@ def _is_ours(route, gateway, ifname):
 
 
 def _rules(runner):
-    status, out = runner.query(nft.list_tables(), "nft")
-    if status != 0:
-        raise CommandFailed("nft list tables failed", "is nftables installed and the nf_tables module loaded?")
-    if not nft.has_table(out):
+    if not nft.has_table(runner.query(nft.list_tables(), "nft").out):
         return {}
-    status, out = runner.query(nft.list_chain(), "nft")
-    return nft.masquerade_rules(out) if status == 0 else {}
+    chain = runner.query(nft.list_chain(), "nft", ok=(0, 1))  # 1: the table is there without its chain
+    return nft.masquerade_rules(chain.out) if chain.status == 0 else {}

@@ -3,17 +3,13 @@
 Set UPDATE_GOLDEN=1 to rewrite tests/golden/ after an intended change, then review the diff.
 """
 import os
-import re
 
 import pytest
 from helpers import call, netconf, prev_result
 
+from cniroute.journal import BLOCK_START, without_variables
+
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "golden")
-
-
-def normalized(log):
-    log = re.sub(r"# == route \S+ \| \S+ \| (\w+) \| pid \d+", r"# == route VERSION | TIME | \1 | pid PID", log)
-    return re.sub(r"in \d+\.\d ms", "in N ms", log)
 
 
 def scenario_add_new_shim(monkeypatch, host, state):
@@ -76,7 +72,7 @@ SCENARIOS = {name[len("scenario_"):]: f for name, f in globals().items() if name
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_golden_log(monkeypatch, host, tmp_path, name):
     _, _, log = SCENARIOS[name](monkeypatch, host, tmp_path)
-    last_block = normalized(log[log.rindex("# == route "):])
+    last_block = without_variables(log[log.rindex(BLOCK_START):])
     path = os.path.join(GOLDEN, name.replace("_", "-") + ".log")
     if os.environ.get("UPDATE_GOLDEN"):
         with open(path, "w") as f:

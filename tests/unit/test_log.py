@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import person
-from cniroute.runner import Journal, append_block
+from cniroute import person, replay
+from cniroute.journal import Journal, append_block, parse_log
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
         assert code == 0 and err == ""
     text = logged.path.read_text()
     assert stat.S_IMODE(os.stat(logged.path).st_mode) == 0o600
-    blocks = person.parse_log(text)
+    blocks = parse_log(text)
     assert [b.command for b in blocks] == ["ADD", "CHECK", "DEL"]
     assert blocks[0].fields == {"container": "c1", "ifname": "eth0", "netns": "/var/run/netns/pod1",
                                 "network": "default", "cniVersion": "1.0.0"}
@@ -46,7 +46,7 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
 
 def test_without_log_file_the_block_goes_to_stderr(monkeypatch, host, tmp_path):
     _, _, err = call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")))
-    assert person.parse_log(err)[0].lines[-1].startswith("ip route replace 192.168.1.2/32")
+    assert parse_log(err)[0].lines[-1].startswith("ip route replace 192.168.1.2/32")
 
 
 def test_failed_call_logs_the_cni_error(monkeypatch, host, logged):
@@ -78,8 +78,8 @@ def test_rotation_keeps_one_previous_file(tmp_path):
     for _ in range(10):
         append_block(path, block, 4096)
     # 3 blocks fit under the cap; writes 4, 7 and 10 rotate, and only the newest .1 is kept
-    assert len(person.parse_log(Path(path).read_text())) == 1
-    assert len(person.parse_log(Path(path + ".1").read_text())) == 3
+    assert len(parse_log(Path(path).read_text())) == 1
+    assert len(parse_log(Path(path + ".1").read_text())) == 3
     assert not os.path.exists(path + ".2")
 
 
@@ -139,10 +139,10 @@ def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, 
 
 def test_replay_filters_by_command_and_time(monkeypatch, host, logged, capsys):
     path = two_pod_log(monkeypatch, host, logged)
-    blocks = person.parse_log(Path(path).read_text())
-    assert person.select(blocks, command="DEL") == []
-    assert person.select(blocks, since=person._parse_time("2999-01-01T00:00")) == []
-    assert len(person.select(blocks, since=blocks[0].when)) == 2
+    blocks = parse_log(Path(path).read_text())
+    assert replay.select(blocks, command="DEL") == []
+    assert replay.select(blocks, since=replay._parse_time("2999-01-01T00:00")) == []
+    assert len(replay.select(blocks, since=replay._parse_time(blocks[0].time))) == 2
 
 
 @pytest.mark.parametrize("text", ["#!/bin/sh\nip link del eno1\n", "", "hello\n"])
@@ -157,13 +157,13 @@ def test_replay_refuses_lines_that_are_not_ip(tmp_path, host):
     path = tmp_path / "x.log"
     path.write_text("# == route 0.1.0 | 2026-01-01T00:00:00.000Z | ADD | pid 1\nrm -rf /tmp/x\n")
     out = io.StringIO()
-    assert person.replay(person.parse_log(path.read_text()), out, host=host) == 1
+    assert replay.replay(parse_log(path.read_text()), out, host=host) == 1
     assert "refused" in out.getvalue() and host.calls == []
 
 
 def test_header_values_cannot_inject_commands(monkeypatch, host, logged):
     call(monkeypatch, host, "DEL", logged(), CNI_NETNS="/x\nip link del eno1")
-    blocks = person.parse_log(logged.path.read_text())
+    blocks = parse_log(logged.path.read_text())
     assert blocks[0].lines == [] and blocks[0].fields["netns"] == "/x\\nip link del eno1"
 
 
@@ -174,16 +174,16 @@ def test_header_values_cannot_inject_commands(monkeypatch, host, logged):
     "sysctl -p", "rm -rf /tmp/x", "ip route replace 'unterminated", "",
 ])
 def test_replay_refuses_what_the_plugin_never_logs(line):
-    assert person.replayable(line) is None
+    assert replay.replayable(line) is None
 
 
 def test_replay_accepts_every_shape_the_plugin_logs(monkeypatch, host, logged, tmp_path):
     host.pod("/var/run/netns/pod1", addresses=["192.168.1.2/16"])
     c = logged("192.168.1.2/16", routeViaHost=["10.96.0.0/12"])
     assert call(monkeypatch, host, "ADD", c)[0] == 0 and call(monkeypatch, host, "DEL", c)[0] == 0
-    lines = [line for block in person.parse_log(logged.path.read_text()) for line in block.lines]
+    lines = [line for block in parse_log(logged.path.read_text()) for line in block.lines]
     assert {line.split()[0] for line in lines} == {"ip", "sysctl", "nft", "nsenter"}
-    assert [line for line in lines if person.replayable(line) is None] == []
+    assert [line for line in lines if replay.replayable(line) is None] == []
 
 
 def test_a_command_spanning_lines_is_never_logged():
