@@ -1,6 +1,6 @@
 """A small in-memory ip(8): enough of `ip -json -d -batch`, `ip link` and `ip route` to drive the plugin's
-logic without touching a kernel. Its output mimics iproute2 6.1's JSON (checked against the real one in the
-end-to-end tests, which run the same verbs for real).
+logic without touching a kernel. Its output mimics iproute2 6.1's JSON; tests/e2e/test_fakeip_contract.py
+builds the same state in a real namespace and here, and checks that the plugin reads the same from both.
 """
 import ipaddress
 import json
@@ -220,8 +220,7 @@ class FakeHost:
             shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
         obj = {"type": "unicast", "dst": shown, **({"gateway": route["gateway"]} if "gateway" in route else {}),
                "dev": route["dev"]}
-        if route["protocol"]:
-            obj["protocol"] = route["protocol"]
+        obj["protocol"] = route["protocol"] or "unspec"  # with -d, ip always names it; netlink's default is 0
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
         obj["flags"] = []
         return obj

@@ -185,22 +185,20 @@ def _import_sh_lean():
       marked absent, asyncio takes its documented no-ssl path.
     - sh reads its own version through importlib.metadata (email, zipfile, pathlib...: ~20 ms). Given a
       metadata module that knows no distribution, sh takes its own fallback: __version__ = "unknown".
-    Both markers are removed again, so any later import gets the real modules.
+    Both markers are removed again, so any later import gets the real modules. A module that is already
+    loaded is left as it is: it costs nothing more, and its importers may rely on it (the real metadata
+    module imports from itself while sh asks it for a version).
     """
     if "sh" in sys.modules:
         return
-    absent = object()
-    saved = {name: sys.modules.get(name, absent) for name in ("ssl", "importlib.metadata")}
-    sys.modules["ssl"] = None
-    sys.modules["importlib.metadata"] = _NO_DISTRIBUTIONS
+    stubs = {name: stub for name, stub in (("ssl", None), ("importlib.metadata", _NO_DISTRIBUTIONS))
+             if name not in sys.modules}
+    sys.modules.update(stubs)
     try:
         import sh  # noqa: F401
     finally:
-        for name, module in saved.items():
-            if module is absent:
-                del sys.modules[name]
-            else:
-                sys.modules[name] = module
+        for name in stubs:
+            del sys.modules[name]
         importlib = sys.modules["importlib"]
         if getattr(importlib, "metadata", None) is _NO_DISTRIBUTIONS:
             del importlib.metadata

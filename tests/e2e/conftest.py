@@ -22,8 +22,11 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
       cni.node_links()                   -> list of `ip -json -d link show` dicts in node
       cni.node_routes()                  -> list of all v4+v6 main-table routes in node
       cni.ping_from_node(ip) / cni.ping_from_pod(pod, ip) -> bool
-  Plain helpers in tests/e2e/e2e_support.py (`from e2e_support import ...`;
-  also MASTER, SHIM, NODE_IP, LAN_IP, Cni, run_driver, ip_json):
+  Plain helpers in tests/e2e/e2e_support.py (`from e2e_support import ...`; the one home of what
+  several test files use: MASTER, SHIM, NODE_IP, LAN_IP, PROTO, Cni, run_driver, ip_json):
+      ok(res, what) -> result / failed(res, what) -> error JSON   (assert on a driver call)
+      add_pod(cni, conf, container_id=None) -> (pod, result)      (a new pod netns, ADDed)
+      node_sysctl(topo, key, value)                                (a sysctl in the node netns)
       pod_ips(result, ifname="eth0")  -> list of bare IP strings from a CNI result
       run_driver(topo, driver, cni_path, cache_dir, cmd, conflist, pod_path,
                  container_id, ifname="eth0") -> (rc, json|None, stderr)

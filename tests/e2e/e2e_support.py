@@ -26,6 +26,7 @@ MASTER = "eno1"
 SHIM = "eno1.host"
 NODE_IP = netns.NODE_V4
 LAN_IP = netns.LAN_V4
+PROTO = "201"  # the protocol number of the plugin's routes
 
 
 # --------------------------------------------------------------------------
@@ -35,6 +36,34 @@ LAN_IP = netns.LAN_V4
 def _require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("the e2e tests need root (network namespaces)", pytrace=False)
+
+
+def ok(res: DriverResult, what: str = "operation") -> Any:
+    """Assert a driver call succeeded; its result."""
+    rc, out, err = res
+    assert rc == 0, f"{what} failed: rc={rc} stdout={out}\nstderr:\n{err}"
+    return out
+
+
+def failed(res: DriverResult, what: str = "operation") -> dict[str, Any]:
+    """Assert the driver reported a CNI error with a non-zero code; the error."""
+    rc, out, err = res
+    assert rc != 0, f"{what} unexpectedly succeeded: {out}\nstderr:\n{err}"
+    assert isinstance(out, dict) and "code" in out, \
+        f"{what}: no CNI error JSON on stdout ({out!r})\nstderr:\n{err}"
+    assert out["code"] != 0, \
+        f"{what} failed without a proper CNI error code (crash?): {out}\nstderr:\n{err}"
+    return out
+
+
+def add_pod(cni: Cni, conf, container_id: str | None = None) -> tuple[str, Any]:
+    """A new pod namespace, ADDed through the chain `conf`; (pod name, result)."""
+    pod, path = cni.topo.add_pod()
+    return pod, ok(cni.add(conf, path, container_id), f"ADD {pod}")
+
+
+def node_sysctl(topo: netns.Topology, key: str, value) -> None:
+    assert topo.node_exec(["sysctl", "-qw", f"{key}={value}"]).returncode == 0
 
 
 def pod_ips(result: dict[str, Any], ifname: str = "eth0") -> list[str]:

@@ -14,7 +14,7 @@ import json
 import os
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, pod_ips
+from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, add_pod, failed, ok, pod_ips
 
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
 POOL = (ipaddress.ip_address("192.168.1.2"), ipaddress.ip_address("192.168.1.254"))
@@ -23,23 +23,6 @@ POOL = (ipaddress.ip_address("192.168.1.2"), ipaddress.ip_address("192.168.1.254
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def ok(res, what="operation"):
-    rc, out, err = res
-    assert rc == 0, f"{what} failed: rc={rc} stdout={out}\nstderr:\n{err}"
-    return out
-
-
-def failed(res, what="operation"):
-    """Assert the driver reported a CNI error with a non-zero code."""
-    rc, out, err = res
-    assert rc != 0, f"{what} unexpectedly succeeded: {out}\nstderr:\n{err}"
-    assert isinstance(out, dict) and "code" in out, \
-        f"{what}: no CNI error JSON on stdout ({out!r})\nstderr:\n{err}"
-    assert out["code"] != 0, \
-        f"{what} failed without a proper CNI error code (crash?): {out}\nstderr:\n{err}"
-    return out
-
 
 def is_kernel_ll(route):
     """IPv6 link-local/multicast routes the kernel adds by itself when a link
@@ -117,10 +100,9 @@ def single_pod_ip(result, cni_version):
     return ips[0]
 
 
-def add_pod(cni, conf, cni_version="1.0.0"):
-    pod, _ = cni.topo.add_pod()
-    res = ok(cni.add(conf, pod), f"ADD {pod}")
-    return pod, single_pod_ip(res, cni_version)
+def add_pod_with_ip(cni, conf, cni_version="1.0.0"):
+    pod, result = add_pod(cni, conf)
+    return pod, single_pod_ip(result, cni_version)
 
 
 # --------------------------------------------------------------------------
@@ -205,7 +187,7 @@ def test_custom_ifname(cni, topo, chain):
 
 def test_custom_bridge_name(cni, topo, chain):
     conf = chain(bridge="rtshim0")
-    pod, ip = add_pod(cni, conf)
+    pod, ip = add_pod_with_ip(cni, conf)
     assert cni.shim_link() is None, "default-named shim created although bridge=rtshim0"
     link = cni.shim_link("rtshim0")
     assert link is not None
@@ -227,7 +209,7 @@ def test_existing_down_shim_is_reused_and_brought_up(cni, topo, chain):
     before = cni.shim_link()
     assert "UP" not in before["flags"]
     conf = chain()
-    pod, ip = add_pod(cni, conf)
+    pod, ip = add_pod_with_ip(cni, conf)
     after = assert_shim_healthy(cni)
     assert after["ifindex"] == before["ifindex"], "a valid shim must be reused, not recreated"
     assert_pod_route(cni, ip)
@@ -268,7 +250,7 @@ def test_dual_stack_routes(cni, topo, chain, tmp_path):
 
 def test_default_bridge_name_and_unknown_keys(cni, topo, chain):
     conf = chain(bridge=None, someUnknownKey={"x": [1, 2]}, anotherOne="ignored")
-    pod, ip = add_pod(cni, conf)
+    pod, ip = add_pod_with_ip(cni, conf)
     assert_shim_healthy(cni)  # default name <master>.host == eno1.host
     assert_pod_route(cni, ip)
     assert cni.ping_from_node(ip)
@@ -290,7 +272,7 @@ def test_add_without_prev_result_is_invalid_config(cni, topo, chain, tmp_path):
 
 def test_del_one_of_three_keeps_others(cni, topo, chain):
     conf = chain()
-    pods = [add_pod(cni, conf) for _ in range(3)]
+    pods = [add_pod_with_ip(cni, conf) for _ in range(3)]
     ips = [ip for _, ip in pods]
     assert len(set(ips)) == 3, ips
     shim = assert_shim_healthy(cni)
@@ -353,7 +335,7 @@ def test_del_is_idempotent(cni, topo, chain, scenario):
 @pytest.mark.parametrize("cni_version", ["0.3.1", "1.0.0"])
 def test_del_twice_per_version(cni, topo, chain, cni_version):
     conf = chain(cni_version=cni_version)
-    pod, ip = add_pod(cni, conf, cni_version)
+    pod, ip = add_pod_with_ip(cni, conf, cni_version)
     ok(cni.delete(conf, pod), "DEL 1")
     ok(cni.delete(conf, pod), "DEL 2")
     assert_no_pod_route(cni, ip)
@@ -402,7 +384,7 @@ BREAKAGES = {
 @pytest.mark.parametrize("cni_version", ["0.4.0", "1.0.0"])  # libcni: CHECK needs >= 0.4.0
 def test_check_passes_when_healthy(cni, topo, chain, cni_version):
     conf = chain(cni_version=cni_version)
-    pod, ip = add_pod(cni, conf, cni_version)
+    pod, ip = add_pod_with_ip(cni, conf, cni_version)
     routes = cni.node_routes()
     shim = cni.shim_link()
     ok(cni.check(conf, pod), "CHECK on a healthy pod")
@@ -414,7 +396,7 @@ def test_check_passes_when_healthy(cni, topo, chain, cni_version):
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_check_fails_when_broken(cni, topo, chain, breakage):
     conf = chain()
-    pod, ip = add_pod(cni, conf)
+    pod, ip = add_pod_with_ip(cni, conf)
     ok(cni.check(conf, pod), "CHECK before breaking")
     r = BREAKAGES[breakage](topo, ip)
     assert r.returncode == 0, f"could not break the host: {r.stderr}"
@@ -426,8 +408,8 @@ def test_check_fails_when_broken(cni, topo, chain, breakage):
 
 def test_check_other_pods_unaffected(cni, topo, chain):
     conf = chain()
-    pod1, ip1 = add_pod(cni, conf)
-    pod2, ip2 = add_pod(cni, conf)
+    pod1, ip1 = add_pod_with_ip(cni, conf)
+    pod2, ip2 = add_pod_with_ip(cni, conf)
     assert _route_deleted(topo, ip1).returncode == 0
     failed(cni.check(conf, pod1), "CHECK pod1 without route")
     ok(cni.check(conf, pod2), "CHECK pod2 still healthy")

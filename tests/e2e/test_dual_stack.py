@@ -3,7 +3,7 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, pod_ips
+from e2e_support import LAN_IP, MASTER, NODE_IP, PROTO, SHIM, add_pod, node_sysctl, pod_ips
 
 import netns
 
@@ -26,19 +26,8 @@ def dual_chain(chain, tmp_path):
     return make
 
 
-def add_pod(cni, topo, conf):
-    pod, _ = topo.add_pod()
-    code, result, err = cni.add(conf, pod)
-    assert code == 0, (result, err)
-    return pod, result
-
-
 def split(ips):
     return [ip for ip in ips if ":" not in ip], [ip for ip in ips if ":" in ip]
-
-
-def sysctl(topo, key, value):
-    assert topo.node_exec(["sysctl", "-qw", f"{key}={value}"]).returncode == 0
 
 
 def forget_neighbours(topo, pod):
@@ -48,7 +37,7 @@ def forget_neighbours(topo, pod):
 
 
 def test_dual_stack_pod_reaches_node_and_lan_both_ways(topo, cni, dual_chain):
-    pod, result = add_pod(cni, topo, dual_chain())
+    pod, result = add_pod(cni, dual_chain())
     (v4,), (v6,) = split(pod_ips(result))
     routes = {r["dst"] for r in cni.shim_routes()}
     assert {v4, v6} <= routes
@@ -62,13 +51,13 @@ def test_dual_stack_pod_reaches_node_and_lan_both_ways(topo, cni, dual_chain):
 
 def test_without_the_node_address_on_the_shim_ipv6_fails(topo, cni, dual_chain):
     """What the shim's address copy is for: take it away and the pod cannot reach the node over IPv6."""
-    pod, result = add_pod(cni, topo, dual_chain())
+    pod, result = add_pod(cni, dual_chain())
     assert topo.node_exec(["ip", "addr", "del", f"{NODE_IP6}/64", "dev", SHIM]).returncode == 0
     forget_neighbours(topo, pod)
     assert not cni.ping_from_pod(pod, NODE_IP6)
     code, out, _ = cni.check(dual_chain(), pod)
     assert code != 0 and f"lacks the node address {NODE_IP6}/64" in out["msg"]
-    add_pod(cni, topo, dual_chain())  # any ADD puts it back
+    add_pod(cni, dual_chain())  # any ADD puts it back
     assert cni.ping_from_pod(pod, NODE_IP6)
 
 
@@ -81,8 +70,8 @@ def test_without_the_node_address_on_the_shim_ipv6_fails(topo, cni, dual_chain):
 ], ids=lambda s: ",".join(f"{k.split('.')[-1]}={v}" for k, v in s.items()))
 def test_hardened_node(topo, cni, dual_chain, settings):
     for key, value in settings.items():
-        sysctl(topo, key, value)
-    pod, result = add_pod(cni, topo, dual_chain())
+        node_sysctl(topo, key, value)
+    pod, result = add_pod(cni, dual_chain())
     (v4,), (v6,) = split(pod_ips(result))
     forget_neighbours(topo, pod)
     assert cni.ping_from_pod(pod, NODE_IP), "pod -> node"
@@ -92,8 +81,8 @@ def test_hardened_node(topo, cni, dual_chain, settings):
 
 
 def test_arp_ignore_needs_the_address_on_the_shim(topo, cni, dual_chain):
-    sysctl(topo, "net.ipv4.conf.all.arp_ignore", "1")
-    pod, _ = add_pod(cni, topo, dual_chain())
+    node_sysctl(topo, "net.ipv4.conf.all.arp_ignore", "1")
+    pod, _ = add_pod(cni, dual_chain())
     assert topo.node_exec(["ip", "addr", "del", f"{NODE_IP}/16", "dev", SHIM]).returncode == 0
     forget_neighbours(topo, pod)
     assert not cni.ping_from_pod(pod, NODE_IP)
@@ -105,7 +94,7 @@ def test_the_shim_does_not_answer_the_lans_arp_for_the_node(topo, cni, dual_chai
     Without it the shim answers too (the LAN then holds whichever reply came first). A shim that answers
     creates a neighbour entry for the asker on itself, which is what this looks for.
     """
-    add_pod(cni, topo, dual_chain())
+    add_pod(cni, dual_chain())
     master_mac = json.loads(topo.node_exec(["ip", "-json", "link", "show", "dev", MASTER]).stdout)[0]["address"]
     for _ in range(3):
         topo.lan_exec(["ip", "neigh", "flush", "all"])
@@ -118,28 +107,28 @@ def test_the_shim_does_not_answer_the_lans_arp_for_the_node(topo, cni, dual_chai
 
 
 def test_a_master_address_added_later_is_picked_up_by_the_next_add(topo, cni, dual_chain):
-    sysctl(topo, "net.ipv4.conf.all.arp_ignore", "1")
-    first, _ = add_pod(cni, topo, dual_chain())
+    node_sysctl(topo, "net.ipv4.conf.all.arp_ignore", "1")
+    first, _ = add_pod(cni, dual_chain())
     assert topo.node_exec(["ip", "addr", "add", "192.168.0.6/16", "dev", MASTER]).returncode == 0
     assert topo.node_exec(["ip", "addr", "add", "fd00::6/64", "dev", MASTER, "nodad"]).returncode == 0
     assert not cni.ping_from_pod(first, "192.168.0.6")
     code, out, _ = cni.check(dual_chain(), first)
     assert code != 0 and "192.168.0.6/16" in out["msg"]
-    add_pod(cni, topo, dual_chain())
+    add_pod(cni, dual_chain())
     forget_neighbours(topo, first)
     assert cni.ping_from_pod(first, "192.168.0.6") and cni.ping_from_pod(first, "fd00::6")
     assert cni.check(dual_chain(), first)[0] == 0
     # and a removed master address leaves the shim at the next ADD
     assert topo.node_exec(["ip", "addr", "del", "192.168.0.6/16", "dev", MASTER]).returncode == 0
-    add_pod(cni, topo, dual_chain())
+    add_pod(cni, dual_chain())
     shim_addrs = {a["local"] for a in json.loads(topo.node_exec(
         ["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]["addr_info"]}
     assert "192.168.0.6" not in shim_addrs and NODE_IP in shim_addrs
 
 
 def test_del_leaves_the_shim_configuration_to_the_other_pods(topo, cni, dual_chain):
-    a, _ = add_pod(cni, topo, dual_chain())
-    b, _ = add_pod(cni, topo, dual_chain())
+    a, _ = add_pod(cni, dual_chain())
+    b, _ = add_pod(cni, dual_chain())
     before = json.loads(topo.node_exec(["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]["addr_info"]
     assert cni.delete(dual_chain(), a)[0] == 0
     after = json.loads(topo.node_exec(["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]["addr_info"]
@@ -148,10 +137,10 @@ def test_del_leaves_the_shim_configuration_to_the_other_pods(topo, cni, dual_cha
 
 
 def test_shim_mtu_follows_the_master(topo, cni, dual_chain):
-    add_pod(cni, topo, dual_chain())
+    add_pod(cni, dual_chain())
     assert topo.node_exec(["ip", "link", "set", "dev", MASTER, "mtu", "1400"]).returncode == 0
     assert topo.node_exec(["ip", "link", "set", "dev", SHIM, "mtu", "1300"]).returncode == 0
-    add_pod(cni, topo, dual_chain())
+    add_pod(cni, dual_chain())
     assert cni.shim_link()["mtu"] == 1400
 
 
@@ -170,4 +159,4 @@ def test_only_the_pod_interface_of_a_two_interface_result_is_routed(topo, tmp_pa
     assert json.loads(proc.stdout) == prev
     routes = json.loads(topo.node_exec(["ip", "-json", "route", "show", "dev", SHIM]).stdout)
     routes += json.loads(topo.node_exec(["ip", "-json", "-6", "route", "show", "dev", SHIM]).stdout)
-    assert sorted(r["dst"] for r in routes if r.get("protocol") == "201") == ["192.168.1.50", "fd00::150"]
+    assert sorted(r["dst"] for r in routes if r.get("protocol") == PROTO) == ["192.168.1.50", "fd00::150"]

@@ -12,11 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from e2e_support import MASTER, SHIM
+from e2e_support import MASTER, PROTO, SHIM
 
 import netns
-
-PROTO = "201"
 
 
 def config(tmp_path, version="1.1.0", prev=None, **keys):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from e2e_support import LAN_IP, NODE_IP, REPO, SHIM, pod_ips
+from e2e_support import LAN_IP, NODE_IP, REPO, SHIM, add_pod, ok, pod_ips
 
 N_PARALLEL = 64
 
@@ -30,19 +30,12 @@ PARSE = (
 # helpers
 # --------------------------------------------------------------------------
 
-def ok(res, what):
-    rc, out, err = res
-    assert rc == 0, f"{what} failed: rc={rc} stdout={out}\nstderr:\n{err}"
-    return out
-
-
-def add_pod(cni, conf, container_id=None):
-    pod, path = cni.topo.add_pod()
-    cid = container_id or cni.default_container_id(pod)
-    res = ok(cni.add(conf, path, cid), f"ADD {pod}")
-    ips = pod_ips(res)
-    assert len(ips) == 1, res
-    return pod, cid, ips[0]
+def add_one(cni, conf):
+    """(pod, container ID, its one IP)."""
+    pod, result = add_pod(cni, conf)
+    ips = pod_ips(result)
+    assert len(ips) == 1, result
+    return pod, cni.default_container_id(pod), ips[0]
 
 
 def route_to(cni, ip):
@@ -107,7 +100,7 @@ def host_state(cni):
 def test_sh_log_restores_lost_shim(cni, topo, chain, tmp_path):
     log = tmp_path / "log" / "route.log"
     conf = chain(logFile=str(log))
-    pod, _, ip = add_pod(cni, conf)
+    pod, _, ip = add_one(cni, conf)
     assert cni.ping_from_node(ip) and cni.ping_from_pod(pod, NODE_IP)
     assert log.is_file()
     assert oct(log.stat().st_mode & 0o777) == oct(0o600)
@@ -125,8 +118,8 @@ def test_route_replay_container_restores_only_that_container(cni, topo, chain, t
     log = tmp_path / "route.log"
     conf = chain(logFile=str(log))
     # Sequential ADDs: the first pod's block creates the shim, the second's only adds its route.
-    first, first_id, first_ip = add_pod(cni, conf)
-    second, second_id, second_ip = add_pod(cni, conf)
+    first, first_id, first_ip = add_one(cni, conf)
+    second, second_id, second_ip = add_one(cni, conf)
     blocks = parse_log(log)
     assert [(b["command"], b["fields"]["container"]) for b in blocks] == [("ADD", first_id), ("ADD", second_id)]
     assert any(line.startswith(f"ip link add {SHIM} ") for line in blocks[0]["lines"]), blocks[0]
@@ -159,7 +152,7 @@ def test_route_replay_container_restores_only_that_container(cni, topo, chain, t
 def test_route_replay_dry_run_changes_nothing(cni, topo, chain, tmp_path, route_plugin):
     log = tmp_path / "route.log"
     conf = chain(logFile=str(log))
-    pod, _, ip = add_pod(cni, conf)
+    pod, _, ip = add_one(cni, conf)
     lose_shim(cni, [ip])  # so that a real replay would change plenty
     log_before = log.read_bytes()
     before = host_state(cni)
@@ -243,7 +236,7 @@ def test_log_symlink_is_not_followed(cni, topo, chain, tmp_path, target_exists):
     log.symlink_to(target)
 
     conf = chain(logFile=str(log))
-    pod, _, ip = add_pod(cni, conf)  # the log must never fail the call
+    pod, _, ip = add_one(cni, conf)  # the log must never fail the call
     assert route_to(cni, ip) is not None
     assert cni.ping_from_node(ip)
 

@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from e2e_support import NODE_IP, SHIM, pod_ips
+from e2e_support import LAN_IP, NODE_IP, PROTO, SHIM, add_pod, node_sysctl, pod_ips
 
-LAN_IP = "192.168.0.7"
 VIA = ["10.96.0.0/12", "169.254.20.10/32"]
 SERVER = r"""
 import socket, sys
@@ -58,26 +57,15 @@ def kube_proxy(topo, services):
     assert topo.node_exec(["nft", "-f", "-"], input=script).returncode == 0
 
 
-def forwarding(topo, on):
-    assert topo.node_exec(["sysctl", "-qw", f"net.ipv4.ip_forward={1 if on else 0}"]).returncode == 0
-
-
 def nft_ruleset(topo):
     return topo.node_exec(["nft", "list", "ruleset"]).stdout
 
 
-def add(cni, topo, conf):
-    pod, _ = topo.add_pod()
-    code, result, err = cni.add(conf, pod)
-    assert code == 0, (result, err)
-    return pod, result
-
-
 def test_cluster_ips_reach_lan_node_and_pod_backends(cni, topo, chain, servers):
-    forwarding(topo, True)
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
     conf = chain(routeViaHost=VIA)
-    client, result = add(cni, topo, conf)
-    backend_pod, backend_result = add(cni, topo, conf)
+    client, result = add_pod(cni, conf)
+    backend_pod, backend_result = add_pod(cni, conf)
     backend_ip = pod_ips(backend_result)[0]
     servers(topo.lan, LAN_IP, 8080)
     servers(topo.node, NODE_IP, 8081)
@@ -95,18 +83,18 @@ def test_cluster_ips_reach_lan_node_and_pod_backends(cni, topo, chain, servers):
 
 
 def test_node_local_address_is_reached_through_the_node(cni, topo, chain, servers):
-    forwarding(topo, True)
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
     assert topo.node_exec(["ip", "addr", "add", "169.254.20.10/32", "dev", "lo"]).returncode == 0
-    client, _ = add(cni, topo, chain(routeViaHost=VIA))
+    client, _ = add_pod(cni, chain(routeViaHost=VIA))
     servers(topo.node, "169.254.20.10", 53)
     answer = request(topo, client, "169.254.20.10", 53)
     assert answer and answer.startswith("echo hello from 192.168.1.")  # no NAT: the node sees the pod
 
 
 def test_without_route_via_host_nothing_changes_and_cluster_ips_stay_unreachable(cni, topo, chain, servers):
-    forwarding(topo, True)
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
     before = nft_ruleset(topo)
-    client, _ = add(cni, topo, chain())
+    client, _ = add_pod(cni, chain())
     pod_routes = topo.pod_exec(client, ["ip", "-json", "route"]).stdout
     assert "10.96.0.0" not in pod_routes and nft_ruleset(topo) == before
     servers(topo.lan, LAN_IP, 8080)
@@ -115,7 +103,7 @@ def test_without_route_via_host_nothing_changes_and_cluster_ips_stay_unreachable
 
 
 def test_forwarding_off_is_reported_and_the_pod_is_left_alone(cni, topo, chain):
-    forwarding(topo, False)
+    node_sysctl(topo, "net.ipv4.ip_forward", 0)
     before = nft_ruleset(topo)
     pod, _ = topo.add_pod()
     code, out, _ = cni.add(chain(routeViaHost=VIA), pod)
@@ -125,10 +113,10 @@ def test_forwarding_off_is_reported_and_the_pod_is_left_alone(cni, topo, chain):
 
 
 def test_del_cleans_the_pod_routes_and_the_table_after_the_last_pod(cni, topo, chain):
-    forwarding(topo, True)
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
     conf = chain(routeViaHost=VIA)
-    first, _ = add(cni, topo, conf)
-    second, _ = add(cni, topo, conf)
+    first, _ = add_pod(cni, conf)
+    second, _ = add_pod(cni, conf)
     assert "table inet cni_route" in nft_ruleset(topo)
     assert cni.delete(conf, first)[0] == 0
     assert "table inet cni_route" in nft_ruleset(topo)  # the second pod still uses it
@@ -136,4 +124,4 @@ def test_del_cleans_the_pod_routes_and_the_table_after_the_last_pod(cni, topo, c
     assert any(r["dst"] == "10.96.0.0/12" for r in routes)
     assert cni.delete(conf, second)[0] == 0
     assert "cni_route" not in nft_ruleset(topo)
-    assert [r for r in cni.shim_routes(SHIM) if r.get("protocol") == "201"] == []
+    assert [r for r in cni.shim_routes(SHIM) if r.get("protocol") == PROTO] == []

@@ -1,0 +1,85 @@
+"""The fake ip (tests/fakeip.py) against the real one: the same node state, built once in a real namespace and
+once in the fake, must read the same through the plugin's own readers (shim.observe, routes.observe,
+plugin.locate). The unit and golden tests trust the fake; this is what keeps it honest when either changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from e2e_support import MASTER, PROTO, REPO, SHIM
+from fakeip import FakeHost
+
+from cniroute import config, plugin, routes, shim
+from cniroute.journal import Journal
+from cniroute.runner import Runner
+
+GATEWAY = "192.168.0.1"
+ABSENT = "absent0"
+# The node: eno1 (made by the topology), a shim with another MTU and one address copy, two pod routes of ours,
+# a route of somebody else's, a default route. (A shim that is down has no routes: the kernel drops them.)
+REAL_STATE = [
+    ["link", "add", SHIM, "link", MASTER, "type", "macvlan", "mode", "bridge"],
+    ["link", "set", "dev", SHIM, "mtu", "1400"],
+    ["addr", "add", "192.168.0.5/16", "dev", SHIM, "noprefixroute"],
+    ["link", "set", "dev", SHIM, "up"],
+    ["route", "replace", "192.168.1.2/32", "dev", SHIM, "scope", "link", "proto", PROTO],
+    ["-6", "route", "replace", "fd00::100/128", "dev", SHIM, "proto", PROTO],
+    ["route", "replace", "192.168.1.3/32", "dev", MASTER, "scope", "link"],
+    ["route", "replace", "default", "via", GATEWAY, "dev", MASTER],
+]
+PREFIXES = ["192.168.1.2/32", "192.168.1.3/32", "192.168.1.4/32", "fd00::100/128", "fd00::101/128"]
+READER = f"""
+import json, sys
+sys.path[:0] = [{str(REPO / "lib")!r}, {str(REPO / "tests" / "e2e")!r}, {str(REPO / "tests")!r}]
+from test_fakeip_contract import reads
+print(json.dumps(reads(None)))
+"""
+
+
+def fake_node():
+    host = FakeHost()
+    host.add_link(MASTER, kind="veth", addresses=["192.168.0.5/16", "fd00::5/64"])  # as the topology makes it
+    host.add_link(SHIM, kind="macvlan", parent=MASTER, mode="bridge", mtu=1400,
+                  addresses=["192.168.0.5/16"])
+    host.add_route("192.168.1.2/32", SHIM, protocol=PROTO)
+    host.add_route("fd00::100/128", SHIM, protocol=PROTO)
+    host.add_route("192.168.1.3/32", MASTER, protocol="boot")  # ip route's default
+    host.add_route("192.168.0.0/16", MASTER, protocol="kernel")
+    host.add_route("default", MASTER, protocol="boot", scope="global")
+    return host
+
+
+def reads(host):
+    """What the plugin reads of the node, as plain JSON: `host` None reads the real one it runs in."""
+    runner = Runner(Journal(), host=host)
+    links = shim.observe(runner, [MASTER, SHIM, ABSENT])
+    conf = config.load({"cniVersion": "1.0.0", "name": "n", "type": "route"})  # master from the default route
+    return {
+        "links": {name: {**link._asdict(), "addresses": sorted(map(list, link.global_addresses))}
+                  for name, link in links.items()},
+        "routes": {prefix: sorted([r["dst"], r["dev"], r.get("protocol"), r.get("scope"), routes.is_ours(r, SHIM)]
+                                  for r in found)
+                   for prefix, found in routes.observe(runner, PREFIXES).items()},
+        "locate": plugin.locate(conf, runner),
+    }
+
+
+def test_the_fake_reads_like_the_real_ip(topo):
+    for argv in REAL_STATE:
+        topo.node_exec(["ip", *argv], check=True)
+    real = json.loads(topo.node_exec([sys.executable, "-c", READER], check=True, timeout=60).stdout)
+    fake = json.loads(json.dumps(reads(fake_node())))
+    assert real["links"][SHIM]["mtu"] == 1400 and real["routes"]["192.168.1.2/32"], real  # the state is there
+    assert fake == real
+
+
+def test_the_contract_sees_a_difference(topo):
+    """The comparison is not vacuous: a fake that differs in one route is caught."""
+    for argv in REAL_STATE:
+        topo.node_exec(["ip", *argv], check=True)
+    real = json.loads(topo.node_exec([sys.executable, "-c", READER], check=True, timeout=60).stdout)
+    different = fake_node()
+    different.routes = [r for r in different.routes if r["dst"] != "fd00::100/128"]
+    assert json.loads(json.dumps(reads(different))) != real
