@@ -9,11 +9,11 @@ import json
 import sys
 
 from e2e_support import MASTER, PROTO, REPO, SHIM
-from fakeip import FakeHost
 
 from cniroute import config, plugin, routes, shim
 from cniroute.journal import Journal
 from cniroute.runner import Runner
+from fakeip import FakeHost
 
 GATEWAY = "192.168.0.1"
 ABSENT = "absent0"
