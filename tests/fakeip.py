@@ -15,7 +15,7 @@ class FakeHost:
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
         self.sysctls = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
-        self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: shim}}
+        self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: comment}, "sets": {name}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
 
     # --- building a host ---
@@ -118,12 +118,17 @@ class FakeHost:
                                "comment": shim}} for h, shim in self.nft["rules"].items()]
             return 0, json.dumps({"nftables": [meta, {"chain": {"name": "postrouting"}}, *rules]}), ""
         if w[:2] == ["add", "table"] and w[2:] == table:
-            self.nft = self.nft or {"chain": False, "rules": {}, "next": 2}
+            self.nft = self.nft or {"chain": False, "rules": {}, "sets": set(), "next": 2}
         elif w[:2] == ["add", "chain"] and w[2:5] == chain and self.nft:
             self.nft["chain"] = True
+        elif w[:2] == ["add", "set"] and w[2:4] == table and self.nft:
+            assert w[4] in ("equal4", "equal6") and "dynamic,timeout" in w[5], w
+            self.nft["sets"].add(w[4])
         elif w[:2] == ["add", "rule"] and w[2:5] == chain and self.nft and self.nft["chain"]:
-            assert w[5:11] == ["iifname", w[6], "ct", "status", "dnat", "masquerade"], w
-            self.nft["rules"][self.nft["next"]] = w[12].strip('"')
+            assert w[5] == "iifname" and w[-3:-1] == ["masquerade", "comment"], w
+            used = {word[1:] for word in w if word.startswith("@")}
+            assert used <= self.nft["sets"], f"rule uses a set that does not exist: {w}"
+            self.nft["rules"][self.nft["next"]] = w[-1].strip('"')
             self.nft["next"] += 1
         elif w[:2] == ["delete", "rule"] and w[2:5] == chain and self.nft and int(w[6]) in self.nft["rules"]:
             del self.nft["rules"][int(w[6])]

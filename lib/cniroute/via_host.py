@@ -2,8 +2,9 @@
 
 A macvlan pod sends such packets to the LAN's gateway, past the node's kube-proxy rules. With routeViaHost the
 pod gets `<cidr> via <node address> dev <ifname>` (the node address is one the shim carries, so the pod
-reaches it through the shim), and the node masquerades what came in through the shim and was DNATed, so that
-replies from a LAN backend, or from another macvlan pod, come back through the node to be un-NATed.
+reaches it through the shim), and the node masquerades what came in through the shim and was translated (DNAT
+or IPVS: nft.py), so that replies from a LAN backend, or from another macvlan pod, come back through the node
+to be un-NATed.
 """
 from . import iproute, lock, nft, routes
 from .errors import CommandFailed, HostNotReady
@@ -43,26 +44,37 @@ def require_forwarding(runner, planned):
 
 
 def ensure_masquerade(runner, shim, lock_path, timeout):
+    """The shim's two rules (nft.py), replacing the single `ct status dnat` rule of an older version."""
     with lock.held(lock_path, timeout):  # the table is shared by every shim
-        if shim in _rules(runner):
+        rules = _rules(runner)
+        wanted = [nft.rule_comment(shim, proto) for proto in nft.PROTOS]
+        if all(comment in rules for comment in wanted) and shim not in rules:
             return
-        runner.change(nft.add_table(), program="nft")  # `add` of an existing table or chain is a no-op
+        runner.change(nft.add_table(), program="nft")  # `add` of an existing table, chain or set is a no-op
         runner.change(nft.add_chain(), program="nft")
-        runner.change(nft.add_masquerade(shim), program="nft")
+        for proto in nft.PROTOS:
+            runner.change(nft.add_set(proto), program="nft")
+        if shim in rules:  # an older version's rule: it misses what IPVS translates
+            runner.change(nft.delete_rule(rules[shim]), program="nft")
+        for proto, comment in zip(nft.PROTOS, wanted):
+            if comment not in rules:
+                runner.change(nft.add_masquerade(shim, proto), program="nft")
 
 
 def remove_masquerade(runner, shim, lock_path, timeout):
-    """Drop the shim's rule; drop the table once no rule is left. Never touches another table."""
+    """Drop the shim's rules; drop the table once no rule is left. Never touches another table."""
     with lock.held(lock_path, timeout):
         rules = _rules(runner)
-        if shim in rules:
-            runner.change(nft.delete_rule(rules[shim]), program="nft")
-        if rules and set(rules) <= {shim}:
+        mine = {comment: handle for comment, handle in rules.items() if comment.split(" ")[0] == shim}
+        for handle in mine.values():
+            runner.change(nft.delete_rule(handle), program="nft")
+        if rules and len(mine) == len(rules):
             runner.change(nft.delete_table(), program="nft")
 
 
 def has_masquerade(runner, shim):
-    return shim in _rules(runner)
+    rules = _rules(runner)
+    return all(nft.rule_comment(shim, proto) in rules for proto in nft.PROTOS)
 
 
 def install_pod_routes(runner, planned, netns, ifname):

@@ -10,22 +10,6 @@ import netns
 NODE_IP6, LAN_IP6 = netns.NODE_V6, netns.LAN_V6
 
 
-@pytest.fixture
-def dual_chain(chain, tmp_path):
-    """The seed's chain with a v4 and a v6 range in host-local."""
-    def make(version="1.0.0", **route_keys):
-        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(tmp_path / "state"),
-                 **route_keys}
-        ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
-                "ranges": [[{"subnet": "192.168.0.0/16", "rangeStart": "192.168.1.2", "rangeEnd": "192.168.1.254",
-                             "gateway": "192.168.0.1"}],
-                           [{"subnet": "fd00::/64", "rangeStart": "fd00::100", "rangeEnd": "fd00::1ff"}]],
-                "routes": [{"dst": "0.0.0.0/0"}]}
-        return chain(version, plugins=[{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam},
-                                       route])
-    return make
-
-
 def add_pod(cni, topo, conf):
     pod, _ = topo.add_pod()
     code, result, err = cni.add(conf, pod)
