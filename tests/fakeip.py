@@ -25,8 +25,14 @@ class FakeHost:
         self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
                              f"net/ipv4/conf/{name}/promote_secondaries": "0"})
 
-    def add_route(self, dst, dev, protocol=None, scope="link"):
-        self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
+    def add_route(self, dst, dev, protocol=None, scope="link", gateway=None, nexthops=(), table="main"):
+        """A route; `nexthops` [(gateway, dev)] makes it multipath (then without `dev`). IPv6 defaults: "::/0"."""
+        route = {"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope, "table": table}
+        if gateway:
+            route["gateway"] = gateway
+        if nexthops:
+            route["nexthops"] = [{"gateway": g, "dev": d} for g, d in nexthops]
+        self.routes.append(route)
 
     def routes_on(self, dev):
         return sorted(r["dst"] for r in self.routes if r["dev"] == dev)
@@ -141,14 +147,22 @@ class FakeHost:
     def _show(self, words, ipv6):
         if words[:3] == ["addr", "show", "dev"]:
             return [self._link_json(self._link(words[3]))]
+        if words == ["addr", "show"]:
+            return [self._link_json(link) for link in self.links.values()]
+        if words == ["route", "show", "table", "all"]:  # both families, as the real ip prints them with table all
+            return [self._route_json(r, with_table=True) for r in self.routes]
         if words[:4] == ["route", "show", "to", "exact"]:
             want = _prefix(words[4])
             if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
                 return []  # as the real ip: the batch's family decides
-            return [self._route_json(r) for r in self.routes if r["dst"] == want]
+            return [self._route_json(r) for r in self._main() if r["dst"] == want]
         if words[:3] == ["route", "show", "default"]:
-            return [self._route_json(r) for r in self.routes if r["dst"] == "default"]
+            return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
         raise AssertionError(f"fake ip cannot show {words}")
+
+    def _main(self):
+        """What ip shows without `table`: the main table."""
+        return [r for r in self.routes if r.get("table", "main") == "main"]
 
     def _change(self, w):
         if w[:2] == ["link", "add"] and w[2:] == [w[2], "link", w[4], "type", "macvlan", "mode", "bridge"]:
@@ -216,7 +230,7 @@ class FakeHost:
         return obj
 
     @staticmethod
-    def _route_json(route):
+    def _route_json(route, with_table=False):
         dst = route["dst"]
         net = None if dst == "default" else ipaddress.ip_network(dst)
         if net is not None and net.prefixlen == 0:
@@ -225,10 +239,17 @@ class FakeHost:
             shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
         obj = {"type": "unicast", "dst": shown, **({"gateway": route["gateway"]} if "gateway" in route else {}),
                "dev": route["dev"]}
+        if with_table:  # as ip -d prints it when asked for every table
+            obj["table"] = route.get("table", "main")
         if route["protocol"]:
             obj["protocol"] = route["protocol"]
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
         obj["flags"] = []
+        if route.get("nexthops"):
+            del obj["dev"]
+            obj["nexthops"] = [{**hop, "weight": 1, "flags": []} for hop in route["nexthops"]]
+        if net is not None and net.version == 6:
+            obj["pref"] = "medium"  # every IPv6 route has a router preference
         return obj
 
 

@@ -2,7 +2,16 @@
 from collections import namedtuple
 
 from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim, via_host
-from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, InvalidEnvironment, PluginNotAvailable
+from .errors import (
+    AddressCollision,
+    CheckFailed,
+    CNIError,
+    IncompatibleVersion,
+    InvalidConfig,
+    InvalidEnvironment,
+    PluginNotAvailable,
+)
+from .node import Node
 from .state import Store, owner_id
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
@@ -33,7 +42,13 @@ def add(conf, inv, runner):
     shim_name = config.shim_name(master, conf.bridge)
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     with lock.held(store.lock_path(shim_name), LOCK_TIMEOUT):
-        master_link = shim.ensure(runner, master, shim_name)
+        node = Node.observe(runner)
+        master_link = shim.require_master(node, master)
+        collisions = node.collisions(prefixes, shim_name)
+        if collisions:  # before any change: the plugin must never be what cuts the node off
+            raise AddressCollision("; ".join(collisions), "a pod must not get an address the node uses itself: "
+                                   "keep the IPAM range (or a static IP) clear of the node's addresses and gateways")
+        shim.ensure(runner, node, master, shim_name, master_link.global_addresses)
         planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
@@ -74,8 +89,10 @@ def check(conf, inv, runner):
     _require_netns(runner, inv)
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
-    links = shim.observe(runner, [master, shim_name])
-    found = shim.problems(runner, links, master, shim_name)
+    node = Node.observe(runner)
+    links = node.links
+    addresses = links[master].global_addresses if master in links else []
+    found = shim.problems(runner, node, master, shim_name, addresses)
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
     if conf.route_via_host and master in links:
         planned = via_host.plan(conf.route_via_host, links[master])
@@ -131,11 +148,15 @@ def status(conf, inv, runner):
     except InvalidConfig as e:
         raise PluginNotAvailable(e.msg, e.details) from None
     shim_name = config.shim_name(master, conf.bridge)
-    links = shim.observe(runner, [master, shim_name])
+    node = Node.observe(runner)
+    links = node.links
     if master not in links:
         raise PluginNotAvailable(f"master {master} does not exist")
     if not links[master].up:
         raise PluginNotAvailable(f"master {master} is down")
+    conflict = shim.master_conflict(node, master)
+    if conflict:
+        raise PluginNotAvailable(conflict)
     if shim_name in links:
         reason = shim.foreign_reason(links[shim_name], master)
         if reason:
