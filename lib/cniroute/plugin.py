@@ -1,7 +1,7 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, lock, result, routes, shim, via_host
+from . import SUPPORTED_VERSIONS, config, iproute, lock, pod_routes, result, routes, shim, via_host
 from .errors import (
     AddressCollision,
     CheckFailed,
@@ -48,20 +48,24 @@ def add(conf, inv, runner):
         if collisions:  # before any change: the plugin must never be what cuts the node off
             raise AddressCollision("; ".join(collisions), "a pod must not get an address the node uses itself: "
                                    "keep the IPAM range (or a static IP) clear of the node's addresses and gateways")
-        shim.ensure(runner, node, master, shim_name, master_link.global_addresses)
-        planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
+        addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
+        shim.ensure(runner, node, master, shim_name, addresses)
+        on_link = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname))
+        planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(inv.owner, {"containerID": inv.container_id, "ifname": inv.ifname, "network": conf.name,
-                               "master": master, "bridge": shim_name, "prefixes": prefixes, "viaHost": planned})
+                               "master": master, "bridge": shim_name, "prefixes": prefixes, "viaHost": planned,
+                               "onLink": [dst for dst, _ in on_link]})
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
         if planned:
             via_host.ensure_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
-            via_host.install_pod_routes(runner, planned, inv.netns, inv.ifname)
-    return result.render(result.with_routes(prev, via_host.as_result_routes(planned)), conf.version)
+        pod_routes.install(runner, on_link + planned, inv.netns, inv.ifname)
+    return result.render(result.with_routes(prev, pod_routes.as_result(on_link + planned, conf.version)),
+                         conf.version)
 
 
 def delete(conf, inv, runner):
@@ -90,16 +94,18 @@ def check(conf, inv, runner):
     master = resolve_master(conf, runner)
     shim_name = config.shim_name(master, conf.bridge)
     node = Node.observe(runner)
-    links = node.links
-    addresses = links[master].global_addresses if master in links else []
+    addresses = node.shim_addresses(master, shim_name, conf.node_addresses) if master in node.links else []
     found = shim.problems(runner, node, master, shim_name, addresses)
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
-    if conf.route_via_host and master in links:
-        planned = via_host.plan(conf.route_via_host, links[master])
-        found += via_host.forwarding_off(runner, planned)
-        found += via_host.pod_route_problems(runner, planned, inv.netns, inv.ifname)
-        if not via_host.has_masquerade(runner, shim_name):
-            found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
+    if master in node.links:
+        wanted = pod_routes.on_link(addresses, node.links[master], result.pod_addresses(prev, inv.ifname))
+        if conf.route_via_host:
+            planned = via_host.plan(conf.route_via_host, addresses, master)
+            found += via_host.forwarding_off(runner, planned)
+            wanted += planned
+            if not via_host.has_masquerade(runner, shim_name):
+                found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
+        found += pod_routes.problems(runner, wanted, inv.netns, inv.ifname)
     if found:
         raise CheckFailed("; ".join(found))
     return None
@@ -163,7 +169,8 @@ def status(conf, inv, runner):
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
     if conf.route_via_host:
         try:
-            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, links[master]))
+            addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
+            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, addresses, master))
         except CNIError as e:
             raise PluginNotAvailable(e.msg, e.details) from None
         if off:
@@ -182,7 +189,7 @@ def resolve_master(conf, runner):
 def _detach(runner, store, owner, prefixes, shim_name, record, netns):
     """Delete the owner's routes (only those it still owns) and forget it. Call with the shim's lock held.
 
-    With routeViaHost, also the pod-side routes (if the pod's namespace is still there), and the shim's
+    Also the pod-side routes (if the pod's namespace is still there), and with routeViaHost the shim's
     masquerade rule once no attachment on this shim needs it any more.
     """
     mine = [p for p in prefixes if store.owner_of(p) in (None, owner)]
@@ -191,11 +198,11 @@ def _detach(runner, store, owner, prefixes, shim_name, record, netns):
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
     planned = record.get("viaHost") or []
-    if planned:
-        # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
-        via_host.remove_pod_routes(runner, planned, netns, record["ifname"])
-        if not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
-            via_host.remove_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
+    on_link = [[dst, None] for dst in record.get("onLink") or []]
+    # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
+    pod_routes.remove(runner, on_link + planned, netns, record.get("ifname"))
+    if planned and not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
+        via_host.remove_masquerade(runner, shim_name, store.lock_path(), LOCK_TIMEOUT)
     for prefix in mine:
         store.release(prefix, owner)
     store.remove(owner)

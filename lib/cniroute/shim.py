@@ -2,8 +2,9 @@
 
 The kernel does not pass frames between a macvlan's master and its children, but bridge-mode siblings on
 the same master reach each other; the shim is such a sibling in the node's namespace. It carries copies of
-the master's addresses, so that pods' ARP and neighbour solicitations for the node are answered on it even
-with arp_ignore set, and IPv6 works at all (see README, "Dual stack and hardened nodes").
+the node's addresses (the master's, or those the node has elsewhere: node.Node.shim_addresses), so that pods'
+ARP and neighbour solicitations for the node are answered on it even with arp_ignore set, and IPv6 works at
+all (see README, "Dual stack and hardened nodes" and "Node layouts").
 """
 from collections import namedtuple
 
@@ -56,8 +57,8 @@ def master_conflict(node, master_name):
 
 
 def ensure(runner, node, master_name, shim_name, addresses):
-    """Make the shim exist with the master's MTU, exactly `addresses` (the master's) as its global addresses
-    and our sysctls, and be up. Call require_master first.
+    """Make the shim exist with the master's MTU, exactly `addresses` (node.Node.shim_addresses) as its global
+    addresses and our sysctls, and be up. Call require_master first.
 
     A device that only has the shim's name is refused and left untouched. Everything is compared with the
     current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
@@ -77,7 +78,7 @@ def ensure(runner, node, master_name, shim_name, addresses):
         runner.change(iproute.set_link_mtu(shim_name, drift.mtu))
     for key, value, _ in drift.sysctls:  # before the shim is up, so no advertisement slips in between
         runner.set_sysctl(key, value)
-    for address in drift.extra:  # the master no longer has it
+    for address in drift.extra:  # the node no longer has it (or it is no longer chosen)
         runner.change(iproute.delete_address(address.cidr, shim_name))
     for address in drift.missing:
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
@@ -87,7 +88,7 @@ def ensure(runner, node, master_name, shim_name, addresses):
 
 def problems(runner, node, master_name, shim_name, addresses):
     """What CHECK finds wrong with the shim, as sentences; empty when healthy. `addresses`: what it should
-    carry (the master's)."""
+    carry (node.Node.shim_addresses)."""
     master, shim = node.links.get(master_name), node.links.get(shim_name)
     if master is None:
         return [f"master {master_name} does not exist"]

@@ -153,6 +153,7 @@ def _valid_record(record):
         prefixes_ok = all(ipaddress.ip_network(p) for p in record["prefixes"])
         via_ok = all(len(pair) == 2 and ipaddress.ip_network(pair[0]) and ipaddress.ip_address(pair[1])
                      for pair in record["viaHost"])
+        on_link_ok = all(isinstance(p, str) and ipaddress.ip_network(p) for p in record.get("onLink", []))  # or absent
     except (KeyError, TypeError, ValueError):
         return None
-    return record if names_ok and prefixes_ok and via_ok else None
+    return record if names_ok and prefixes_ok and via_ok and on_link_ok else None

@@ -26,6 +26,10 @@ MASTER = "eno1"
 SHIM = "eno1.host"
 NODE_IP = netns.NODE_V4
 LAN_IP = netns.LAN_V4
+# A node whose own address is on a second NIC (move_node_address): eth1, towards its default gateway.
+SECOND_NIC = "eth1"
+ELSEWHERE_V4, ELSEWHERE_GW4 = "10.20.0.5", "10.20.0.1"
+ELSEWHERE_V6, ELSEWHERE_GW6 = "fd20::5", "fd20::1"
 
 
 # --------------------------------------------------------------------------
@@ -56,6 +60,19 @@ def ip_json(topo: netns.Topology, argv: list[str]) -> Any | None:
         return None
     text = proc.stdout.strip()
     return json.loads(text) if text else []
+
+
+def move_node_address(topo: netns.Topology, families=(4, 6)) -> str:
+    """The layout of a dedicated macvlan NIC: the master loses its global addresses of `families`; the node's
+    address is on a second NIC (eth1: 10.20.0.5/24, fd20::5/64) towards an uplink namespace (10.20.0.1,
+    fd20::1), which is the node's default gateway. Returns the uplink namespace."""
+    for family in families:
+        assert topo.node_exec(["ip", f"-{family}", "addr", "flush", "dev", MASTER, "scope", "global"]).returncode == 0
+    uplink = topo.add_uplink(SECOND_NIC, [f"{ELSEWHERE_V4}/24", f"{ELSEWHERE_V6}/64"],
+                             [f"{ELSEWHERE_GW4}/24", f"{ELSEWHERE_GW6}/64"])
+    for gateway in (ELSEWHERE_GW4, ELSEWHERE_GW6):
+        assert topo.node_exec(["ip", "route", "add", "default", "via", gateway]).returncode == 0
+    return uplink
 
 
 # --------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, pod_ips
+from e2e_support import ELSEWHERE_V6, LAN_IP, MASTER, NODE_IP, SHIM, move_node_address, pod_ips
 
 import netns
 
@@ -42,6 +42,31 @@ def test_dual_stack_pod_reaches_node_and_lan_both_ways(topo, cni, dual_chain):
         assert cni.ping_from_pod(pod, target), f"pod -> {target}"
     code, out, err = cni.check(dual_chain(), pod)
     assert code == 0, (out, err)
+
+
+def test_dual_stack_with_a_master_that_has_only_ipv4(topo, cni, dual_chain):
+    """The node's IPv6 address is on another NIC (with the IPv6 default route): the shim carries it as well,
+    and the pod reaches it on its own link."""
+    move_node_address(topo, families=(6,))
+    conf = dual_chain()
+    pod, result = add_pod(cni, topo, conf)
+    (v4,), (v6,) = split(pod_ips(result))
+    for target in (v4, v6):
+        assert cni.ping_from_node(target), f"node -> pod {target}"
+    for target in (NODE_IP, ELSEWHERE_V6, LAN_IP, LAN_IP6):
+        assert cni.ping_from_pod(pod, target), f"pod -> {target}"
+    shim = json.loads(topo.node_exec(["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]
+    assert {f"{a['local']}/{a['prefixlen']}" for a in shim["addr_info"] if a["scope"] == "global"} == \
+        {f"{NODE_IP}/16", f"{ELSEWHERE_V6}/64"}
+    pod_routes = json.loads(topo.pod_exec(pod, ["ip", "-json", "-6", "route"]).stdout)
+    pod_routes += json.loads(topo.pod_exec(pod, ["ip", "-json", "-4", "route"]).stdout)
+    assert [r["dst"] for r in pod_routes if r.get("protocol") == "201"] == [ELSEWHERE_V6]  # 192.168.0.5: on-link
+    assert {"dst": f"{ELSEWHERE_V6}/128"} in result["routes"]
+    assert cni.check(conf, pod)[0] == 0
+    assert cni.delete(conf, pod)[0] == 0
+    assert [r for r in cni.node_routes() if r.get("protocol") == "201"] == []
+    pod_routes = json.loads(topo.pod_exec(pod, ["ip", "-json", "-6", "route"]).stdout)
+    assert [r for r in pod_routes if r.get("protocol") == "201"] == []
 
 
 def test_without_the_node_address_on_the_shim_ipv6_fails(topo, cni, dual_chain):
