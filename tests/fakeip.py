@@ -15,7 +15,7 @@ class FakeHost:
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
         self.sysctls = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
-        self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: shim}}
+        self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: comment}, "sets": {name}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
 
     # --- building a host ---
@@ -25,8 +25,14 @@ class FakeHost:
         self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
                              f"net/ipv4/conf/{name}/promote_secondaries": "0"})
 
-    def add_route(self, dst, dev, protocol=None, scope="link"):
-        self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
+    def add_route(self, dst, dev, protocol=None, scope="link", gateway=None, nexthops=(), table="main"):
+        """A route; `nexthops` [(gateway, dev)] makes it multipath (then without `dev`). IPv6 defaults: "::/0"."""
+        route = {"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope, "table": table}
+        if gateway:
+            route["gateway"] = gateway
+        if nexthops:
+            route["nexthops"] = [{"gateway": g, "dev": d} for g, d in nexthops]
+        self.routes.append(route)
 
     def routes_on(self, dev):
         return sorted(r["dst"] for r in self.routes if r["dev"] == dev)
@@ -118,12 +124,17 @@ class FakeHost:
                                "comment": shim}} for h, shim in self.nft["rules"].items()]
             return 0, json.dumps({"nftables": [meta, {"chain": {"name": "postrouting"}}, *rules]}), ""
         if w[:2] == ["add", "table"] and w[2:] == table:
-            self.nft = self.nft or {"chain": False, "rules": {}, "next": 2}
+            self.nft = self.nft or {"chain": False, "rules": {}, "sets": set(), "next": 2}
         elif w[:2] == ["add", "chain"] and w[2:5] == chain and self.nft:
             self.nft["chain"] = True
+        elif w[:2] == ["add", "set"] and w[2:4] == table and self.nft:
+            assert w[4] in ("equal4", "equal6") and "dynamic,timeout" in w[5], w
+            self.nft["sets"].add(w[4])
         elif w[:2] == ["add", "rule"] and w[2:5] == chain and self.nft and self.nft["chain"]:
-            assert w[5:11] == ["iifname", w[6], "ct", "status", "dnat", "masquerade"], w
-            self.nft["rules"][self.nft["next"]] = w[12].strip('"')
+            assert w[5] == "iifname" and w[-3:-1] == ["masquerade", "comment"], w
+            used = {word[1:] for word in w if word.startswith("@")}
+            assert used <= self.nft["sets"], f"rule uses a set that does not exist: {w}"
+            self.nft["rules"][self.nft["next"]] = w[-1].strip('"')
             self.nft["next"] += 1
         elif w[:2] == ["delete", "rule"] and w[2:5] == chain and self.nft and int(w[6]) in self.nft["rules"]:
             del self.nft["rules"][int(w[6])]
@@ -136,14 +147,22 @@ class FakeHost:
     def _show(self, words, ipv6):
         if words[:3] == ["addr", "show", "dev"]:
             return [self._link_json(self._link(words[3]))]
+        if words == ["addr", "show"]:
+            return [self._link_json(link) for link in self.links.values()]
+        if words == ["route", "show", "table", "all"]:  # both families, as the real ip prints them with table all
+            return [self._route_json(r, with_table=True) for r in self.routes]
         if words[:4] == ["route", "show", "to", "exact"]:
             want = _prefix(words[4])
             if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
                 return []  # as the real ip: the batch's family decides
-            return [self._route_json(r) for r in self.routes if r["dst"] == want]
+            return [self._route_json(r) for r in self._main() if r["dst"] == want]
         if words[:3] == ["route", "show", "default"]:
-            return [self._route_json(r) for r in self.routes if r["dst"] == "default"]
+            return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
         raise AssertionError(f"fake ip cannot show {words}")
+
+    def _main(self):
+        """What ip shows without `table`: the main table."""
+        return [r for r in self.routes if r.get("table", "main") == "main"]
 
     def _change(self, w):
         if w[:2] == ["link", "add"] and w[2:] == [w[2], "link", w[4], "type", "macvlan", "mode", "bridge"]:
@@ -211,7 +230,7 @@ class FakeHost:
         return obj
 
     @staticmethod
-    def _route_json(route):
+    def _route_json(route, with_table=False):
         dst = route["dst"]
         net = None if dst == "default" else ipaddress.ip_network(dst)
         if net is not None and net.prefixlen == 0:
@@ -220,9 +239,16 @@ class FakeHost:
             shown = dst if net is None or net.prefixlen != net.max_prefixlen else str(net.network_address)
         obj = {"type": "unicast", "dst": shown, **({"gateway": route["gateway"]} if "gateway" in route else {}),
                "dev": route["dev"]}
+        if with_table:  # as ip -d prints it when asked for every table
+            obj["table"] = route.get("table", "main")
         obj["protocol"] = route["protocol"] or "unspec"  # with -d, ip always names it; netlink's default is 0
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
         obj["flags"] = []
+        if route.get("nexthops"):
+            del obj["dev"]
+            obj["nexthops"] = [{**hop, "weight": 1, "flags": []} for hop in route["nexthops"]]
+        if net is not None and net.version == 6:
+            obj["pref"] = "medium"  # every IPv6 route has a router preference
         return obj
 
 

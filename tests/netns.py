@@ -20,6 +20,7 @@ Layout built by :class:`Topology`::
     +---------------------------------------+        +---------------------+
 
     pod netns (add_pod): empty apart from lo (down) -- the CNI chain fills it.
+    uplink netns (add_uplink): a second NIC of the node, e.g. where the node's own address lives.
 
 Shared by the e2e tests (tests/e2e/conftest.py) and the demo (tools/demo.py):
 :func:`build_cnidriver` builds the libcni driver in tests/cnidriver,
@@ -272,6 +273,22 @@ class Topology:
         if pod not in self.pods:
             raise ValueError(f"unknown pod netns {pod!r}")
         return ns_exec(pod, argv, **kw)
+
+    # -- a second NIC ---------------------------------------------------------
+    def add_uplink(self, node_if: str, node_addresses: Sequence[str], peer_addresses: Sequence[str]) -> str:
+        """Another namespace joined to the node by a veth pair: `node_if` in the node with `node_addresses`,
+        eth0 in the new namespace with `peer_addresses` (CIDRs of either family), both up. Returns the new
+        namespace's name; it goes with the topology."""
+        name = new_name("uplink")
+        self._add_ns(name)
+        run(["ip", "-n", self.node, "link", "add", node_if, "type", "veth", "peer", "name", LAN_IF, "netns", name])
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        for ns, dev, addresses in ((self.node, node_if, node_addresses), (name, LAN_IF, peer_addresses)):
+            for cidr in addresses:
+                run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev, *(["nodad"] if ":" in cidr else [])])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        self._wait_ready(((self.node, node_if), (name, LAN_IF)))
+        return name
 
     # -- pods ---------------------------------------------------------------
     def add_pod(self) -> tuple[str, str]:

@@ -25,6 +25,7 @@ NetConf = namedtuple("NetConf", [
     "state_dir", "prev_result", "log_file", "log_max_bytes", "dry_run", "ip_timeout",
     "valid_attachments",  # GC's cni.dev/valid-attachments
     "route_via_host",  # CIDRs the pod reaches through the node (normalised networks)
+    "node_addresses",  # None: the automatic choice; else the networks whose node addresses the shim carries
 ])
 
 
@@ -81,6 +82,8 @@ def load(document):
         ip_timeout=document.get("ipTimeoutSeconds", DEFAULT_IP_TIMEOUT),
         valid_attachments=document.get("cni.dev/valid-attachments"),
         route_via_host=_networks(document.get("routeViaHost", []), "routeViaHost"),
+        node_addresses=(None if "nodeAddresses" not in document
+                        else [ipaddress.ip_network(n) for n in _networks(document["nodeAddresses"], "nodeAddresses")]),
     )
 
 

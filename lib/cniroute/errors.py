@@ -86,3 +86,10 @@ class UnsuitableInterpreter(CNIError):
     packages; the one-file build carries them)."""
 
     code = 106
+
+
+class AddressCollision(CNIError):
+    """A pod IP is an address of the node or a next hop of one of its routes: routing it to the pod would cut
+    the node off (from its gateway, or from itself)."""
+
+    code = 107

@@ -26,9 +26,14 @@ def family(prefix):
 
 # --- reads (run with -json -d; a missing device simply yields no object) ---
 
-def show_link(name):
-    """The link and its addresses, with linkinfo (kind, macvlan mode) thanks to -d."""
-    return ["addr", "show", "dev", name]
+def show_addresses():
+    """Every link with its addresses, and with linkinfo (kind, macvlan mode, lower device) thanks to -d."""
+    return ["addr", "show"]
+
+
+def show_all_routes():
+    """The routes of every table, of both families (ip dumps both when given `table all`); -d names the table."""
+    return ["route", "show", "table", "all"]
 
 
 def show_route(prefix):

@@ -2,15 +2,27 @@
 back from `nft -j`.
 
 The plugin owns exactly one table, `inet cni_route`, and never touches another. Its postrouting chain has
-one rule per shim, commented with the shim's name:
-    iifname "<shim>" ct status dnat masquerade
-so that what came in through the shim and was DNATed by kube-proxy (a ClusterIP) leaves with a node
-address, and the reply comes back through the node, which un-NATs it for the pod.
+two rules per shim (IPv4 and IPv6), commented "<shim> ip" and "<shim> ip6":
+    iifname "<shim>" add @equal4 { ct reply ip saddr . ct reply ip saddr }
+        ct original ip daddr . ct reply ip saddr != @equal4 masquerade
+so that what came in through the shim and was translated to another destination, by kube-proxy's DNAT
+(iptables or nftables mode) or by IPVS, leaves with a node address, and the reply comes back through the
+node, which un-NATs it for the pod. Translated means: conntrack's reply comes from another address than the
+original destination. IPVS does not set conntrack's DNAT status bit (it only alters the reply tuple,
+net/netfilter/ipvs/ip_vs_nfct.c), so `ct status dnat` would miss it; and nft compares an expression only with
+constants or sets, never with another expression. Hence the set: the rule first adds the pair
+(reply source . reply source), then looks up (original destination . reply source), which is in the set
+exactly when the two addresses are equal. The set only ever holds such equal pairs, which expire after a
+second (they are needed only for the lookup right after).
 """
 import json
 
 TABLE = ("inet", "cni_route")
 CHAIN = "postrouting"
+PROTOS = ("ip", "ip6")
+SETS = {"ip": ("equal4", "ipv4_addr"), "ip6": ("equal6", "ipv6_addr")}  # proto: (set name, address type)
+SET_TIMEOUT = "1s"
+SET_SIZE = 65536  # distinct reply sources within a second; when full, new flows go unmasqueraded until expiry
 
 
 def list_tables():
@@ -29,9 +41,24 @@ def add_chain():
     return ["add", "chain", *TABLE, CHAIN, "{ type nat hook postrouting priority srcnat ; policy accept ; }"]
 
 
-def add_masquerade(shim):
-    return ["add", "rule", *TABLE, CHAIN, "iifname", f'"{shim}"', "ct", "status", "dnat", "masquerade",
-            "comment", f'"{shim}"']
+def add_set(proto):
+    name, kind = SETS[proto]
+    return ["add", "set", *TABLE, name,
+            f"{{ type {kind} . {kind} ; flags dynamic,timeout ; timeout {SET_TIMEOUT} ; size {SET_SIZE} ; }}"]
+
+
+def add_masquerade(shim, proto):
+    """The shim's rule for `proto` ("ip" or "ip6"): see the module's docstring."""
+    name = "@" + SETS[proto][0]
+    reply_source = ["ct", "reply", proto, "saddr"]
+    return ["add", "rule", *TABLE, CHAIN, "iifname", f'"{shim}"',
+            "add", name, "{", *reply_source, ".", *reply_source, "}",
+            "ct", "original", proto, "daddr", ".", *reply_source, "!=", name,
+            "masquerade", "comment", f'"{rule_comment(shim, proto)}"']
+
+
+def rule_comment(shim, proto):
+    return f"{shim} {proto}"
 
 
 def delete_rule(handle):
@@ -48,7 +75,8 @@ def has_table(output):
 
 
 def masquerade_rules(output):
-    """{shim: rule handle} of the rules in our chain (they carry the shim's name as comment)."""
+    """{comment: rule handle} of the rules in our chain (comments: rule_comment; a bare shim name is the
+    `ct status dnat` rule of an older version)."""
     return {item["rule"]["comment"]: item["rule"]["handle"] for item in _items(output)
             if "rule" in item and "comment" in item["rule"]}
 

@@ -1,8 +1,17 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, result, routes, shim, via_host
-from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, InvalidEnvironment, PluginNotAvailable
+from . import SUPPORTED_VERSIONS, config, iproute, pod_routes, result, routes, shim, via_host
+from .errors import (
+    AddressCollision,
+    CheckFailed,
+    CNIError,
+    IncompatibleVersion,
+    InvalidConfig,
+    InvalidEnvironment,
+    PluginNotAvailable,
+)
+from .node import Node
 from .state import Attachment, Store, owner_id
 
 
@@ -30,20 +39,30 @@ def add(conf, inv, runner):
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     with store.shim_lock(shim_name):
-        master_link = shim.ensure(runner, master, shim_name)
-        planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
+        node = Node.observe(runner)
+        master_link = shim.require_master(node, master)
+        collisions = node.collisions(prefixes, shim_name)
+        if collisions:  # before any change: the plugin must never be what cuts the node off
+            raise AddressCollision("; ".join(collisions), "a pod must not get an address the node uses itself: "
+                                   "keep the IPAM range (or a static IP) clear of the node's addresses and gateways")
+        addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
+        shim.ensure(runner, node, master, shim_name, addresses)
+        on_link = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname))
+        planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned))
+        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned,
+                              [dst for dst, _ in on_link]))
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-            via_host.install_pod_routes(runner, planned, inv.netns, inv.ifname)
-    return result.render(result.with_routes(prev, via_host.as_result_routes(planned)), conf.version)
+        pod_routes.install(runner, on_link + planned, inv.netns, inv.ifname)
+    return result.render(result.with_routes(prev, pod_routes.as_result(on_link + planned, conf.version)),
+                         conf.version)
 
 
 def delete(conf, inv, runner):
@@ -69,15 +88,19 @@ def check(conf, inv, runner):
     prev = _require_prev_result(conf, "CHECK")
     _require_netns(runner, inv)
     master, shim_name = _require_master(*locate(conf, runner))
-    links = shim.observe(runner, [master, shim_name])
-    found = shim.problems(runner, links, master, shim_name)
+    node = Node.observe(runner)
+    addresses = node.shim_addresses(master, shim_name, conf.node_addresses) if master in node.links else []
+    found = shim.problems(runner, node, master, shim_name, addresses)
     found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
-    if conf.route_via_host and master in links:
-        planned = via_host.plan(conf.route_via_host, links[master])
-        found += via_host.forwarding_off(runner, planned)
-        found += via_host.pod_route_problems(runner, planned, inv.netns, inv.ifname)
-        if not via_host.has_masquerade(runner, shim_name):
-            found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
+    if master in node.links:
+        wanted = pod_routes.on_link(addresses, node.links[master], result.pod_addresses(prev, inv.ifname))
+        if conf.route_via_host:
+            planned = via_host.plan(conf.route_via_host, addresses, master)
+            found += via_host.forwarding_off(runner, planned)
+            wanted += planned
+            if not via_host.has_masquerade(runner, shim_name):
+                found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
+        found += pod_routes.problems(runner, wanted, inv.netns, inv.ifname)
     if found:
         raise CheckFailed("; ".join(found))
     return None
@@ -125,18 +148,23 @@ def status(conf, inv, runner):
         master, shim_name = _require_master(*locate(conf, runner))
     except InvalidConfig as e:
         raise PluginNotAvailable(e.msg, e.details) from None
-    links = shim.observe(runner, [master, shim_name])
+    node = Node.observe(runner)
+    links = node.links
     if master not in links:
         raise PluginNotAvailable(f"master {master} does not exist")
     if not links[master].up:
         raise PluginNotAvailable(f"master {master} is down")
+    conflict = shim.master_conflict(node, master)
+    if conflict:
+        raise PluginNotAvailable(conflict)
     if shim_name in links:
         reason = shim.foreign_reason(links[shim_name], master)
         if reason:
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
     if conf.route_via_host:
         try:
-            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, links[master]))
+            addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
+            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, addresses, master))
         except CNIError as e:
             raise PluginNotAvailable(e.msg, e.details) from None
         if off:
@@ -164,7 +192,7 @@ def _require_master(master, shim_name):
 def _detach(runner, store, attachment, netns):
     """Delete the attachment's routes (only those it still owns) and forget it. Call with its shim's lock held.
 
-    With routeViaHost, also the pod-side routes (if the pod's namespace is still there), and the shim's
+    Also the pod-side routes (if the pod's namespace is still there), and with routeViaHost the shim's
     masquerade rule once no attachment on this shim needs it any more.
     """
     owner, shim_name = attachment.owner, attachment.shim
@@ -173,12 +201,12 @@ def _detach(runner, store, attachment, netns):
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
-    if attachment.via_host:
-        # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
-        via_host.remove_pod_routes(runner, attachment.via_host, netns, attachment.ifname)
-        if not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
-            with store.nft_lock():
-                via_host.remove_masquerade(runner, shim_name)
+    on_link = [[dst, None] for dst in attachment.on_link]
+    # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
+    pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)
+    if attachment.via_host and not store.any_uses_via_host(shim_name, besides=owner):  # a kill here is redone
+        with store.nft_lock():
+            via_host.remove_masquerade(runner, shim_name)
     for prefix in mine:
         store.release(prefix, owner)
     store.forget(owner)

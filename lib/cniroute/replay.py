@@ -15,7 +15,7 @@ from .runner import ANY_STATUS, Runner
 # Replay runs only lines of the shapes the plugin itself logs; a log is root's file, but a line that could
 # do anything else (ip -batch FILE, ip netns exec, nsenter ... sh, nft -f, sysctl of kernel/*) is refused.
 _IP_CHANGE = re.compile(r"(link (add|set)|addr (add|del)|route (replace|del)) \S")
-_NFT_CHANGE = re.compile(r"(add|delete) (table|chain|rule) inet cni_route\b")
+_NFT_CHANGE = re.compile(r"(add|delete) (table|chain|set|rule) inet cni_route\b")
 _SYSCTL = re.compile(r"net/ipv[46]/conf/(?!all/|default/)[A-Za-z0-9_.-]{1,15}/\w+=\w+\Z")  # one interface's
 
 

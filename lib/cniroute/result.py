@@ -43,23 +43,22 @@ def _check_interface_indexes(document):
                                 f"index {ip['interface']} but only {len(interfaces)} interfaces")
 
 
-def pod_prefixes(document, ifname):
-    """Host prefixes (/32, /128) of the IPs on the pod interface `ifname`.
+def pod_addresses(document, ifname):
+    """The addresses ("ip/len", as the result gives them) on the pod interface `ifname`.
 
     As in portmap: an IP that names an interface counts only if that interface is `ifname` and lives in a
     sandbox (host-side veths of earlier plugins do not); an IP that names none belongs to the pod.
     """
     current = _as_current(document)
     interfaces = current.get("interfaces", [])
-    prefixes = []
-    for ip in current["ips"]:
-        index = ip.get("interface")
-        if index is not None and (interfaces[index]["name"] != ifname or not interfaces[index].get("sandbox")):
-            continue
-        prefix = iproute.host_prefix(ip["address"])
-        if prefix not in prefixes:
-            prefixes.append(prefix)
-    return prefixes
+    return [ip["address"] for ip in current["ips"]
+            if ip.get("interface") is None
+            or (interfaces[ip["interface"]]["name"] == ifname and interfaces[ip["interface"]].get("sandbox"))]
+
+
+def pod_prefixes(document, ifname):
+    """Host prefixes (/32, /128) of the IPs on the pod interface `ifname` (see pod_addresses)."""
+    return list(dict.fromkeys(iproute.host_prefix(a) for a in pod_addresses(document, ifname)))
 
 
 def with_routes(document, extra):

@@ -2,13 +2,15 @@
 
 The kernel does not pass frames between a macvlan's master and its children, but bridge-mode siblings on
 the same master reach each other; the shim is such a sibling in the node's namespace. It carries copies of
-the master's addresses, so that pods' ARP and neighbour solicitations for the node are answered on it even
-with arp_ignore set, and IPv6 works at all (see README, "Dual stack and hardened nodes").
+the node's addresses (the master's, or those the node has elsewhere: node.Node.shim_addresses), so that pods'
+ARP and neighbour solicitations for the node are answered on it even with arp_ignore set, and IPv6 works at
+all (see README, "Dual stack and hardened nodes" and "Node layouts").
 """
 from collections import namedtuple
 
 from . import iproute
-from .errors import DeviceMissing, ShimConflict
+from .errors import DeviceMissing, HostNotReady, ShimConflict
+from .node import Link
 
 # Sysctls of the shim itself: (key with '/' separators, value, why).
 SHIM_SYSCTLS = (
@@ -23,43 +25,6 @@ SHIM_SYSCTLS = (
 )
 
 
-class Address(namedtuple("Address", "family local prefixlen scope")):
-    """One address of a link: family "inet"/"inet6", scope "global"/"link"/..."""
-
-    __slots__ = ()
-
-    @property
-    def cidr(self):
-        return f"{self.local}/{self.prefixlen}"
-
-
-class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
-    """What `ip -json -d addr show` says of a link: kind is linkinfo's info_kind ("macvlan", "veth"; None
-    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state."""
-
-    __slots__ = ()
-
-    @classmethod
-    def from_json(cls, obj):
-        info = obj.get("linkinfo") or {}
-        return cls(
-            name=obj["ifname"], kind=info.get("info_kind"), mode=(info.get("info_data") or {}).get("mode"),
-            parent=obj.get("link"), up="UP" in obj.get("flags", ()), mtu=obj.get("mtu", 0),
-            addresses=tuple(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
-                            for a in obj.get("addr_info", ()) if "local" in a))  # as ip lists them: primary first
-
-    @property
-    def global_addresses(self):
-        """What the node is reached at; link-local addresses are per link and never copied."""
-        return {a for a in self.addresses if a.scope == "global"}
-
-
-def observe(runner, names):
-    """The named links that exist, by name, from one batched `ip -json -d addr show`."""
-    return {obj["ifname"]: Link.from_json(obj)
-            for obj in runner.read([iproute.show_link(n) for n in names]) if "ifname" in obj}
-
-
 def foreign_reason(shim, master):
     """Why an existing device cannot serve as our shim, or None if it can."""
     if shim.kind != "macvlan":
@@ -71,17 +36,35 @@ def foreign_reason(shim, master):
     return None
 
 
-def ensure(runner, master_name, shim_name):
-    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up; return the master.
+def require_master(node, master_name):
+    """The master's Link, if it can take the shim: it exists and has no ipvlan children."""
+    master = node.links.get(master_name)
+    if master is None:
+        raise DeviceMissing(f"master {master_name} does not exist", "set `master` to the macvlan master device")
+    reason = master_conflict(node, master_name)
+    if reason:
+        raise HostNotReady(reason, "give this network another master, or move the ipvlan devices off it")
+    return master
+
+
+def master_conflict(node, master_name):
+    """Why the master cannot take a macvlan child although it exists, or None."""
+    children = node.ipvlan_children(master_name)
+    if children:
+        return (f"master {master_name} has ipvlan children ({', '.join(children)}): macvlan and ipvlan cannot "
+                "share a master (the kernel answers \"Device or resource busy\")")
+    return None
+
+
+def ensure(runner, node, master_name, shim_name, addresses):
+    """Make the shim exist with the master's MTU, exactly `addresses` (node.Node.shim_addresses) as its global
+    addresses and our sysctls, and be up. Call require_master first.
 
     A device that only has the shim's name is refused and left untouched. Everything is compared with the
     current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
     """
-    links = observe(runner, [master_name, shim_name])
-    master = links.get(master_name)
-    if master is None:
-        raise DeviceMissing(f"master {master_name} does not exist", "set `master` to the macvlan master device")
-    shim = links.get(shim_name)
+    master = node.links[master_name]
+    shim = node.links.get(shim_name)
     if shim is None:
         runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
         shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, ())
@@ -90,36 +73,39 @@ def ensure(runner, master_name, shim_name):
         if reason:
             raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
                                "rename or remove it, or set `bridge` to another name")
-    drift = Drift.between(runner, master, shim)
+    drift = Drift.between(runner, master, shim, addresses)
     if drift.mtu:
         runner.change(iproute.set_link_mtu(shim_name, drift.mtu))
     for key, value, _ in drift.sysctls:  # before the shim is up, so no advertisement slips in between
         runner.set_sysctl(key, value)
-    for address in drift.extra:  # the master no longer has it
+    for address in drift.extra:  # the node no longer has it (or it is no longer chosen)
         runner.change(iproute.delete_address(address.cidr, shim_name))
     for address in drift.missing:
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
-    return master
 
 
-def problems(runner, links, master_name, shim_name):
-    """What CHECK finds wrong with the shim (given `observe`'s links), as sentences; empty when healthy."""
-    master, shim = links.get(master_name), links.get(shim_name)
+def problems(runner, node, master_name, shim_name, addresses):
+    """What CHECK finds wrong with the shim, as sentences; empty when healthy. `addresses`: what it should
+    carry (node.Node.shim_addresses)."""
+    master, shim = node.links.get(master_name), node.links.get(shim_name)
     if master is None:
         return [f"master {master_name} does not exist"]
+    conflict = master_conflict(node, master_name)
+    if conflict:
+        return [conflict]
     if shim is None:
         return [f"shim {shim_name} does not exist"]
     reason = foreign_reason(shim, master_name)
     if reason:
         return [f"shim {shim_name} is wrong: {reason}"]
-    drift = Drift.between(runner, master, shim)
+    drift = Drift.between(runner, master, shim, addresses)
     found = [f"shim {shim_name} is down"] if not shim.up else []
     if drift.mtu:
         found.append(f"shim {shim_name} has MTU {shim.mtu}, master {master.mtu}")
     found += [f"shim {shim_name} lacks the node address {a.cidr}" for a in drift.missing]
-    found += [f"shim {shim_name} has {a.cidr}, which {master_name} no longer has" for a in drift.extra]
+    found += [f"shim {shim_name} has {a.cidr}, which is not a node address it should carry" for a in drift.extra]
     found += [f"sysctl {key} is {current}, not {value}" for key, value, current in drift.sysctls]
     return found
 
@@ -131,16 +117,17 @@ class Drift(namedtuple("Drift", "mtu sysctls extra missing")):
     __slots__ = ()
 
     @classmethod
-    def between(cls, runner, master, shim):
+    def between(cls, runner, master, shim, addresses):
         sysctls = []
         for key, value in SHIM_SYSCTLS:
             key = key.format(shim.name)
             current = runner.sysctl(key)
             if current is not None and current != value:  # None: that family is disabled on the node
                 sysctls.append((key, value, current))
-        wanted, present = master.global_addresses, shim.global_addresses
+        present = set(shim.global_addresses)
         return cls(master.mtu if shim.mtu != master.mtu else None, sysctls,
-                   sorted(present - wanted, key=_order), sorted(wanted - present, key=_order))
+                   sorted(present - set(addresses), key=_order),
+                   [a for a in addresses if a not in present])  # in order: the first of a family becomes primary
 
 
 def _order(address):

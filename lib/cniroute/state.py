@@ -25,10 +25,12 @@ def owner_id(container_id, ifname):
     return f"{container_id}@{ifname}"
 
 
-class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host")):
-    """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, and its
-    routeViaHost [cidr, gateway] pairs. On disk as schemas/attachment.json (keys containerID, ifname,
-    network, master, bridge, prefixes, viaHost)."""
+class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link",
+                            defaults=((),))):
+    """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
+    routeViaHost [cidr, gateway] pairs, and the node addresses it reaches on its own link (on_link, routes in
+    the pod). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge,
+    prefixes, viaHost, onLink; records of older versions have no onLink)."""
 
     __slots__ = ()
 
@@ -39,7 +41,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     def to_json(self):
         return {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
                 "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
-                "viaHost": [list(pair) for pair in self.via_host]}
+                "viaHost": [list(pair) for pair in self.via_host], "onLink": list(self.on_link)}
 
     @classmethod
     def from_json(cls, document):
@@ -50,10 +52,11 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             prefixes = [str(ipaddress.ip_network(p)) for p in document["prefixes"]]
             via_host = [(str(ipaddress.ip_network(cidr)), str(ipaddress.ip_address(gateway)))
                         for cidr, gateway in document["viaHost"]]
+            on_link = [str(ipaddress.ip_network(p)) for p in document.get("onLink", [])]
         except (InvalidConfig, ValueError):  # ValueError: a bad address, or a viaHost entry not a pair
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
-                   document["bridge"], prefixes, via_host)
+                   document["bridge"], prefixes, via_host, on_link)
 
 
 class Store:

@@ -22,6 +22,9 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
       cni.node_links()                   -> list of `ip -json -d link show` dicts in node
       cni.node_routes()                  -> list of all v4+v6 main-table routes in node
       cni.ping_from_node(ip) / cni.ping_from_pod(pod, ip) -> bool
+  dual_chain                     (function) dual_chain(version="1.0.0", **route_keys): the seed's chain with
+                                 a v4 and a v6 range (fd00::100-1ff) in host-local
+  servers                        (function) serve(ns, address, port): an echo server (e2e_support.SERVER)
   Plain helpers in tests/e2e/e2e_support.py (`from e2e_support import ...`; the one home of what
   several test files use: MASTER, SHIM, NODE_IP, LAN_IP, PROTO, Cni, run_driver, ip_json):
       ok(res, what) -> result / failed(res, what) -> error JSON   (assert on a driver call)
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -55,6 +59,7 @@ from e2e_support import (  # noqa: E402,F401  (also puts tests/ on sys.path)
     NODE_IP,
     REFERENCE_PLUGINS,
     REPO,
+    SERVER,
     SHIM,
     Cni,
     _require_root,
@@ -160,10 +165,42 @@ def chain(tmp_path):
 
 
 @pytest.fixture
+def dual_chain(chain, tmp_path):
+    """The seed's chain with a v4 and a v6 range in host-local."""
+    def make(version="1.0.0", **route_keys):
+        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(tmp_path / "state"),
+                 **route_keys}
+        ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                "ranges": [[{"subnet": "192.168.0.0/16", "rangeStart": "192.168.1.2", "rangeEnd": "192.168.1.254",
+                             "gateway": "192.168.0.1"}],
+                           [{"subnet": "fd00::/64", "rangeStart": "fd00::100", "rangeEnd": "fd00::1ff"}]],
+                "routes": [{"dst": "0.0.0.0/0"}]}
+        return chain(version, plugins=[{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam},
+                                       route])
+    return make
+
+
+@pytest.fixture
 def cni(topo, cnidriver, cni_path, tmp_path) -> Cni:
     cache = tmp_path / "cni-cache"
     cache.mkdir(exist_ok=True)
     return Cni(topo, cnidriver, cni_path, cache)
+
+
+@pytest.fixture
+def servers(topo):
+    """serve(ns, address, port): an echo server (e2e_support.SERVER) in namespace `ns`, stopped after the test."""
+    started = []
+
+    def serve(ns, address, port):
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, address, str(port)],
+                                stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        assert proc.stdout.readline().strip() == "ready"
+    yield serve
+    for proc in started:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

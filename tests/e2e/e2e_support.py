@@ -27,6 +27,10 @@ SHIM = "eno1.host"
 NODE_IP = netns.NODE_V4
 LAN_IP = netns.LAN_V4
 PROTO = "201"  # the protocol number of the plugin's routes
+# A node whose own address is on a second NIC (move_node_address): eth1, towards its default gateway.
+SECOND_NIC = "eth1"
+ELSEWHERE_V4, ELSEWHERE_GW4 = "10.20.0.5", "10.20.0.1"
+ELSEWHERE_V6, ELSEWHERE_GW6 = "fd20::5", "fd20::1"
 
 
 # --------------------------------------------------------------------------
@@ -85,6 +89,73 @@ def ip_json(topo: netns.Topology, argv: list[str]) -> Any | None:
         return None
     text = proc.stdout.strip()
     return json.loads(text) if text else []
+
+
+def move_node_address(topo: netns.Topology, families=(4, 6)) -> str:
+    """The layout of a dedicated macvlan NIC: the master loses its global addresses of `families`; the node's
+    address is on a second NIC (eth1: 10.20.0.5/24, fd20::5/64) towards an uplink namespace (10.20.0.1,
+    fd20::1), which is the node's default gateway. Returns the uplink namespace."""
+    for family in families:
+        assert topo.node_exec(["ip", f"-{family}", "addr", "flush", "dev", MASTER, "scope", "global"]).returncode == 0
+    uplink = topo.add_uplink(SECOND_NIC, [f"{ELSEWHERE_V4}/24", f"{ELSEWHERE_V6}/64"],
+                             [f"{ELSEWHERE_GW4}/24", f"{ELSEWHERE_GW6}/64"])
+    for gateway in (ELSEWHERE_GW4, ELSEWHERE_GW6):
+        assert topo.node_exec(["ip", "route", "add", "default", "via", gateway]).returncode == 0
+    return uplink
+
+
+# --------------------------------------------------------------------------
+# services: an echo server, a client, kube-proxy's translation
+# --------------------------------------------------------------------------
+
+# Answers "echo <what came> from <peer address>", so a test sees whether the node masqueraded the request.
+SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16); s.settimeout(60)
+print("ready", flush=True)
+while True:
+    try:
+        c, peer = s.accept()
+    except socket.timeout:
+        break
+    c.sendall(b"echo " + c.recv(100) + b" from " + peer[0].encode()); c.close()
+"""
+CLIENT = r"""
+import socket, sys
+source = (sys.argv[3], 0) if len(sys.argv) > 3 else None
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3, source_address=source)
+s.sendall(b"hello"); print(s.recv(200).decode())
+"""
+
+
+def request(ns: str, address: str, port: int, source: str | None = None) -> str | None:
+    """What the echo server at address:port answered a client in namespace `ns` (from `source`), or None."""
+    argv = [sys.executable, "-c", CLIENT, address, str(port), *([source] if source else [])]
+    proc = netns.ns_exec(os.path.basename(ns), argv, timeout=20)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def kube_proxy(topo: netns.Topology, services: dict[str, tuple[str, int]], tool: str = "nft") -> None:
+    """A DNAT like kube-proxy's: {cluster_ip: (backend_ip, backend_port)} on port 80, of either family, as the
+    nftables mode writes it (`tool="nft"`) or as the iptables mode does (`tool="iptables"`)."""
+    if tool == "nft":
+        rules = ""
+        for vip, (ip, port) in services.items():
+            proto = "ip6" if ":" in vip else "ip"
+            rules += f"{proto} daddr {vip} tcp dport 80 dnat {proto} to {_endpoint(ip, port)}\n"
+        chain = f"chain prerouting {{ type nat hook prerouting priority dstnat;\n{rules} }}"
+        assert topo.node_exec(["nft", "-f", "-"], input=f"table inet kubeproxy {{\n{chain}\n}}\n").returncode == 0
+        return
+    for vip, (ip, port) in services.items():
+        command = "ip6tables" if ":" in vip else "iptables"
+        assert topo.node_exec([command, "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", "80",
+                               "-j", "DNAT", "--to-destination", _endpoint(ip, port)]).returncode == 0
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 # --------------------------------------------------------------------------

@@ -3,27 +3,24 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, PROTO, SHIM, add_pod, node_sysctl, pod_ips
+from e2e_support import (
+    ELSEWHERE_V6,
+    LAN_IP,
+    MASTER,
+    NODE_IP,
+    PROTO,
+    SHIM,
+    add_pod,
+    move_node_address,
+    node_sysctl,
+    pod_ips,
+)
 
 import netns
 
 NODE_IP6, LAN_IP6 = netns.NODE_V6, netns.LAN_V6
 
 
-@pytest.fixture
-def dual_chain(chain, tmp_path):
-    """The seed's chain with a v4 and a v6 range in host-local."""
-    def make(version="1.0.0", **route_keys):
-        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(tmp_path / "state"),
-                 **route_keys}
-        ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
-                "ranges": [[{"subnet": "192.168.0.0/16", "rangeStart": "192.168.1.2", "rangeEnd": "192.168.1.254",
-                             "gateway": "192.168.0.1"}],
-                           [{"subnet": "fd00::/64", "rangeStart": "fd00::100", "rangeEnd": "fd00::1ff"}]],
-                "routes": [{"dst": "0.0.0.0/0"}]}
-        return chain(version, plugins=[{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam},
-                                       route])
-    return make
 
 
 def split(ips):
@@ -47,6 +44,31 @@ def test_dual_stack_pod_reaches_node_and_lan_both_ways(topo, cni, dual_chain):
         assert cni.ping_from_pod(pod, target), f"pod -> {target}"
     code, out, err = cni.check(dual_chain(), pod)
     assert code == 0, (out, err)
+
+
+def test_dual_stack_with_a_master_that_has_only_ipv4(topo, cni, dual_chain):
+    """The node's IPv6 address is on another NIC (with the IPv6 default route): the shim carries it as well,
+    and the pod reaches it on its own link."""
+    move_node_address(topo, families=(6,))
+    conf = dual_chain()
+    pod, result = add_pod(cni, conf)
+    (v4,), (v6,) = split(pod_ips(result))
+    for target in (v4, v6):
+        assert cni.ping_from_node(target), f"node -> pod {target}"
+    for target in (NODE_IP, ELSEWHERE_V6, LAN_IP, LAN_IP6):
+        assert cni.ping_from_pod(pod, target), f"pod -> {target}"
+    shim = json.loads(topo.node_exec(["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]
+    assert {f"{a['local']}/{a['prefixlen']}" for a in shim["addr_info"] if a["scope"] == "global"} == \
+        {f"{NODE_IP}/16", f"{ELSEWHERE_V6}/64"}
+    pod_routes = json.loads(topo.pod_exec(pod, ["ip", "-json", "-6", "route"]).stdout)
+    pod_routes += json.loads(topo.pod_exec(pod, ["ip", "-json", "-4", "route"]).stdout)
+    assert [r["dst"] for r in pod_routes if r.get("protocol") == PROTO] == [ELSEWHERE_V6]  # 192.168.0.5: on-link
+    assert {"dst": f"{ELSEWHERE_V6}/128"} in result["routes"]
+    assert cni.check(conf, pod)[0] == 0
+    assert cni.delete(conf, pod)[0] == 0
+    assert [r for r in cni.node_routes() if r.get("protocol") == PROTO] == []
+    pod_routes = json.loads(topo.pod_exec(pod, ["ip", "-json", "-6", "route"]).stdout)
+    assert [r for r in pod_routes if r.get("protocol") == PROTO] == []
 
 
 def test_without_the_node_address_on_the_shim_ipv6_fails(topo, cni, dual_chain):

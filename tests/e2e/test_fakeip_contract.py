@@ -1,6 +1,6 @@
 """The fake ip (tests/fakeip.py) against the real one: the same node state, built once in a real namespace and
-once in the fake, must read the same through the plugin's own readers (shim.observe, routes.observe,
-plugin.locate). The unit and golden tests trust the fake; this is what keeps it honest when either changes.
+once in the fake, must read the same through the plugin's own readers (node.Node.observe and what ADD derives
+from it, routes.observe, plugin.locate). The unit and golden tests trust the fake; this is what keeps it honest when either changes.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import sys
 
 from e2e_support import MASTER, PROTO, REPO, SHIM
 
-from cniroute import config, plugin, routes, shim
+from cniroute import config, plugin, routes
 from cniroute.journal import Journal
+from cniroute.node import Node
 from cniroute.runner import Runner
 from fakeip import FakeHost
 
@@ -47,18 +48,20 @@ def fake_node():
     host.add_route("fd00::100/128", SHIM, protocol=PROTO)
     host.add_route("192.168.1.3/32", MASTER, protocol="boot")  # ip route's default
     host.add_route("192.168.0.0/16", MASTER, protocol="kernel")
-    host.add_route("default", MASTER, protocol="boot", scope="global")
+    host.add_route("default", MASTER, protocol="boot", scope="global", gateway=GATEWAY)
     return host
 
 
 def reads(host):
     """What the plugin reads of the node, as plain JSON: `host` None reads the real one it runs in."""
     runner = Runner(Journal(), host=host)
-    links = shim.observe(runner, [MASTER, SHIM, ABSENT])
+    node = Node.observe(runner)
     conf = config.load({"cniVersion": "1.0.0", "name": "n", "type": "route"})  # master from the default route
     return {
         "links": {name: {**link._asdict(), "addresses": sorted(map(list, link.global_addresses))}
-                  for name, link in links.items()},
+                  for name, link in node.links.items() if name in (MASTER, SHIM, ABSENT)},
+        "shim addresses": sorted(a.cidr for a in node.shim_addresses(MASTER, SHIM)),
+        "collisions": node.collisions([*PREFIXES, f"{GATEWAY}/32", "192.168.0.5/32"], SHIM),
         "routes": {prefix: sorted([r["dst"], r["dev"], r.get("protocol"), r.get("scope"), routes.is_ours(r, SHIM)]
                                   for r in found)
                    for prefix, found in routes.observe(runner, PREFIXES).items()},

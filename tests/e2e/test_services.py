@@ -1,60 +1,15 @@
-"""routeViaHost for real: a macvlan pod reaches ClusterIPs (kube-proxy emulated with an nft DNAT in the node)
+"""routeViaHost for real: a macvlan pod reaches ClusterIPs (kube-proxy emulated with a DNAT in the node)
 and node-local addresses, through the node. Backends: a LAN host, a process on the node, another macvlan pod.
 """
 import json
-import subprocess
-import sys
 
 import pytest
-from e2e_support import LAN_IP, NODE_IP, PROTO, SHIM, add_pod, node_sysctl, pod_ips
+from e2e_support import LAN_IP, NODE_IP, PROTO, SHIM, add_pod, kube_proxy, node_sysctl, pod_ips, request
 
+import netns
+
+NODE_IP6, LAN_IP6 = netns.NODE_V6, netns.LAN_V6
 VIA = ["10.96.0.0/12", "169.254.20.10/32"]
-SERVER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16); s.settimeout(60)
-print("ready", flush=True)
-while True:
-    try:
-        c, peer = s.accept()
-    except socket.timeout:
-        break
-    c.sendall(b"echo " + c.recv(100) + b" from " + peer[0].encode()); c.close()
-"""
-CLIENT = r"""
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-s.sendall(b"hello"); print(s.recv(200).decode())
-"""
-
-
-@pytest.fixture
-def servers(topo):
-    started = []
-
-    def serve(ns, address, port):
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, address, str(port)],
-                                stdout=subprocess.PIPE, text=True)
-        started.append(proc)
-        assert proc.stdout.readline().strip() == "ready"
-    yield serve
-    for proc in started:
-        proc.kill()
-        proc.wait()
-
-
-def request(topo, pod, address, port):
-    """What the echo server answered, or None."""
-    proc = topo.pod_exec(pod, [sys.executable, "-c", CLIENT, address, str(port)], timeout=20)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def kube_proxy(topo, services):
-    """An nft DNAT like kube-proxy's: {cluster_ip: (backend_ip, backend_port)} on port 80."""
-    rules = "".join(f"ip daddr {vip} tcp dport 80 dnat to {ip}:{port}\n" for vip, (ip, port) in services.items())
-    script = f"table ip kubeproxy {{\n chain prerouting {{ type nat hook prerouting priority dstnat;\n{rules} }}\n}}\n"
-    assert topo.node_exec(["nft", "-f", "-"], input=script).returncode == 0
 
 
 def nft_ruleset(topo):
@@ -73,9 +28,9 @@ def test_cluster_ips_reach_lan_node_and_pod_backends(cni, topo, chain, servers):
     kube_proxy(topo, {"10.96.0.10": (LAN_IP, 8080), "10.96.0.11": (NODE_IP, 8081), "10.96.0.12": (backend_ip, 8082)})
     # the result tells the runtime about the pod-side routes
     assert {"dst": "10.96.0.0/12", "gw": NODE_IP} in result["routes"]
-    lan = request(topo, client, "10.96.0.10", 80)
-    node = request(topo, client, "10.96.0.11", 80)
-    pod = request(topo, client, "10.96.0.12", 80)
+    lan = request(client, "10.96.0.10", 80)
+    node = request(client, "10.96.0.11", 80)
+    pod = request(client, "10.96.0.12", 80)
     assert lan == f"echo hello from {NODE_IP}", lan  # masqueraded by the node: the reply comes back through it
     assert node and node.startswith("echo hello from ")
     assert pod == f"echo hello from {NODE_IP}", pod
@@ -87,7 +42,7 @@ def test_node_local_address_is_reached_through_the_node(cni, topo, chain, server
     assert topo.node_exec(["ip", "addr", "add", "169.254.20.10/32", "dev", "lo"]).returncode == 0
     client, _ = add_pod(cni, chain(routeViaHost=VIA))
     servers(topo.node, "169.254.20.10", 53)
-    answer = request(topo, client, "169.254.20.10", 53)
+    answer = request(client, "169.254.20.10", 53)
     assert answer and answer.startswith("echo hello from 192.168.1.")  # no NAT: the node sees the pod
 
 
@@ -99,7 +54,7 @@ def test_without_route_via_host_nothing_changes_and_cluster_ips_stay_unreachable
     assert "10.96.0.0" not in pod_routes and nft_ruleset(topo) == before
     servers(topo.lan, LAN_IP, 8080)
     kube_proxy(topo, {"10.96.0.10": (LAN_IP, 8080)})
-    assert request(topo, client, "10.96.0.10", 80) is None
+    assert request(client, "10.96.0.10", 80) is None
 
 
 def test_forwarding_off_is_reported_and_the_pod_is_left_alone(cni, topo, chain):
@@ -125,3 +80,27 @@ def test_del_cleans_the_pod_routes_and_the_table_after_the_last_pod(cni, topo, c
     assert cni.delete(conf, second)[0] == 0
     assert "cni_route" not in nft_ruleset(topo)
     assert [r for r in cni.shim_routes(SHIM) if r.get("protocol") == PROTO] == []
+
+
+@pytest.mark.parametrize("tool", ["nft", "iptables"])
+@pytest.mark.parametrize("family", [4, 6])
+def test_kube_proxys_dnat_is_masqueraded_in_either_mode_and_family(cni, topo, dual_chain, servers, tool, family):
+    """kube-proxy's nftables mode writes nft DNAT, its iptables mode the xt DNAT target: both are netfilter NAT.
+    (IPVS, the third mode, is not in this kernel: see README, "Services", for why the rule covers it too.)"""
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        assert topo.node_exec(["sysctl", "-qw", f"{key}=1"]).returncode == 0
+    node, lan, vip = (NODE_IP, LAN_IP, "10.96.0.10") if family == 4 else (NODE_IP6, LAN_IP6, "fd00:96::10")
+    client, _ = add_pod(cni, dual_chain(routeViaHost=["10.96.0.0/12", "fd00:96::/112"]))
+    servers(topo.lan, lan, 8080)
+    kube_proxy(topo, {vip: (lan, 8080)}, tool)
+    assert request(client, vip, 80) == f"echo hello from {node}"
+
+
+def test_traffic_that_was_not_translated_is_not_masqueraded(cni, topo, chain, servers):
+    """A routeViaHost CIDR the node routes on as it is (here to a LAN host): the destination sees the pod."""
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
+    assert topo.lan_exec(["ip", "addr", "add", "10.96.0.30/32", "dev", "lo"]).returncode == 0
+    assert topo.node_exec(["ip", "route", "add", "10.96.0.0/12", "via", LAN_IP]).returncode == 0
+    client, result = add_pod(cni, chain(routeViaHost=VIA))
+    servers(topo.lan, "10.96.0.30", 80)
+    assert request(client, "10.96.0.30", 80) == f"echo hello from {pod_ips(result)[0]}"

@@ -2,6 +2,8 @@
 import pytest
 from helpers import call, netconf, prev_result
 
+from cniroute import nft
+
 VIA = ["10.96.0.0/12", "169.254.20.10/32", "fd00:96::/112"]
 POD_NETNS = "/var/run/netns/pod1"
 
@@ -30,7 +32,7 @@ def test_add_routes_the_cidrs_through_the_node_and_masquerades_on_the_node(monke
     assert pod_routes(pod) == [("10.96.0.0/12", "192.168.0.5", "eth0", "201"),
                                ("169.254.20.10/32", "192.168.0.5", "eth0", "201"),
                                ("fd00:96::/112", "fd00::5", "eth0", "201")]
-    assert list(host.nft["rules"].values()) == ["eno1.host"]
+    assert list(host.nft["rules"].values()) == ["eno1.host ip", "eno1.host ip6"]
     assert out["routes"] == [{"dst": "10.96.0.0/12", "gw": "192.168.0.5"},
                              {"dst": "169.254.20.10/32", "gw": "192.168.0.5"},
                              {"dst": "fd00:96::/112", "gw": "fd00::5"}]
@@ -49,7 +51,7 @@ def test_result_routes_in_a_legacy_result_go_under_ip4_and_ip6(monkeypatch, host
 def test_add_twice_keeps_one_rule_and_one_route_per_cidr(monkeypatch, host, pod, conf):
     for _ in range(2):
         assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0
-    assert len(host.nft["rules"]) == 1 and len(pod.routes) == 3
+    assert len(host.nft["rules"]) == 2 and len(pod.routes) == 3
 
 
 def test_without_route_via_host_nothing_in_the_pod_or_nft_changes(monkeypatch, host, pod, conf):
@@ -87,7 +89,7 @@ def test_del_removes_pod_routes_and_the_rule_with_the_last_pod(monkeypatch, host
                 CNI_NETNS="/var/run/netns/pod2")[0] == 0
     assert call(monkeypatch, host, "DEL", conf("192.168.1.2/16"))[0] == 0
     assert pod.routes == [] and len(other.routes) == 3
-    assert list(host.nft["rules"].values()) == ["eno1.host"]  # pod2 still needs it
+    assert list(host.nft["rules"].values()) == ["eno1.host ip", "eno1.host ip6"]  # pod2 still needs them
     assert call(monkeypatch, host, "DEL", conf("192.168.1.3/16"), CNI_CONTAINERID="c2",
                 CNI_NETNS="/var/run/netns/pod2")[0] == 0
     assert other.routes == [] and host.nft is None
@@ -142,7 +144,7 @@ def test_a_default_route_via_the_host_can_be_deleted(monkeypatch, host, pod, con
 
 def test_a_shim_named_like_the_nft_lock_does_not_deadlock(monkeypatch, host, pod, conf):
     assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16", bridge="nft"))[0] == 0
-    assert list(host.nft["rules"].values()) == ["nft"]
+    assert list(host.nft["rules"].values()) == ["nft ip", "nft ip6"]
 
 
 def test_a_del_that_dies_before_forgetting_is_finished_by_the_next(monkeypatch, host, pod, conf):
@@ -156,3 +158,21 @@ def test_a_del_that_dies_before_forgetting_is_finished_by_the_next(monkeypatch, 
     monkeypatch.setattr(host, "_nft", original)
     assert call(monkeypatch, host, "DEL", c)[:2] == (0, None)
     assert host.nft is None
+
+
+def test_the_rule_compares_the_original_destination_with_the_reply_source():
+    """Not conntrack's DNAT status bit, which IPVS never sets."""
+    rule = " ".join(nft.add_masquerade("eno1.host", "ip"))
+    assert "ct status" not in rule
+    assert ("add @equal4 { ct reply ip saddr . ct reply ip saddr } "
+            "ct original ip daddr . ct reply ip saddr != @equal4 masquerade") in rule
+
+
+def test_an_older_versions_rule_is_replaced_by_the_next_add(monkeypatch, host, pod, conf):
+    host.nft = {"chain": True, "rules": {2: "eno1.host"}, "sets": set(), "next": 3}  # iifname ... ct status dnat
+    c = conf("192.168.1.2/16", routeViaHost=["10.96.0.0/12"])
+    code, out, _ = call(monkeypatch, host, "CHECK", c)
+    assert out["code"] == 103 and "no masquerade rule for eno1.host" in out["msg"]
+    assert call(monkeypatch, host, "ADD", c)[0] == 0
+    assert sorted(host.nft["rules"].values()) == ["eno1.host ip", "eno1.host ip6"]
+    assert call(monkeypatch, host, "CHECK", c)[:2] == (0, None)

@@ -1,0 +1,66 @@
+"""Routes the plugin puts inside the pod (entering its namespace with `nsenter --net=CNI_NETNS`).
+
+A pod route is [destination, gateway]:
+- [<node address>/32, None]: `dev <ifname> scope link`, to a node address outside the pod's subnets that the
+  shim carries (README, "Node layouts"): the pod reaches the node on its own link, through the shim;
+- [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
+They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
+"""
+import ipaddress
+
+from . import iproute, routes
+
+LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
+
+
+def on_link(addresses, master, pod_addresses):
+    """[[host prefix, None]] for the node addresses the shim carries that the pod cannot reach on its own link
+    otherwise: not the master's (with those, nothing changes from before), of a family the pod has, and
+    outside every subnet of the pod (`pod_addresses`: "ip/len" of its interface)."""
+    subnets = [ipaddress.ip_interface(a).network for a in pod_addresses]
+    versions = {net.version for net in subnets}
+    return [[iproute.host_prefix(a.local), None] for a in addresses
+            if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
+
+
+def install(runner, pod_routes, netns, ifname):
+    for dst, gateway in pod_routes:
+        runner.change(_replace(dst, gateway, ifname), netns=netns)
+
+
+def remove(runner, pod_routes, netns, ifname):
+    """Delete our routes in the pod. A pod whose namespace is gone took them along: nsenter then fails to
+    enter it (exit 1, like a read of nothing), no route is found, and there is nothing to say."""
+    if not netns or not pod_routes:
+        return
+    found = routes.observe(runner, [dst for dst, _ in pod_routes], netns=netns)
+    for dst, gateway in reversed(pod_routes):
+        if any(_is_ours(r, gateway, ifname) for r in found[dst]):
+            runner.change(_delete(dst, gateway, ifname), netns=netns)
+
+
+def problems(runner, pod_routes, netns, ifname):
+    if not pod_routes:
+        return []
+    found = routes.observe(runner, [dst for dst, _ in pod_routes], netns=netns)
+    return [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
+            for dst, gateway in pod_routes if not any(_is_ours(r, gateway, ifname) for r in found[dst])]
+
+
+def as_result(pod_routes, version):
+    """The routes as a CNI result lists them; on-link ones carry their scope where the spec has it (1.1)."""
+    on_link_scope = {"scope": LINK_SCOPE} if version == "1.1.0" else {}
+    return [{"dst": dst, "gw": gateway} if gateway else {"dst": dst, **on_link_scope} for dst, gateway in pod_routes]
+
+
+def _replace(dst, gateway, ifname):
+    return iproute.replace_gateway_route(dst, gateway, ifname) if gateway else iproute.replace_route(dst, ifname)
+
+
+def _delete(dst, gateway, ifname):
+    return iproute.delete_gateway_route(dst, gateway, ifname) if gateway else iproute.delete_route(dst, ifname)
+
+
+def _is_ours(route, gateway, ifname):
+    return (route.get("gateway") == gateway and route.get("dev") == ifname
+            and route.get("protocol") == iproute.ROUTE_PROTO)
