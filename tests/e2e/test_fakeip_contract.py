@@ -1,6 +1,7 @@
 """The fake ip (tests/fakeip.py) against the real one: the same node state, built once in a real namespace and
 once in the fake, must read the same through the plugin's own readers (node.Node.observe and what ADD derives
-from it, routes.observe, plugin.locate). The unit and golden tests trust the fake; this is what keeps it honest when either changes.
+from it, routes.observe, plugin.locate). The unit and golden tests trust the fake; this is what keeps it
+honest when either changes.
 """
 
 from __future__ import annotations
