@@ -35,10 +35,12 @@ def add(conf, inv, runner):
         if planned:
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned))
+        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned,
+                              conf.log_file, conf.log_max_bytes))
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
+        routes.forget_neighbours(runner, prefixes, shim_name)  # the address may have had another pod's MAC
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
@@ -173,6 +175,7 @@ def _detach(runner, store, attachment, netns):
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
+    routes.forget_neighbours(runner, mine, shim_name)
     if attachment.via_host:
         # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
         via_host.remove_pod_routes(runner, attachment.via_host, netns, attachment.ifname)

@@ -4,6 +4,10 @@ The kernel does not pass frames between a macvlan's master and its children, but
 the same master reach each other; the shim is such a sibling in the node's namespace. It carries copies of
 the master's addresses, so that pods' ARP and neighbour solicitations for the node are answered on it even
 with arp_ignore set, and IPv6 works at all (see README, "Dual stack and hardened nodes").
+
+The shim's MAC is derived from the master's permanent MAC and the shim's name (`stable_mac`), so a shim that
+is deleted and made again (a networkd restart, `route reconcile`) has the MAC the pods have cached for the
+node: they keep reaching it without waiting for their neighbour entries to expire.
 """
 from collections import namedtuple
 
@@ -33,9 +37,11 @@ class Address(namedtuple("Address", "family local prefixlen scope")):
         return f"{self.local}/{self.prefixlen}"
 
 
-class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
+class Link(namedtuple("Link", "name kind mode parent up mtu addresses permanent_mac")):
     """What `ip -json -d addr show` says of a link: kind is linkinfo's info_kind ("macvlan", "veth"; None
-    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state."""
+    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state,
+    permanent_mac the NIC's burnt-in MAC ("permaddr", which ip shows when the MAC was changed since), else
+    its MAC."""
 
     __slots__ = ()
 
@@ -46,7 +52,8 @@ class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
             name=obj["ifname"], kind=info.get("info_kind"), mode=(info.get("info_data") or {}).get("mode"),
             parent=obj.get("link"), up="UP" in obj.get("flags", ()), mtu=obj.get("mtu", 0),
             addresses=tuple(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
-                            for a in obj.get("addr_info", ()) if "local" in a))  # as ip lists them: primary first
+                            for a in obj.get("addr_info", ()) if "local" in a),  # as ip lists them: primary first
+            permanent_mac=obj.get("permaddr") or obj.get("address"))
 
     @property
     def global_addresses(self):
@@ -58,6 +65,19 @@ def observe(runner, names):
     """The named links that exist, by name, from one batched `ip -json -d addr show`."""
     return {obj["ifname"]: Link.from_json(obj)
             for obj in runner.read([iproute.show_link(n) for n in names]) if "ifname" in obj}
+
+
+def stable_mac(master_mac, shim_name):
+    """A locally administered unicast MAC that is the same whenever this shim is made on this master: derived
+    from what does not change, the master's permanent MAC and the shim's name. None (the kernel picks one)
+    for a master without a MAC."""
+    if not master_mac:
+        return None
+    import hashlib  # only when a shim is made: it loads OpenSSL
+
+    digest = bytearray(hashlib.sha256(f"{master_mac.lower()}/{shim_name}".encode()).digest()[:6])
+    digest[0] = digest[0] & 0xFC | 0x02  # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in digest)
 
 
 def foreign_reason(shim, master):
@@ -82,9 +102,9 @@ def ensure(runner, master_name, shim_name):
     if master is None:
         raise DeviceMissing(f"master {master_name} does not exist", "set `master` to the macvlan master device")
     shim = links.get(shim_name)
-    if shim is None:
-        runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
-        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, ())
+    if shim is None:  # a new macvlan takes the master's MTU
+        runner.change(iproute.add_shim(shim_name, master_name, stable_mac(master.permanent_mac, shim_name)))
+        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, (), None)
     else:
         reason = foreign_reason(shim, master_name)
         if reason:
@@ -95,10 +115,12 @@ def ensure(runner, master_name, shim_name):
         runner.change(iproute.set_link_mtu(shim_name, drift.mtu))
     for key, value, _ in drift.sysctls:  # before the shim is up, so no advertisement slips in between
         runner.set_sysctl(key, value)
-    for address in drift.extra:  # the master no longer has it
-        runner.change(iproute.delete_address(address.cidr, shim_name))
+    # New copies before old ones go: a shim left without an IPv4 address loses every IPv4 route through it,
+    # the other pods' routes included (a DHCP renewal that changes the master's address).
     for address in drift.missing:
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
+    for address in drift.extra:  # the master no longer has it
+        runner.change(iproute.delete_address(address.cidr, shim_name))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
     return master
