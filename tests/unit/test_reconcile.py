@@ -166,3 +166,24 @@ def test_records_written_before_log_file_was_recorded_stay_readable(monkeypatch,
     host.delete_link(SHIM)
     code, _, err = reconcile(host, tmp_path)
     assert code == 0 and f"# shim: {SHIM}" in err  # the block went to stderr
+
+
+def test_a_del_that_runs_while_the_pass_waits_for_the_lock_is_not_undone(monkeypatch, host, tmp_path):
+    """The pass has listed the records when a DEL takes the shim's lock first: the pass reads them again
+    inside the lock, so neither the deleted pod's route nor its masquerade rule (it was the last pod with
+    routeViaHost) comes back."""
+    host.pod("/var/run/netns/pod1", addresses=["192.168.1.3/16"])
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.2/16")
+    add(monkeypatch, host, tmp_path, "b", "192.168.1.3/16", routeViaHost=["10.96.0.0/12"])
+    host.routes = [r for r in host.routes if r["dev"] != SHIM]
+    take_lock, deleted = state.Store.shim_lock, []
+
+    def del_first(store, shim_name):
+        if not deleted:  # the pass's first lock: the DEL (whose own lock passes through here) gets it first
+            deleted.append("running")
+            deleted.append(call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="b")[0])
+        return take_lock(store, shim_name)
+
+    monkeypatch.setattr(state.Store, "shim_lock", del_first)
+    assert reconcile(host, tmp_path)[0] == 0
+    assert deleted == ["running", 0] and host.routes_on(SHIM) == ["192.168.1.2/32"] and host.nft is None
