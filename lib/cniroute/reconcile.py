@@ -36,17 +36,20 @@ Outcome = namedtuple("Outcome", "shim problems changes journal logs")
 
 def add_parser(sub):
     p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see README, Self-healing)",
-                       description=__doc__.split("\n\n")[2])
-    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the plugin's stateDir (default %(default)s)")
-    p.add_argument("--log-file", help="log here ('-': stderr) instead of the logFile the networks' configs name")
+                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
+                   help="the plugin's stateDir (default %(default)s)")
+    p.add_argument("--log-file", metavar="FILE", help="log here ('-': stderr) instead of the logFile the networks' "
+                                                      "configs name")
     p.add_argument("--dry-run", action="store_true", help="change nothing; exit 1 with what would be repaired")
-    p.add_argument("--ip-timeout", type=_positive, default=10.0, help="kill an ip that hangs (default %(default)s s)")
-    p.add_argument("--proc-sys", default=PROC_SYS,
+    p.add_argument("--ip-timeout", metavar="SECONDS", type=_positive, default=10.0,
+                   help="kill an ip that hangs (default %(default)s)")
+    p.add_argument("--proc-sys", metavar="DIR", default=PROC_SYS,
                    help="where the node's /proc/sys is (a container's own is read-only; default %(default)s)")
     p.add_argument("--watch", action="store_true", help="stay running: repair on ip monitor events and every "
-                                                        "--interval seconds; exit on SIGTERM")
-    p.add_argument("--interval", type=_positive, default=60.0, help="--watch: seconds between full passes "
-                                                                    "(default %(default)s)")
+                                                        "--interval seconds; exit 0 on SIGTERM")
+    p.add_argument("--interval", metavar="SECONDS", type=_positive, default=60.0,
+                   help="--watch: seconds between full passes (default %(default)s)")
     p.set_defaults(handler=handle)
 
 
@@ -62,7 +65,11 @@ def handle(args, host=None):
         from . import watch
 
         return watch.watch(args, host)
-    outcomes = run_pass(args, host)
+    try:
+        outcomes = run_pass(args, host)
+    except OSError as e:  # the state dir cannot be read
+        say(f"cannot read {args.state_dir}: {e}")
+        return 1
     for outcome in outcomes:
         if outcome.changes or outcome.problems:
             write_log(outcome, args.log_file)

@@ -97,7 +97,12 @@ class Watcher:
                 self._wait((full_due if self.monitor else min(full_due, self.restart_at)) - now)
 
     def _pass(self):
-        for outcome in reconcile.run_pass(self.args, self.host, stopping=lambda: self.stopping):
+        try:
+            outcomes = reconcile.run_pass(self.args, self.host, stopping=lambda: self.stopping)
+        except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
+            reconcile.say(f"cannot read {self.args.state_dir}: {e}")
+            return
+        for outcome in outcomes:
             before = self.reported.get(outcome.shim, [])
             if outcome.changes or outcome.problems != before:  # the same trouble again is not news
                 reconcile.write_log(outcome, self.args.log_file)
