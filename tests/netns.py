@@ -424,7 +424,7 @@ def run_driver(topo: Topology, driver: str, cni_path: str, cache_dir: str,
 
 
 # --------------------------------------------------------------------------
-# route reconcile --watch, and whether the node is in shape (tests/e2e/test_reconcile.py, tools/heal_bench.py)
+# route reconcile --watch, and whether the node is in shape (tests/e2e/test_self_healing.py, tools/heal_bench.py)
 # --------------------------------------------------------------------------
 
 class Watcher:
