@@ -11,6 +11,7 @@ class FakeHost:
     def __init__(self):
         self.links = {}
         self.routes = []  # dicts: dst (prefix), dev, protocol, scope
+        self.neighbours = []  # dicts: dst (address), dev, lladdr, state
         self.calls = []  # every argv run
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
         self.sysctls = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
@@ -19,11 +20,23 @@ class FakeHost:
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
 
     # --- building a host ---
-    def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
+    def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=(), mac=None,
+                 permanent_mac=None):
+        """A link; its MAC is `mac`, else one made from its name (a NIC's burnt-in one: permanent_mac)."""
+        mac = mac or "02:" + ":".join(f"{b:02x}" for b in name.encode().ljust(5, b"\0")[:5])
         self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
-                            "addresses": list(addresses)}
+                            "addresses": list(addresses), "mac": mac, "permanent_mac": permanent_mac}
         self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
                              f"net/ipv4/conf/{name}/promote_secondaries": "0"})
+
+    def delete_link(self, name):
+        """As `ip link del`: the link's routes and neighbour entries go with it."""
+        del self.links[name]
+        self.routes = [r for r in self.routes if r["dev"] != name]
+        self.neighbours = [n for n in self.neighbours if n["dev"] != name]
+
+    def add_neighbour(self, dst, dev, lladdr="02:00:00:00:00:99", state="REACHABLE"):
+        self.neighbours.append({"dst": dst, "dev": dev, "lladdr": lladdr, "state": state})
 
     def add_route(self, dst, dev, protocol=None, scope="link", gateway=None, nexthops=(), table="main"):
         """A route; `nexthops` [(gateway, dev)] makes it multipath (then without `dev`). IPv6 defaults: "::/0"."""
@@ -158,6 +171,10 @@ class FakeHost:
             return [self._route_json(r) for r in self._main() if r["dst"] == want]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
+        if words[:3] == ["neigh", "show", "to"] and words[4] == "dev":
+            self._link(words[5])
+            return [{"dst": n["dst"], "lladdr": n["lladdr"], "state": [n["state"]]} for n in self.neighbours
+                    if (n["dst"], n["dev"]) == (words[3], words[5])]  # as the real ip: no "dev" when filtered
         raise AssertionError(f"fake ip cannot show {words}")
 
     def _main(self):
@@ -165,11 +182,18 @@ class FakeHost:
         return [r for r in self.routes if r.get("table", "main") == "main"]
 
     def _change(self, w):
-        if w[:2] == ["link", "add"] and w[2:] == [w[2], "link", w[4], "type", "macvlan", "mode", "bridge"]:
+        if w[:2] == ["link", "add"] and w[3] == "link" and w[-4:] == ["type", "macvlan", "mode", "bridge"]:
+            mac = w[6] if w[5:6] == ["address"] else None
+            assert len(w) == (11 if mac else 9), w
             if w[2] in self.links:
                 raise LookupError("RTNETLINK answers: File exists")
             master = self._link(w[4])
-            self.add_link(w[2], kind="macvlan", parent=w[4], mode="bridge", up=False, mtu=master["mtu"])
+            self.add_link(w[2], kind="macvlan", parent=w[4], mode="bridge", up=False, mtu=master["mtu"], mac=mac)
+        elif w[:2] == ["neigh", "del"] and w[3] == "dev":
+            match = [n for n in self.neighbours if (n["dst"], n["dev"]) == (w[2], w[4])]
+            if not match:
+                raise LookupError("RTNETLINK answers: No such file or directory")
+            self.neighbours.remove(match[0])
         elif w[:3] == ["link", "set", "dev"] and w[4:] == ["up"]:
             self._link(w[3])["up"] = True
         elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":
@@ -217,7 +241,10 @@ class FakeHost:
     def _link_json(self, link):
         obj = {"ifindex": list(self.links).index(link["name"]) + 2, "ifname": link["name"],
                "flags": ["BROADCAST", "MULTICAST"] + (["UP", "LOWER_UP"] if link["up"] else []),
-               "mtu": link["mtu"], "operstate": "UP" if link["up"] else "DOWN"}
+               "mtu": link["mtu"], "operstate": "UP" if link["up"] else "DOWN", "link_type": "ether",
+               "address": link["mac"]}
+        if link["permanent_mac"] and link["permanent_mac"] != link["mac"]:
+            obj["permaddr"] = link["permanent_mac"]
         if link["parent"]:
             obj["link"] = link["parent"]
         if link["kind"]:

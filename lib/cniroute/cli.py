@@ -10,7 +10,7 @@ import sys
 
 from . import SUPPORTED_VERSIONS, config, interpreter, plugin
 from .errors import CNIError, InvalidEnvironment
-from .journal import Journal, append_block
+from .journal import Journal, deliver
 from .runner import Runner
 
 # Which CNI_* variables each verb needs (CNI spec, "Parameters"); CNI_NETNS is optional for DEL.
@@ -87,14 +87,7 @@ def invocation_from_env(env, journal):
 
 
 def _write_log(journal, conf):
-    text = journal.text()
-    if conf is not None and conf.log_file:
-        try:
-            append_block(conf.log_file, text, conf.log_max_bytes)
-            return
-        except OSError as e:  # the log must never fail the call; say so where the runtime looks
-            sys.stderr.write(f"route: cannot write log {conf.log_file}: {e}\n")
-    sys.stderr.write(text)
+    deliver(journal.text(), *((conf.log_file, conf.log_max_bytes) if conf is not None else ()))
 
 
 def _clip(text, limit=2000):

@@ -45,10 +45,16 @@ def show_default_route():
     return ["route", "show", "default"]
 
 
+def show_neighbour(address, dev):
+    """The node's neighbour entry (the MAC it has cached) for `address` on `dev`."""
+    return ["neigh", "show", "to", address, "dev", dev]
+
+
 # --- writes ---
 
-def add_shim(name, master):
-    return ["link", "add", name, "link", master, "type", "macvlan", "mode", "bridge"]
+def add_shim(name, master, mac=None):
+    return ["link", "add", name, "link", master, *(["address", mac] if mac else []), "type", "macvlan",
+            "mode", "bridge"]
 
 
 def set_link_up(name):
@@ -83,6 +89,10 @@ def replace_gateway_route(cidr, gateway, dev):
 
 def delete_gateway_route(cidr, gateway, dev):
     return ["route", "del", cidr, "via", gateway, "dev", dev, "proto", ROUTE_PROTO]
+
+
+def delete_neighbour(address, dev):
+    return ["neigh", "del", address, "dev", dev]
 
 
 def batch_objects(text):

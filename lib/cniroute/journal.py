@@ -1,25 +1,28 @@
 """The replayable log: one block per plugin call, written and read here and nowhere else.
 
 A block is a POSIX sh script. Its first line is the block header, `# == route VERSION | TIME | VERB | pid PID`,
-then `# key: value` fields (container, ifname, netns, network, cniVersion), then what the call did: changes as
-plain shell lines (shlex-quoted, exactly as run), each followed by a comment with its exit status, duration
-and stderr; reads and everything else only as comments. `sh LOG` re-applies every change; `route replay`
-(replay.py) parses blocks with `parse_log` and runs their lines one by one.
+then `# key: value` fields (container, ifname, netns, network, cniVersion; shim for `route reconcile`'s
+RECONCILE blocks), then what the call did: changes as plain shell lines (shlex-quoted, exactly as run), each
+followed by a comment with its exit status, duration and stderr; reads and everything else only as comments.
+`sh LOG` re-applies every change; `route replay` (replay.py) parses blocks with `parse_log` and runs their
+lines one by one.
 
-Blocks are appended to `logFile` with one O_APPEND write under flock (`append_block`), or go to stderr.
+Blocks are appended to `logFile` with one O_APPEND write under flock (`append_block`), or go to stderr
+(`deliver` chooses).
 """
 import fcntl
 import os
 import re
 import shlex
 import stat
+import sys
 import time
 from collections import namedtuple
 
 from . import __version__
 
 BLOCK_START = "# == route "
-HEADER_FIELDS = ("container", "ifname", "netns", "network", "cniVersion")
+HEADER_FIELDS = ("container", "ifname", "netns", "network", "cniVersion", "shim")
 _START = re.compile(re.escape(BLOCK_START) + r"(\S+) \| (\S+) \| (\S+) \| pid (\d+)\Z")
 _FIELD = re.compile(r"# (\w+): (.*)\Z")
 _OUTCOME = re.compile(r"# exit (\S+) in \d+\.\d ms\Z")
@@ -109,6 +112,18 @@ def without_variables(text):
             line = f"# exit {outcome[1]} in N ms\n"
         lines.append(line)
     return "".join(lines)
+
+
+def deliver(text, path=None, max_bytes=None):
+    """Append a block to the log at `path`, or write it to stderr (no path). A log that cannot be written never
+    fails the caller: the block goes to stderr with the reason."""
+    if path:
+        try:
+            append_block(path, text, max_bytes)
+            return
+        except OSError as e:
+            sys.stderr.write(f"route: cannot write log {path}: {e}\n")
+    sys.stderr.write(text)
 
 
 def append_block(path, text, max_bytes):

@@ -36,9 +36,11 @@ class Address(namedtuple("Address", "family local prefixlen scope")):
         return ipaddress.ip_address(self.local)
 
 
-class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
+class Link(namedtuple("Link", "name kind mode parent up mtu addresses permanent_mac")):
     """What `ip -json -d addr show` says of a link: kind is linkinfo's info_kind ("macvlan", "veth"; None
-    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state."""
+    for plain devices), mode the macvlan mode, parent the lower device, up the administrative state,
+    permanent_mac the NIC's burnt-in MAC ("permaddr", which ip shows when the MAC was changed since), else
+    its MAC."""
 
     __slots__ = ()
 
@@ -49,7 +51,8 @@ class Link(namedtuple("Link", "name kind mode parent up mtu addresses")):
             name=obj["ifname"], kind=info.get("info_kind"), mode=(info.get("info_data") or {}).get("mode"),
             parent=obj.get("link"), up="UP" in obj.get("flags", ()), mtu=obj.get("mtu", 0),
             addresses=tuple(Address(a["family"], a["local"], a["prefixlen"], a.get("scope", "global"))
-                            for a in obj.get("addr_info", ()) if "local" in a))  # as ip lists them: primary first
+                            for a in obj.get("addr_info", ()) if "local" in a),  # as ip lists them: primary first
+            permanent_mac=obj.get("permaddr") or obj.get("address"))
 
     @property
     def global_addresses(self):

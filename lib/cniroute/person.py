@@ -1,20 +1,26 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
-(`add_parser(sub)`, which sets `handler`): replay (replay.py), install and uninstall (install.py)."""
+(`add_parser(sub)`, which sets `handler`): replay (replay.py), install and uninstall (install.py), reconcile
+(reconcile.py, and watch.py for --watch)."""
 import argparse
 import sys
 
-from . import SUPPORTED_VERSIONS, __version__, install, interpreter, replay
+from . import SUPPORTED_VERSIONS, __version__, install, interpreter, reconcile, replay
 from .errors import UnsuitableInterpreter
 
-COMMANDS = (replay, install)
+COMMANDS = (replay, install, reconcile)
+
+
+def build_parser():
+    top = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.")
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = top.add_subparsers(dest="verb")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return top
 
 
 def main(argv, host=None):
-    parser = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="verb")
-    for command in COMMANDS:
-        command.add_parser(sub)
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
         return version()

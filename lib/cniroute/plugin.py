@@ -53,10 +53,12 @@ def add(conf, inv, runner):
             via_host.require_forwarding(runner, planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned,
-                              [dst for dst, _ in on_link]))
+                              on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
+                              log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses))
         for prefix in prefixes:
             store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
         routes.install(runner, prefixes, shim_name)
+        routes.forget_neighbours(runner, prefixes, shim_name)  # the address may have had another pod's MAC
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
@@ -201,6 +203,7 @@ def _detach(runner, store, attachment, netns):
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
+    routes.forget_neighbours(runner, mine, shim_name)
     on_link = [[dst, None] for dst in attachment.on_link]
     # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
     pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)

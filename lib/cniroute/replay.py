@@ -14,7 +14,7 @@ from .runner import ANY_STATUS, Runner
 
 # Replay runs only lines of the shapes the plugin itself logs; a log is root's file, but a line that could
 # do anything else (ip -batch FILE, ip netns exec, nsenter ... sh, nft -f, sysctl of kernel/*) is refused.
-_IP_CHANGE = re.compile(r"(link (add|set)|addr (add|del)|route (replace|del)) \S")
+_IP_CHANGE = re.compile(r"(link (add|set)|addr (add|del)|route (replace|del)|neigh del) \S")
 _NFT_CHANGE = re.compile(r"(add|delete) (table|chain|set|rule) inet cni_route\b")
 _SYSCTL = re.compile(r"net/ipv[46]/conf/(?!all/|default/)[A-Za-z0-9_.-]{1,15}/\w+=\w+\Z")  # one interface's
 
@@ -37,8 +37,8 @@ def replay(blocks, out, dry_run=False, keep_going=False, host=None, timeout=10.0
             out.write(line + "\n")
             argv = replayable(line)
             if argv is None:
-                out.write("#   refused: not a command this plugin logs (ip link/addr/route, nsenter --net=... ip"
-                          " route, nft on table inet cni_route, sysctl -w net/...)\n")
+                out.write("#   refused: not a command this plugin logs (ip link/addr/route/neigh, nsenter --net=..."
+                          " ip route, nft on table inet cni_route, sysctl -w net/...)\n")
                 failed += 1
             elif not dry_run:
                 done = runner.execute(argv, ok=ANY_STATUS)
@@ -70,7 +70,8 @@ def replayable(line):
 def add_parser(sub):
     p = sub.add_parser("replay", help="re-run the ip commands of a route log (see README, Debugging)")
     p.add_argument("--container", help="only blocks of this container ID")
-    p.add_argument("--command", choices=["ADD", "DEL", "CHECK", "GC", "STATUS"], help="only blocks of this verb")
+    p.add_argument("--command", choices=["ADD", "DEL", "CHECK", "GC", "STATUS", "RECONCILE"],
+                   help="only blocks of this verb (RECONCILE: route reconcile's)")
     p.add_argument("--since", type=_parse_time, help="only blocks at or after this UTC time (ISO 8601)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--keep-going", action="store_true", help="continue after a failing command")

@@ -1,4 +1,6 @@
 """Host routes to pod IPs on the shim: `<ip>/32 dev <shim> scope link proto 201` (IPv6 /128)."""
+import ipaddress
+
 from . import iproute
 
 
@@ -31,6 +33,11 @@ def install(runner, prefixes, shim):
         runner.change(iproute.replace_route(prefix, shim))
 
 
+def restore(runner, prefixes, shim):
+    """Put back the route of every prefix that has none in shape on the shim (what CHECK would report)."""
+    install(runner, [p for p, have in observe(runner, prefixes).items() if _problem(p, have, shim)], shim)
+
+
 def remove(runner, prefixes, shim):
     """Delete our routes to these prefixes; what is already gone, or somebody else's, is left alone."""
     for prefix, found in observe(runner, prefixes).items():
@@ -38,14 +45,27 @@ def remove(runner, prefixes, shim):
             runner.change(iproute.delete_route(prefix, shim))
 
 
+def forget_neighbours(runner, prefixes, shim):
+    """Drop the node's cached MAC of each pod address on the shim (ADD and DEL): the address may come back on
+    another pod, with another MAC, and a REACHABLE entry would send the node's packets to the old one until
+    it expires. Entries someone set by hand (PERMANENT, NOARP) stay."""
+    addresses = [str(ipaddress.ip_interface(p).ip) for p in prefixes]
+    for entry in runner.read([iproute.show_neighbour(a, shim) for a in addresses]):
+        if "dst" in entry and not {"PERMANENT", "NOARP"} & set(entry.get("state", ())):
+            runner.change(iproute.delete_neighbour(entry["dst"], shim))
+
+
 def problems(runner, prefixes, shim):
     """What CHECK finds wrong with the pod routes, as sentences; empty when healthy."""
-    found = []
-    for prefix, have in observe(runner, prefixes).items():
-        on_shim = [r for r in have if r.get("dev") == shim]
-        if not on_shim:
-            elsewhere = ", ".join(sorted({r.get("dev", "?") for r in have}))
-            found.append(f"no route to {prefix} on {shim}" + (f" (it goes via {elsewhere})" if elsewhere else ""))
-        elif iproute.family(prefix) == 4 and not any(r.get("scope") == "link" for r in on_shim):
-            found.append(f"route to {prefix} on {shim} is not scope link")
-    return found
+    return [text for text in (_problem(p, have, shim) for p, have in observe(runner, prefixes).items()) if text]
+
+
+def _problem(prefix, have, shim):
+    """What is wrong with the routes `have` to `prefix`, or None when one on the shim serves it."""
+    on_shim = [r for r in have if r.get("dev") == shim]
+    if not on_shim:
+        elsewhere = ", ".join(sorted({r.get("dev", "?") for r in have}))
+        return f"no route to {prefix} on {shim}" + (f" (it goes via {elsewhere})" if elsewhere else "")
+    if iproute.family(prefix) == 4 and not any(r.get("scope") == "link" for r in on_shim):
+        return f"route to {prefix} on {shim} is not scope link"
+    return None

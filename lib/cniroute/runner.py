@@ -20,6 +20,7 @@ from .errors import CommandFailed, CommandTimeout
 IP = "ip"
 PROC_SYS = "/proc/sys"
 NS_GET_NSTYPE, CLONE_NEWNET = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ANY_STATUS = range(256)  # for a caller that reports the status itself (route replay)
 
 Completed = namedtuple("Completed", "status out err")
@@ -36,6 +37,7 @@ class Runner:
         self.timeout = timeout
         self.dry_run = dry_run
         self.host = host or SystemHost()
+        self.changes = 0  # state-changing commands run (or, in a dry run, logged)
 
     def read(self, commands, ipv6=False, netns=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
@@ -70,6 +72,7 @@ class Runner:
         `perform() -> (status, stderr)` makes the change another way than running argv, which is then the
         command that replays it.
         """
+        self.changes += 1
         if self.dry_run:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
             return Completed(0, "", "")
@@ -80,6 +83,13 @@ class Runner:
         status, err = perform()
         self.journal.outcome(status, time.monotonic() - started, err)
         return _checked(argv, Completed(status, "", err), ok)
+
+    def follow(self, args, on_line, on_end):
+        """Start `ip ARGS` that runs until stopped (`ip monitor`): each line it prints goes to on_line(line),
+        its end to on_end(status, stderr), both called in another thread. Returns its handle (.stop())."""
+        argv = [IP, *args]
+        self.journal.comment(shlex.join(argv))
+        return self.host.follow(argv, on_line, on_end)
 
     def sysctl(self, key):
         """The value of a sysctl given with '/' separators (interface names may hold dots), or None."""
@@ -118,10 +128,12 @@ def _checked(argv, completed, ok):
 
 
 class SystemHost:
-    """The real host: commands through sh, sysctls through /proc/sys."""
+    """The real host: commands through sh, sysctls through /proc/sys (or where the node's is mounted: a
+    container's own /proc/sys is read-only)."""
 
-    def __init__(self):
+    def __init__(self, proc_sys=PROC_SYS):
         _import_sh_lean()  # here, so that no command's logged duration includes it
+        self.proc_sys = proc_sys
 
     @staticmethod
     def execute(argv, stdin, timeout):
@@ -164,18 +176,64 @@ class SystemHost:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def read_sysctl(key):
+    def read_sysctl(self, key):
         try:
-            with open(os.path.join(PROC_SYS, key)) as f:
+            with open(os.path.join(self.proc_sys, key)) as f:
                 return f.read().strip()
         except FileNotFoundError:  # e.g. IPv6 disabled
             return None
 
-    @staticmethod
-    def write_sysctl(key, value):
-        with open(os.path.join(PROC_SYS, key), "w") as f:
+    def write_sysctl(self, key, value):
+        with open(os.path.join(self.proc_sys, key), "w") as f:
             f.write(value)
+
+    @staticmethod
+    def follow(argv, on_line, on_end):
+        """Start a long-running argv (see Runner.follow). Call it from the thread that outlives the process
+        (the main one): the child is killed when that thread ends, even by kill -9, so no `ip monitor` is
+        left behind to keep a network namespace alive."""
+        import ctypes
+
+        import sh
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getpid()
+
+        def die_with_parent():  # in the child, before exec
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+
+        try:
+            proc = sh.Command(argv[0])(*argv[1:], _bg=True, _bg_exc=False, _tty_out=False, _out=on_line,
+                                       _ok_code=range(256), _preexec_fn=die_with_parent)
+        except sh.CommandNotFound:
+            raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
+
+        def wait():
+            try:
+                proc.wait()
+                status = proc.exit_code
+            except sh.SignalException as e:
+                status = f"signal {-e.exit_code}"
+            on_end(status, proc.stderr.decode(errors="replace"))
+
+        threading.Thread(target=wait, name=f"wait for {argv[0]} {proc.pid}", daemon=True).start()
+        return Followed(proc)
+
+
+class Followed:
+    """A running process started by SystemHost.follow."""
+
+    def __init__(self, proc):
+        self._proc = proc
+        self.pid = proc.pid
+
+    def stop(self):
+        try:
+            self._proc.terminate()
+        except ProcessLookupError:  # it has ended already
+            pass
 
 
 def _import_sh_lean():

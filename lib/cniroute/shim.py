@@ -5,6 +5,10 @@ the same master reach each other; the shim is such a sibling in the node's names
 the node's addresses (the master's, or those the node has elsewhere: node.Node.shim_addresses), so that pods'
 ARP and neighbour solicitations for the node are answered on it even with arp_ignore set, and IPv6 works at
 all (see README, "Dual stack and hardened nodes" and "Node layouts").
+
+The shim's MAC is derived from the master's permanent MAC and the shim's name (`stable_mac`), so a shim that
+is deleted and made again (a networkd restart, `route reconcile`) has the MAC the pods have cached for the
+node: they keep reaching it without waiting for their neighbour entries to expire.
 """
 from collections import namedtuple
 
@@ -23,6 +27,19 @@ SHIM_SYSCTLS = (
     # master's other addresses in that subnet with it (which the kernel does to secondaries by default).
     ("net/ipv4/conf/{}/promote_secondaries", "1"),
 )
+
+
+def stable_mac(master_mac, shim_name):
+    """A locally administered unicast MAC that is the same whenever this shim is made on this master: derived
+    from what does not change, the master's permanent MAC and the shim's name. None (the kernel picks one)
+    for a master without a MAC."""
+    if not master_mac:
+        return None
+    import hashlib  # only when a shim is made: it loads OpenSSL
+
+    digest = bytearray(hashlib.sha256(f"{master_mac.lower()}/{shim_name}".encode()).digest()[:6])
+    digest[0] = digest[0] & 0xFC | 0x02  # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in digest)
 
 
 def foreign_reason(shim, master):
@@ -65,9 +82,9 @@ def ensure(runner, node, master_name, shim_name, addresses):
     """
     master = node.links[master_name]
     shim = node.links.get(shim_name)
-    if shim is None:
-        runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
-        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, ())
+    if shim is None:  # a new macvlan takes the master's MTU
+        runner.change(iproute.add_shim(shim_name, master_name, stable_mac(master.permanent_mac, shim_name)))
+        shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, (), None)
     else:
         reason = foreign_reason(shim, master_name)
         if reason:
@@ -78,10 +95,12 @@ def ensure(runner, node, master_name, shim_name, addresses):
         runner.change(iproute.set_link_mtu(shim_name, drift.mtu))
     for key, value, _ in drift.sysctls:  # before the shim is up, so no advertisement slips in between
         runner.set_sysctl(key, value)
-    for address in drift.extra:  # the node no longer has it (or it is no longer chosen)
-        runner.change(iproute.delete_address(address.cidr, shim_name))
+    # New copies before old ones go: a shim left without an IPv4 address loses every IPv4 route through it,
+    # the other pods' routes included (a DHCP renewal that changes the master's address).
     for address in drift.missing:
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
+    for address in drift.extra:  # the master no longer has it
+        runner.change(iproute.delete_address(address.cidr, shim_name))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
 

@@ -25,12 +25,15 @@ def owner_id(container_id, ifname):
     return f"{container_id}@{ifname}"
 
 
-class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link",
-                            defaults=((),))):
+class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
+                                         "log_file log_max_bytes node_addresses", defaults=((), None, None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
-    routeViaHost [cidr, gateway] pairs, and the node addresses it reaches on its own link (on_link, routes in
-    the pod). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge,
-    prefixes, viaHost, onLink; records of older versions have no onLink)."""
+    routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
+    pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
+    network's own calls log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None:
+    the automatic choice). On disk as schemas/attachment.json (keys containerID, ifname, network, master,
+    bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses: records written
+    before they existed stay readable)."""
 
     __slots__ = ()
 
@@ -39,9 +42,16 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         return owner_id(self.container_id, self.ifname)
 
     def to_json(self):
-        return {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
-                "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
-                "viaHost": [list(pair) for pair in self.via_host], "onLink": list(self.on_link)}
+        document = {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
+                    "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
+                    "viaHost": [list(pair) for pair in self.via_host], "onLink": list(self.on_link)}
+        if self.log_file:
+            document["logFile"] = self.log_file
+            if self.log_max_bytes:
+                document["logMaxBytes"] = self.log_max_bytes
+        if self.node_addresses is not None:
+            document["nodeAddresses"] = [str(n) for n in self.node_addresses]
+        return document
 
     @classmethod
     def from_json(cls, document):
@@ -53,10 +63,14 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             via_host = [(str(ipaddress.ip_network(cidr)), str(ipaddress.ip_address(gateway)))
                         for cidr, gateway in document["viaHost"]]
             on_link = [str(ipaddress.ip_network(p)) for p in document.get("onLink", [])]
+            node_addresses = document.get("nodeAddresses")
+            if node_addresses is not None:
+                node_addresses = [ipaddress.ip_network(n) for n in node_addresses]
         except (InvalidConfig, ValueError):  # ValueError: a bad address, or a viaHost entry not a pair
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
-                   document["bridge"], prefixes, via_host, on_link)
+                   document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
+                   document.get("logMaxBytes"), node_addresses)
 
 
 class Store:
@@ -96,17 +110,8 @@ class Store:
     def any_uses_via_host(self, shim, besides):
         """Whether an attachment other than `besides`, of any network under this stateDir, still routes via
         the host on `shim`."""
-        try:
-            networks = os.listdir(os.path.join(self.top, "networks"))
-        except FileNotFoundError:
-            return False
-        for network in networks:
-            other = Store(self.top, network)
-            for owner in other.owners():
-                record = other.attachment(owner) if owner != besides or other.dir != self.dir else None
-                if record and record.shim == shim and record.via_host:
-                    return True
-        return False
+        return any(record.shim == shim and record.via_host for store, record in every_attachment(self.top)
+                   if record.owner != besides or store.dir != self.dir)
 
     # --- locks ---
     @contextlib.contextmanager
@@ -200,6 +205,19 @@ class Store:
             pass
         except OSError as e:
             raise IOFailure(f"cannot remove state {path}", str(e)) from None
+
+
+def every_attachment(state_dir):
+    """(Store of its network, record) of every readable attachment record under state_dir, of every network."""
+    try:
+        networks = sorted(os.listdir(os.path.join(state_dir, "networks")))
+    except FileNotFoundError:
+        return []
+    found = []
+    for network in networks:
+        store = Store(state_dir, network)
+        found += [(store, record) for record in map(store.attachment, store.owners()) if record is not None]
+    return found
 
 
 def _read_json(path):

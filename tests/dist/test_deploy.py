@@ -1,11 +1,16 @@
 """deploy/: the DaemonSet, its kustomize overlay for GKE, the Containerfile, and the example networks."""
+import configparser
+import fnmatch
 import json
 import os
 import re
+import shlex
 import subprocess
 
 import yaml
 from conftest import REPO
+
+from cniroute import config, person
 
 DEPLOY = REPO / "deploy"
 
@@ -35,18 +40,31 @@ def test_daemonset_runs_on_every_node_as_system_node_critical():
     assert "nodeName" not in spec and "affinity" not in spec
 
 
-def test_daemonset_installs_with_an_init_container_then_pauses():
+def test_daemonset_installs_with_an_init_container_then_runs_the_watcher():
     spec = daemonset()["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True  # the watcher repairs the node's own network namespace
     [init] = spec["initContainers"]
     assert init["command"] == ["route", "install", "--bin-dir", "/host/opt/cni/bin"]
     assert init["volumeMounts"] == [{"name": "cni-bin", "mountPath": "/host/opt/cni/bin"}]
-    [pause] = spec["containers"]
-    assert "pause" in pause["image"]
-    for container in (init, pause):
+    [watcher] = spec["containers"]
+    assert watcher["image"] == init["image"]
+    assert watcher["command"][:3] == ["route", "reconcile", "--watch"]
+    args = person.build_parser().parse_args(watcher["command"][1:])  # options this route accepts
+    assert (args.state_dir, args.proc_sys, args.log_file) == ("/run/cni-route", "/host/proc/sys", "-")
+    security = watcher["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}  # only what it needs
+    assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
+    assert "privileged" not in security
+    for container in (init, watcher):
         assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
         assert container["resources"]["limits"]["memory"]
-    [volume] = spec["volumes"]
-    assert volume == {"name": "cni-bin", "hostPath": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"}}
+    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
+    assert spec["volumes"][0]["name"] == "cni-bin"  # deploy/gke patches volumes/0
+    assert volumes == {"cni-bin": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"},
+                       "state": {"path": "/run/cni-route", "type": "DirectoryOrCreate"},
+                       "proc-sys-net": {"path": "/proc/sys/net", "type": "Directory"}}
+    mounts = {m["mountPath"]: volumes[m["name"]]["path"] for m in watcher["volumeMounts"]}
+    assert mounts == {args.state_dir: config.DEFAULT_STATE_DIR, args.proc_sys + "/net": "/proc/sys/net"}
 
 
 def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
@@ -71,6 +89,8 @@ def test_containerfile():
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert re.fullmatch(r"FROM (docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
     assert "COPY dist/route /usr/local/bin/route" in lines
+    [install] = [line for line in lines if "apt-get install" in line]  # the watcher runs ip and nft
+    assert {"iproute2", "nftables"} <= set(install.split())
     assert 'ENTRYPOINT ["route"]' in lines
     # the DaemonSet calls `route` by name: it must be on the image's PATH
     assert "/usr/local/bin" in "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -132,3 +152,50 @@ def test_the_init_containers_command_installs_a_working_plugin_on_a_fake_host(di
     # a restarted pod (node reboot, rollout of the same image) finds it already there
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout + again.stderr
+
+
+NODE = DEPLOY / "node" / "etc"
+
+
+def unit_file(path):
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_the_systemd_unit_runs_the_watcher_with_net_admin_only():
+    unit = unit_file(NODE / "systemd" / "system" / "route-reconcile.service")
+    service = unit["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0] == "/opt/cni/bin/route" and argv[1:3] == ["reconcile", "--watch"]
+    args = person.build_parser().parse_args(argv[1:])
+    assert args.state_dir == config.DEFAULT_STATE_DIR
+    assert service["Restart"] == "always" and service["CapabilityBoundingSet"] == "CAP_NET_ADMIN"
+    assert service["ProtectSystem"] == "strict"
+    assert {"-/run/cni-route", "-/var/log"} <= set(service["ReadWritePaths"].split())
+    assert "ProtectKernelTunables" not in service  # the shim's sysctls are written under /proc/sys
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_networkd_keeps_foreign_routes_and_leaves_the_shims_alone():
+    assert unit_file(NODE / "systemd" / "networkd.conf.d" / "90-route-cni.conf")["Network"]["ManageForeignRoutes"] \
+        == "no"
+    shims = unit_file(NODE / "systemd" / "network" / "00-route-cni-shim.network")
+    assert shims["Link"]["Unmanaged"] == "yes"
+    [pattern] = shims["Match"]["Name"].split()
+    assert_matches_default_shims(pattern)
+
+
+def test_networkmanager_leaves_the_shims_unmanaged():
+    conf = unit_file(NODE / "NetworkManager" / "conf.d" / "90-route-cni.conf")
+    [spec] = conf["keyfile"]["unmanaged-devices"].split(";")
+    kind, pattern = spec.split(":", 1)
+    assert kind == "interface-name"
+    assert_matches_default_shims(pattern)
+
+
+def assert_matches_default_shims(pattern):
+    for master in ("eno1", "eth0", "enp0s31f6", "bond0"):
+        assert fnmatch.fnmatchcase(config.shim_name(master), pattern), master
+        assert not fnmatch.fnmatchcase(master, pattern), master

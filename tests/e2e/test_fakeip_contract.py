@@ -11,7 +11,7 @@ import sys
 
 from e2e_support import MASTER, PROTO, REPO, SHIM
 
-from cniroute import config, plugin, routes
+from cniroute import config, iproute, plugin, routes
 from cniroute.journal import Journal
 from cniroute.node import Node
 from cniroute.runner import Runner
@@ -19,10 +19,13 @@ from fakeip import FakeHost
 
 GATEWAY = "192.168.0.1"
 ABSENT = "absent0"
-# The node: eno1 (made by the topology), a shim with another MTU and one address copy, two pod routes of ours,
-# a route of somebody else's, a default route. (A shim that is down has no routes: the kernel drops them.)
+# The node: eno1 (made by the topology, given a known MAC), a shim with another MTU and one address copy, two pod
+# routes of ours, a route of somebody else's, a default route, a neighbour entry on the shim. (A shim that is
+# down has no routes: the kernel drops them.)
+MASTER_MAC, SHIM_MAC = "52:54:00:12:34:56", "02:00:00:aa:bb:cc"
 REAL_STATE = [
-    ["link", "add", SHIM, "link", MASTER, "type", "macvlan", "mode", "bridge"],
+    ["link", "set", "dev", MASTER, "address", MASTER_MAC],
+    ["link", "add", SHIM, "link", MASTER, "address", SHIM_MAC, "type", "macvlan", "mode", "bridge"],
     ["link", "set", "dev", SHIM, "mtu", "1400"],
     ["addr", "add", "192.168.0.5/16", "dev", SHIM, "noprefixroute"],
     ["link", "set", "dev", SHIM, "up"],
@@ -30,6 +33,7 @@ REAL_STATE = [
     ["-6", "route", "replace", "fd00::100/128", "dev", SHIM, "proto", PROTO],
     ["route", "replace", "192.168.1.3/32", "dev", MASTER, "scope", "link"],
     ["route", "replace", "default", "via", GATEWAY, "dev", MASTER],
+    ["neigh", "replace", "192.168.1.2", "lladdr", "02:00:00:00:00:99", "dev", SHIM, "nud", "stale"],
 ]
 PREFIXES = ["192.168.1.2/32", "192.168.1.3/32", "192.168.1.4/32", "fd00::100/128", "fd00::101/128"]
 READER = f"""
@@ -42,9 +46,10 @@ print(json.dumps(reads(None)))
 
 def fake_node():
     host = FakeHost()
-    host.add_link(MASTER, kind="veth", addresses=["192.168.0.5/16", "fd00::5/64"])  # as the topology makes it
+    host.add_link(MASTER, kind="veth", addresses=["192.168.0.5/16", "fd00::5/64"], mac=MASTER_MAC)  # as topology
     host.add_link(SHIM, kind="macvlan", parent=MASTER, mode="bridge", mtu=1400,
-                  addresses=["192.168.0.5/16"])
+                  addresses=["192.168.0.5/16"], mac=SHIM_MAC)
+    host.add_neighbour("192.168.1.2", SHIM, "02:00:00:00:00:99", "STALE")
     host.add_route("192.168.1.2/32", SHIM, protocol=PROTO)
     host.add_route("fd00::100/128", SHIM, protocol=PROTO)
     host.add_route("192.168.1.3/32", MASTER, protocol="boot")  # ip route's default
@@ -67,6 +72,8 @@ def reads(host):
                                   for r in found)
                    for prefix, found in routes.observe(runner, PREFIXES).items()},
         "locate": plugin.locate(conf, runner),
+        "neighbours": runner.read([iproute.show_neighbour(a, dev) for a in ("192.168.1.2", "192.168.1.3", "fd00::100")
+                                   for dev in (SHIM, ABSENT)]),
     }
 
 

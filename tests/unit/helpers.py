@@ -1,9 +1,10 @@
 """Run the plugin in-process as a runtime would: CNI_* environment, config on stdin, JSON on stdout."""
+import contextlib
 import io
 import json
 import sys
 
-from cniroute import cli
+from cniroute import cli, person
 
 BASE_ENV = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/pod1", "CNI_IFNAME": "eth0",
             "CNI_PATH": "/opt/cni/bin"}
@@ -42,3 +43,11 @@ def call(monkeypatch, host, command, conf, **env):
         sys.stdin, sys.stdout, sys.stderr = saved
     text = out.getvalue()
     return code, (json.loads(text) if text else None), err.getvalue()
+
+
+def run_person(host, *argv):
+    """(exit code, stdout, stderr) of `route ARGV` (a person's command) against the fake host."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = person.main([str(a) for a in argv], host=host)
+    return code, out.getvalue(), err.getvalue()

@@ -5,7 +5,7 @@ Set UPDATE_GOLDEN=1 to rewrite tests/golden/ after an intended change, then revi
 import os
 
 import pytest
-from helpers import call, netconf, prev_result
+from helpers import call, netconf, prev_result, run_person
 
 from cniroute.journal import BLOCK_START, without_variables
 
@@ -64,6 +64,13 @@ def scenario_check_broken(monkeypatch, host, state):
     host.routes = [r for r in host.routes if r["dev"] != "eno1.host"]
     host.links["eno1.host"]["up"] = False
     return call(monkeypatch, host, "CHECK", netconf(state, prev_result("192.168.1.2/16")))
+
+
+def scenario_reconcile_after_shim_deleted(monkeypatch, host, state):
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.2/16")), CNI_CONTAINERID="a")
+    call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.3/16", "fd00::100/64")), CNI_CONTAINERID="b")
+    host.delete_link("eno1.host")
+    return run_person(host, "reconcile", "--state-dir", state)
 
 
 SCENARIOS = {name[len("scenario_"):]: f for name, f in globals().items() if name.startswith("scenario_")}

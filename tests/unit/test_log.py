@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import person, replay
+from cniroute import person, replay, shim
 from cniroute.journal import Journal, append_block, parse_log
 
 
@@ -32,7 +32,8 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
     assert [b.command for b in blocks] == ["ADD", "CHECK", "DEL"]
     assert blocks[0].fields == {"container": "c1", "ifname": "eth0", "netns": "/var/run/netns/pod1",
                                 "network": "default", "cniVersion": "1.0.0"}
-    assert blocks[0].lines == ["ip link add eno1.host link eno1 type macvlan mode bridge",
+    mac = shim.stable_mac(host.links["eno1"]["mac"], "eno1.host")
+    assert blocks[0].lines == [f"ip link add eno1.host link eno1 address {mac} type macvlan mode bridge",
                                "sysctl -w net/ipv4/conf/eno1.host/arp_filter=1",
                                "sysctl -w net/ipv6/conf/eno1.host/accept_ra=0",
                                "sysctl -w net/ipv4/conf/eno1.host/promote_secondaries=1",
@@ -127,7 +128,9 @@ def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, 
     path = two_pod_log(monkeypatch, host, logged)
     host.calls.clear()  # the shim exists: replaying `ip link add` fails, and so do the `ip addr add`s
     assert person.main(["replay", path], host=host) == 1
-    assert host.calls == [["ip", "link", "add", "eno1.host", "link", "eno1", "type", "macvlan", "mode", "bridge"]]
+    mac = shim.stable_mac(host.links["eno1"]["mac"], "eno1.host")
+    assert host.calls == [["ip", "link", "add", "eno1.host", "link", "eno1", "address", mac, "type", "macvlan", "mode",
+                           "bridge"]]
     host.calls.clear()
     assert person.main(["replay", "--keep-going", path], host=host) == 1
     assert [argv[:3] for argv in host.calls] == [
@@ -180,9 +183,12 @@ def test_replay_refuses_what_the_plugin_never_logs(line):
 def test_replay_accepts_every_shape_the_plugin_logs(monkeypatch, host, logged, tmp_path):
     host.pod("/var/run/netns/pod1", addresses=["192.168.1.2/16"])
     c = logged("192.168.1.2/16", routeViaHost=["10.96.0.0/12"])
-    assert call(monkeypatch, host, "ADD", c)[0] == 0 and call(monkeypatch, host, "DEL", c)[0] == 0
+    assert call(monkeypatch, host, "ADD", c)[0] == 0
+    host.add_neighbour("192.168.1.2", "eno1.host")
+    assert call(monkeypatch, host, "DEL", c)[0] == 0
     lines = [line for block in parse_log(logged.path.read_text()) for line in block.lines]
     assert {line.split()[0] for line in lines} == {"ip", "sysctl", "nft", "nsenter"}
+    assert "ip neigh del 192.168.1.2 dev eno1.host" in lines
     assert [line for line in lines if replay.replayable(line) is None] == []
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import iproute, state
+from cniroute import iproute, shim, state
 
 PROTO = iproute.ROUTE_PROTO
 
@@ -276,3 +276,49 @@ def test_a_busy_shim_lock_gives_try_again_later(monkeypatch, host, conf, tmp_pat
     assert (code, out["code"]) == (1, 11) and "busy" in out["msg"]
     assert host.changes() == []
     assert call(monkeypatch, host, "ADD", conf("192.168.1.2/16"))[0] == 0  # released: works again
+
+
+def add(monkeypatch, host, state_dir, container, *addresses, **keys):
+    code, out, err = call(monkeypatch, host, "ADD", netconf(state_dir, prev_result(*addresses), **keys),
+                          CNI_CONTAINERID=container)
+    assert code == 0, (out, err)
+
+
+def test_the_shims_mac_is_stable_local_and_unicast():
+    mac = shim.stable_mac("52:54:00:12:34:56", "eno1.host")
+    assert mac == shim.stable_mac("52:54:00:12:34:56", "eno1.host") == shim.stable_mac("52:54:00:12:34:56".upper(),
+                                                                                        "eno1.host")
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01  # locally administered, unicast
+    assert len({mac, shim.stable_mac("52:54:00:12:34:57", "eno1.host"),
+                shim.stable_mac("52:54:00:12:34:56", "eno1.pods")}) == 3
+    assert shim.stable_mac(None, "eno1.host") is None
+
+
+def test_the_shims_mac_comes_from_the_masters_permanent_mac(monkeypatch, host, tmp_path):
+    host.links["eno1"]["permanent_mac"] = "52:54:00:12:34:56"  # the MAC in use was changed (a bond, a VM)
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.2/16")
+    assert host.links["eno1.host"]["mac"] == shim.stable_mac("52:54:00:12:34:56", "eno1.host")
+
+
+def test_add_puts_the_new_address_copy_on_before_the_old_goes(monkeypatch, host, tmp_path):
+    """A shim without an IPv4 address loses every IPv4 route through it: the other pods' too."""
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.2/16")
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16", "fd00::5/64"]  # a DHCP renewal gave another address
+    before = len(host.changes())
+    add(monkeypatch, host, tmp_path, "b", "192.168.1.3/16")
+    changed = [c[1:4] for c in host.changes()[before:] if c[1] == "addr"]
+    assert changed == [["addr", "add", "192.168.0.6/16"], ["addr", "del", "192.168.0.5/16"]]
+
+
+def test_add_and_del_forget_the_nodes_cached_mac_of_the_pod_address(monkeypatch, host, tmp_path):
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.9/16")
+    host.add_neighbour("192.168.1.2", "eno1.host", state="REACHABLE")  # the MAC of the address's previous pod
+    host.add_neighbour("fd00::100", "eno1.host", state="STALE")
+    host.add_neighbour("192.168.1.3", "eno1.host", state="PERMANENT")  # set by hand: not ours to drop
+    add(monkeypatch, host, tmp_path, "b", "192.168.1.2/16", "fd00::100/64", "192.168.1.3/16")
+    assert [n["dst"] for n in host.neighbours] == ["192.168.1.3"]
+    assert ["ip", "neigh", "del", "192.168.1.2", "dev", "eno1.host"] in host.changes()
+    host.add_neighbour("192.168.1.2", "eno1.host")
+    assert call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="b")[0] == 0
+    assert [n["dst"] for n in host.neighbours] == ["192.168.1.3"]

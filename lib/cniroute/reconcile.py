@@ -1,0 +1,180 @@
+"""`route reconcile`: put back, from what ADD recorded, what the node's network lost under running pods.
+
+    route reconcile [--state-dir /run/cni-route] [--log-file FILE|-] [--dry-run] [--watch [--interval 60]]
+
+One pass covers every shim that an attachment record under the state dir names, of every network:
+  - the shim, as ADD makes it (shim.ensure): created if missing (with its stable MAC), a bridge macvlan on its
+    master with the master's MTU and addresses and the shim's sysctls, up. A device that only has the shim's
+    name is left untouched and reported, and so is a missing master;
+  - the pods' routes: the route of every address its attachment still owns (an address that IPAM has given
+    to a newer pod is that pod's). A pod whose DEL has run has no record, so nothing of it comes back;
+  - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost. (The pod-side routes
+    are in the pods' own namespaces, which changes on the node do not touch.)
+Nothing is created without a record. Each shim is handled under its lock, the one ADD and DEL take, and its
+records are read inside it. When the pass changed something, the host is read again, as CHECK reads it:
+exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run changes nothing, so it exits
+1 with what it would repair.
+
+Each shim's pass is one RECONCILE block of the replayable log (journal.py): to --log-file ('-': stderr),
+else to the logFile of the configs its records came from, else to stderr. --watch: see watch.py.
+"""
+import argparse
+import sys
+from collections import namedtuple
+
+from . import interpreter, routes, shim, state, via_host
+from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
+from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
+from .journal import Journal, deliver
+from .node import Node
+from .runner import PROC_SYS, Runner, SystemHost
+
+STDERR = "-"
+
+# One shim's pass: what is still wrong (sentences), how many changes it made, its log block and where that goes.
+Outcome = namedtuple("Outcome", "shim problems changes journal logs")
+
+
+def add_parser(sub):
+    p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see README, Self-healing)",
+                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
+                   help="the plugin's stateDir (default %(default)s)")
+    p.add_argument("--log-file", metavar="FILE", help="log here ('-': stderr) instead of the logFile the networks' "
+                                                      "configs name")
+    p.add_argument("--dry-run", action="store_true", help="change nothing; exit 1 with what would be repaired")
+    p.add_argument("--ip-timeout", metavar="SECONDS", type=_positive, default=10.0,
+                   help="kill an ip that hangs (default %(default)s)")
+    p.add_argument("--proc-sys", metavar="DIR", default=PROC_SYS,
+                   help="where the node's /proc/sys is (a container's own is read-only; default %(default)s)")
+    p.add_argument("--watch", action="store_true", help="stay running: repair on ip monitor events and every "
+                                                        "--interval seconds; exit 0 on SIGTERM")
+    p.add_argument("--interval", metavar="SECONDS", type=_positive, default=60.0,
+                   help="--watch: seconds between full passes (default %(default)s)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args, host=None):
+    if host is None:
+        try:
+            interpreter.require_packages()
+        except UnsuitableInterpreter as e:
+            say(str(e))
+            return 1
+        host = SystemHost(args.proc_sys)
+    if args.watch:
+        from . import watch
+
+        return watch.watch(args, host)
+    try:
+        outcomes = run_pass(args, host)
+    except OSError as e:  # the state dir cannot be read
+        say(f"cannot read {args.state_dir}: {e}")
+        return 1
+    for outcome in outcomes:
+        if outcome.changes or outcome.problems:
+            write_log(outcome, args.log_file)
+        say(f"{outcome.shim}: " + describe(outcome))
+    if not outcomes:
+        say(f"nothing recorded under {args.state_dir}: nothing to do")
+    return 1 if any(o.problems for o in outcomes) else 0
+
+
+def run_pass(args, host, stopping=lambda: False):
+    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping()."""
+    listed = {}
+    for _, record in state.every_attachment(args.state_dir):
+        listed.setdefault(record.shim, []).append(record)
+    outcomes = []
+    for shim_name, records in sorted(listed.items()):
+        if stopping():
+            break
+        journal = Journal()
+        journal.header.update(command="RECONCILE", shim=shim_name)
+        runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
+        try:  # the lock is per shim, node-wide: any network's Store takes it
+            attached, problems = reconcile_shim(runner, state.Store(args.state_dir, records[0].network), shim_name)
+            records = [r for _, r in attached] or records
+        except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
+            problems = [str(e)]
+        except Exception as e:  # a bug: say so, and let the other shims (and a watcher) go on
+            problems = [f"internal error: {type(e).__name__}: {e}"]
+        journal.header["network"] = ",".join(sorted({r.network for r in records}))
+        for problem in problems:
+            journal.comment(f"not in shape: {problem}")
+        outcomes.append(Outcome(shim_name, problems, runner.changes, journal, _logs(records)))
+    return outcomes
+
+
+def reconcile_shim(runner, store, shim_name):
+    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong])."""
+    with store.shim_lock(shim_name):
+        # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
+        attached = [(s, r) for s, r in state.every_attachment(store.top) if r.shim == shim_name]
+        if not attached:
+            return [], []
+        masters = sorted({r.master for _, r in attached})
+        if len(masters) > 1:
+            return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
+        master = masters[0]
+        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (README)
+        try:
+            node = Node.observe(runner)
+            shim.require_master(node, master)
+            shim.ensure(runner, node, master, shim_name, node.shim_addresses(master, shim_name, selectors))
+        except (DeviceMissing, HostNotReady, ShimConflict) as e:
+            return attached, [str(e)]
+        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.owner]
+        routes.restore(runner, owned, shim_name)
+        via = any(r.via_host for _, r in attached)
+        if via:
+            with store.nft_lock():
+                via_host.ensure_masquerade(runner, shim_name)
+        if not runner.changes:
+            return attached, []  # what was read is in shape
+        node = Node.observe(runner)
+        addresses = node.shim_addresses(master, shim_name, selectors) if master in node.links else []
+        found = shim.problems(runner, node, master, shim_name, addresses)
+        found += routes.problems(runner, owned, shim_name)
+        if via and not via_host.has_masquerade(runner, shim_name):
+            found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
+        return attached, found
+
+
+def _logs(records):
+    """Where a shim's block goes: the (logFile, logMaxBytes) of its records' configs; none named: stderr."""
+    named = sorted({(r.log_file, r.log_max_bytes or DEFAULT_LOG_MAX_BYTES) for r in records if r.log_file})
+    return named or [(None, None)]
+
+
+def write_log(outcome, log_file=None):
+    """Append the shim's block to --log-file, or to every log its records name."""
+    text = outcome.journal.text()
+    if log_file:
+        deliver(text, None if log_file == STDERR else log_file, DEFAULT_LOG_MAX_BYTES)
+        return
+    for path, max_bytes in outcome.logs:
+        deliver(text, path, max_bytes)
+
+
+def describe(outcome):
+    """One line about one shim's pass."""
+    done = f"{outcome.changes} change{'s' if outcome.changes != 1 else ''}"
+    if outcome.problems:
+        return f"NOT in shape after {done}: " + "; ".join(outcome.problems)
+    return f"repaired ({done})" if outcome.changes else "in shape"
+
+
+def say(text):
+    sys.stderr.write(f"route reconcile: {text}\n")
+    sys.stderr.flush()
+
+
+def _positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
