@@ -244,7 +244,7 @@ def check(output, python):
                         f"stdout={invalid.stdout[-2000:]!r} stderr={invalid.stderr[-2000:]}")
     if any("schema.py" in p and "StopIteration" in p for p in problems):
         problems.append("lib/cniroute/schema.py finds schemas/ with os.path.isdir() beside its __file__, which is "
-                        "inside the zip here: it must fall back to pkgutil.get_data(__package__, 'schemas/' + name)")
+                        "inside the zip here: it must read them through the zip importer, its module's __loader__")
     if problems:
         sys.exit(f"build_dist: {output} is broken:\n  " + "\n  ".join(problems))
 
