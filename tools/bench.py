@@ -174,7 +174,8 @@ def main():
         mine = runnable(given, work) if given else one_file_build(work)
         plugins = [mine] + ([os.path.abspath(other)] if other else [])
         names = {p: "route" if p == mine else os.path.basename(p) for p in plugins}
-        python = node_python()
+        from_source = given is not None and not netns.is_one_file_build(Path(given))
+        python = sys.executable if from_source else node_python()  # what runs the plugin
         report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()}, "
                   f"{os.cpu_count()} cores, kernel {platform.release()}", "python": python,
                   "python_version": subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
