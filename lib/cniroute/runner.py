@@ -249,7 +249,7 @@ class SystemHost:
 
 
 def _import_sh_lean():
-    """Import sh without the modules it imports but a CNI call never uses: half of sh's import time.
+    """Import sh without the modules it imports but a CNI call never uses: three quarters of its import time.
 
     While sh imports, each module in _STAND_INS is a stand-in (unless already imported) that answers the
     few names sh uses in every call itself and imports the real module for anything else, at first use.
