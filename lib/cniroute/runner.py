@@ -5,6 +5,7 @@ comments. One exit-status policy for every call: a status outside `ok` (by defau
 CommandFailed, which carries the status and stderr; within `ok`, the caller gets Completed(status, out, err).
 """
 import fcntl
+import importlib
 import os
 import shlex
 import signal
@@ -237,29 +238,67 @@ class Followed:
 
 
 def _import_sh_lean():
-    """Import sh without two things it brings that a CNI call never uses, ~55 ms of every call:
+    """Import sh without the modules it imports but a CNI call never uses: three quarters of its import time.
 
-    - asyncio (which sh imports) imports ssl only to offer TLS; loading OpenSSL costs ~35 ms. With ssl
-      marked absent, asyncio takes its documented no-ssl path.
-    - sh reads its own version through importlib.metadata (email, zipfile, pathlib...: ~20 ms). Given a
-      metadata module that knows no distribution, sh takes its own fallback: __version__ = "unknown".
-    Both markers are removed again, so any later import gets the real modules. A module that is already
-    loaded is left as it is: it costs nothing more, and its importers may rely on it (the real metadata
-    module imports from itself while sh asks it for a version).
+    While sh imports, each module in _STAND_INS is a stand-in (unless already imported) that answers the
+    few names sh uses in every call itself and imports the real module for anything else, at first use.
+    So sh works in full, and any later import of these modules, by anyone, gets the real ones.
     """
     if "sh" in sys.modules:
         return
-    stubs = {name: stub for name, stub in (("ssl", None), ("importlib.metadata", _NO_DISTRIBUTIONS))
-             if name not in sys.modules}
-    sys.modules.update(stubs)
+    stand_ins = [name for name in _STAND_INS if name not in sys.modules]  # imported already: nothing to save
+    sys.modules.update((name, _on_demand(name, _STAND_INS[name])) for name in stand_ins)
     try:
         import sh  # noqa: F401
     finally:
-        for name in stubs:
+        for name in stand_ins:
             del sys.modules[name]
-        importlib = sys.modules["importlib"]
-        if getattr(importlib, "metadata", None) is _NO_DISTRIBUTIONS:
-            del importlib.metadata
+
+
+def _on_demand(name, answers):
+    """A module that answers `answers` itself and imports the real `name` for anything else."""
+    module = types.ModuleType(name, f"stands in for {name} while sh has not needed it")
+
+    def real_attribute(attribute):
+        if attribute.startswith("__"):  # the import system probing (`from asyncio import X` asks __path__)
+            raise AttributeError(attribute)
+        real = importlib.import_module(name)
+        if real is module:  # sh itself, while importing, asks for something not in answers
+            raise ImportError(f"sh needs {name}.{attribute} at import: answer it in runner._STAND_INS")
+        return getattr(real, attribute)
+
+    module.__getattr__ = real_attribute
+    module.__dict__.update(answers)
+    return module
+
+
+def _running_loop():
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:  # no event loop can run before asyncio is imported
+        raise RuntimeError("no running event loop")  # what asyncio.get_running_loop says then
+    return asyncio.get_running_loop()
+
+
+def _async_queue(*args, **kwargs):
+    return importlib.import_module("asyncio").Queue(*args, **kwargs)
+
+
+class _Logger:
+    """What sh gets from logging.getLogger(name): the real logger, once anything has imported logging.
+    Until then nothing can have configured logging, so a record below WARNING (sh emits only debug and
+    info) would be dropped by the real logger too; anything else imports logging."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        if attribute in ("debug", "info") and "logging" not in sys.modules:
+            return _drop
+        return getattr(importlib.import_module("logging").getLogger(self.name), attribute)
+
+
+def _drop(*args, **kwargs):
+    pass
 
 
 class _NoSuchPackage(ModuleNotFoundError):
@@ -270,8 +309,16 @@ def _no_version(name):
     raise _NoSuchPackage(name)
 
 
-_NO_DISTRIBUTIONS = types.ModuleType("importlib.metadata", "stands in for importlib.metadata while sh imports")
-_NO_DISTRIBUTIONS.PackageNotFoundError, _NO_DISTRIBUTIONS.version = _NoSuchPackage, _no_version
+# What sh uses of each module at import and in every call, answered without importing it (see README,
+# Performance, for what each costs). Only importlib.metadata answers differently: it knows no distribution,
+# so sh takes its own fallback, __version__ = "unknown", instead of loading email, zipfile, csv...
+_STAND_INS = {
+    "asyncio": {"get_running_loop": _running_loop, "Queue": _async_queue},  # `await` needs a running loop
+    "logging": {"getLogger": _Logger},
+    "traceback": {}, "textwrap": {}, "inspect": {},  # for error reports and output callbacks only
+    "platform": {"system": lambda: os.uname().sysname},  # what platform.system() returns on Linux
+    "importlib.metadata": {"version": _no_version, "PackageNotFoundError": _NoSuchPackage},
+}
 
 
 def _kill(proc, expired):
