@@ -218,6 +218,13 @@ def plugin_argv(node: str, plugin, command: str, netns: str | None = None, conta
     return ["ip", "netns", "exec", node, "env", "-i", *[f"{k}={v}" for k, v in env.items()], str(plugin)]
 
 
+def person_argv(node: str, plugin, *args: str) -> list[str]:
+    """`route ARGS` run by a person on the node: in its namespace, with a runtime's PATH (so the node's python3
+    runs a one-file build; a source tree's bin/route runs with this interpreter, as in install_route)."""
+    python = [] if is_one_file_build(Path(plugin)) else [sys.executable]
+    return ["ip", "netns", "exec", node, "env", "-i", f"PATH={NODE_PATH}", *python, str(plugin), *args]
+
+
 def ns_exec(name: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run argv inside namespace *name* via ``ip netns exec``."""
     return run(["ip", "netns", "exec", name] + list(argv), check=check, **kw)

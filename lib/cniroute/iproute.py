@@ -40,6 +40,16 @@ def show_default_route():
     return ["route", "show", "default"]
 
 
+def get_route(address):
+    """The route the kernel picks for a packet to `address` (rules and every table included)."""
+    return ["route", "get", address]
+
+
+def show_neighbour(address, dev):
+    """The neighbour (ARP/ND) entry of `address` on `dev`; printed without its dev."""
+    return ["neigh", "show", "to", address, "dev", dev]
+
+
 # --- writes ---
 
 def add_shim(name, master):

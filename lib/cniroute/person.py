@@ -1,12 +1,13 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
-(`add_parser(sub)`, which sets `handler`): replay (replay.py), install and uninstall (install.py)."""
+(`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor.py), install and uninstall
+(install.py)."""
 import argparse
 import sys
 
-from . import SUPPORTED_VERSIONS, __version__, install, interpreter, replay
+from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, replay
 from .errors import UnsuitableInterpreter
 
-COMMANDS = (replay, install)
+COMMANDS = (replay, doctor, install)
 
 
 def main(argv, host=None):

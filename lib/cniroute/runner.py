@@ -165,6 +165,16 @@ class SystemHost:
             os.close(fd)
 
     @staticmethod
+    def in_nodes_network_namespace():
+        """Whether we run in PID 1's network namespace, the node's own (the one NetworkManager and
+        systemd-networkd manage), rather than in one that a container or a test made."""
+        try:
+            mine, first = os.stat("/proc/self/ns/net"), os.stat("/proc/1/ns/net")
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (first.st_dev, first.st_ino)
+
+    @staticmethod
     def read_sysctl(key):
         try:
             with open(os.path.join(PROC_SYS, key)) as f:

@@ -73,14 +73,14 @@ class Store:
     # --- attachments ---
     def attachment(self, owner):
         """The record of an attachment, or None when there is none or it is not one we could have written."""
-        document = _read_json(self._attachment_path(owner))
+        document = _read_json(self.attachment_path(owner))
         return Attachment.from_json(document) if document is not None else None
 
     def save(self, attachment):
-        self._write(self._attachment_path(attachment.owner), json.dumps(attachment.to_json()))
+        self._write(self.attachment_path(attachment.owner), json.dumps(attachment.to_json()))
 
     def forget(self, owner):
-        self._unlink(self._attachment_path(owner))
+        self._unlink(self.attachment_path(owner))
 
     def owners(self):
         """Every attachment with a record in this network, including unreadable ones (GC removes those)."""
@@ -93,11 +93,7 @@ class Store:
     def any_uses_via_host(self, shim, besides):
         """Whether an attachment other than `besides`, of any network under this stateDir, still routes via
         the host on `shim`."""
-        try:
-            networks = os.listdir(os.path.join(self.top, "networks"))
-        except FileNotFoundError:
-            return False
-        for network in networks:
+        for network in networks(self.top):
             other = Store(self.top, network)
             for owner in other.owners():
                 record = other.attachment(owner) if owner != besides or other.dir != self.dir else None
@@ -170,7 +166,7 @@ class Store:
         return os.path.join(locks, name)
 
     # --- files ---
-    def _attachment_path(self, owner):
+    def attachment_path(self, owner):
         return os.path.join(self.dir, "attachments", owner + ".json")
 
     def _ip_path(self, prefix):
@@ -197,6 +193,14 @@ class Store:
             pass
         except OSError as e:
             raise IOFailure(f"cannot remove state {path}", str(e)) from None
+
+
+def networks(state_dir):
+    """The networks with state under `state_dir`."""
+    try:
+        return sorted(os.listdir(os.path.join(state_dir, "networks")))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _read_json(path):
