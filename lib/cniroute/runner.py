@@ -188,6 +188,18 @@ class SystemHost:
             f.write(value)
 
 
+class NodeRoot(SystemHost):
+    """The node's own programs, seen from a container that mounts the node's / at `root` (route install
+    --node-root): every command runs chrooted there, so it is the node's python3, ip or nsenter that answers."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def execute(self, argv, stdin, timeout):
+        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout)
+
+
 def _import_sh_lean():
     """Import sh without two things it brings that a CNI call never uses, ~55 ms of every call:
 
