@@ -151,8 +151,8 @@ def _records(state_dir, network):
 def prerequisites(runner, routes_via_host):
     """What the node needs to run the plugin, tried the way the plugin runs: python3 as its first line finds it,
     ip with -json, nsenter, and nft (a FAIL only when `routes_via_host`)."""
-    return [_python3(runner), _ip_json(runner), _program(runner, "nsenter", "util-linux", needed=True),
-            _program(runner, "nft", "nftables", needed=routes_via_host)]
+    return [_python3(runner), _ip_json(runner), _program(runner, "nsenter", "util-linux", "the plugin needs it"),
+            _program(runner, "nft", "nftables", "routeViaHost needs it" if routes_via_host else None)]
 
 
 def _probe(runner, argv):
@@ -200,14 +200,14 @@ def _ip_json(runner):
                  ("# install iproute2 4.19 or newer",))
 
 
-def _program(runner, name, package, needed):
+def _program(runner, name, package, needed_because):
+    """A FAIL when the program does not run and `needed_because` says why it must."""
     done = _probe(runner, [name, "--version"])
     if done.status == 0:
         return ok(name, done.out.strip().splitlines()[0] if done.out.strip() else f"{name} runs")
-    if not needed:
+    if not needed_because:
         return ok(name, f"not found ({_said(done)}); only networks with routeViaHost need it")
-    why = "routeViaHost needs it" if name == "nft" else "the plugin needs it"
-    return Check(name, FAIL, f"not found: {_said(done)}; {why}", (f"# install {package}",))
+    return Check(name, FAIL, f"not found: {_said(done)}; {needed_because}", (f"# install {package}",))
 
 
 # --- the doctor ---
@@ -229,18 +229,21 @@ class Doctor:
             count = len(network.records)
             title = (f"network {network.name}: {where}; state {network.state_dir or '-'}; "
                      f"{count} attachment{'' if count == 1 else 's'}")
+            checks = []
             try:
-                checks = self._network(network)
+                self._network(network, checks)
             except CNIError as e:  # the node cannot be read (no ip?): said here, and the prerequisites say why
-                checks = [Check("reading the node", FAIL, str(e), ("# see the node's checks above",))]
+                checks.append(Check("reading the node", FAIL, str(e), ("# see the node's checks above",)))
             sections.append(Section(f"network {network.name}", title, checks))
         return sections
 
     # --- a network ---
-    def _network(self, network):
+    def _network(self, network, checks):
+        """Append the network's checks to `checks`, as they are made (a failing read keeps those before it)."""
         if network.error:
-            return [Check("config", FAIL, network.error, (f"# fix the route entry of {network.conflist}",))]
-        checks, pairs = [], []
+            checks.append(Check("config", FAIL, network.error, (f"# fix the route entry of {network.conflist}",)))
+            return
+        pairs = []
         if network.conf:
             checks.append(ok("config", _describe(network.conf)))
             master, shim_name = plugin.locate(network.conf, self.runner)
@@ -252,15 +255,14 @@ class Doctor:
         for record in network.records.values():
             if record and (record.master, record.shim) not in pairs:
                 pairs.append((record.master, record.shim))
-        checks += self._forwarding(network)
-        for master, shim_name in pairs:
-            checks += self._shim_section(network, master, shim_name)
         store = Store(network.state_dir, network.name)
         checks += [Check(f"record {owner}", WARN, f"unreadable, or not written by this plugin: "
                          f"{store.attachment_path(owner)}",
                          (f"# the runtime's GC removes it; by hand: rm {shlex.quote(store.attachment_path(owner))}",))
                    for owner, record in network.records.items() if record is None]
-        return checks
+        checks += self._forwarding(network)
+        for master, shim_name in pairs:
+            checks += self._shim_section(network, master, shim_name)
 
     def _forwarding(self, network):
         families = sorted({iproute.family(cidr) for cidr in network.via_host_cidrs()})
@@ -451,8 +453,11 @@ class Doctor:
 
     def _kube_proxy(self, via):
         found, unread = [], "legacy iptables not read"
-        if any("ifname" in obj for obj in self.runner.read([iproute.show_link("kube-ipvs0")])):
-            found.append("ipvs (device kube-ipvs0; it sets arp_ignore=1, see each shim's arp_ignore)")
+        try:
+            if any("ifname" in obj for obj in self.runner.read([iproute.show_link("kube-ipvs0")])):
+                found.append("ipvs (device kube-ipvs0; it sets arp_ignore=1, see each shim's arp_ignore)")
+        except CommandFailed as e:  # no ip: the prerequisites say so
+            unread = f"links not read: {e}; {unread}"
         try:
             tables = nft.tables(self.runner.query(nft.list_tables(), "nft").out)
             if any(name == "kube-proxy" for _, name in tables):

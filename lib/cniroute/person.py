@@ -22,6 +22,11 @@ def main(argv, host=None):
     if args.verb is None:
         parser.print_help(sys.stderr)
         return 2
+    try:
+        interpreter.require_packages()  # the commands run host programs through sh, as the plugin does
+    except UnsuitableInterpreter as e:
+        print(f"route {args.verb} cannot run here (code {e.code}): {e}", file=sys.stderr)
+        return 1
     return args.handler(args, host)
 
 

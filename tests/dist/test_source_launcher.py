@@ -47,3 +47,11 @@ def test_version_says_the_same_and_fails(run_route):
     assert proc.stdout.startswith("route "), proc
     assert "cannot run as a CNI plugin here (code 106)" in proc.stderr, proc
     assert_names_the_way_out(proc.stderr, "sh and jsonschema")
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["replay", "/nonexistent.log"]])
+def test_the_commands_say_the_same_and_fail(run_route, command):
+    proc = run_route(BIN_ROUTE, *command)
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert proc.stderr.startswith(f"route {command[0]} cannot run here (code 106): "), proc.stderr
+    assert_names_the_way_out(proc.stderr, "sh and jsonschema")

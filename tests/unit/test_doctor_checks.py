@@ -1,5 +1,8 @@
 """route doctor's logic on a fake node: the prerequisites' verdicts, who manages the shim, the probe's bound, and
 the parsers of nmcli and networkctl. Real namespaces: tests/e2e/test_doctor.py."""
+import argparse
+import re
+
 import pytest
 
 from cniroute import doctor
@@ -139,3 +142,22 @@ def test_parsers():
     assert doctor.networkd_state("  1 lo loopback carrier unmanaged\n  3 eno1.host ether routable configuring\n",
                                  "eno1.host") == "configuring"
     assert doctor.networkd_state("", "eno1.host") is None
+
+
+def test_a_node_without_ip_gets_a_report_not_a_traceback(host, tmp_path, capsys):
+    def absent(args):
+        raise CommandFailed("ip not found on PATH", "install the package that provides it")
+
+    node_programs(host, ip=MISSING)
+    host.programs["ip"] = absent
+    host.programs["nft"] = absent
+    conflist = tmp_path / "10-route.conflist"
+    conflist.write_text('{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "macvlan"}, '
+                        f'{{"type": "route", "master": "eno1", "stateDir": "{tmp_path}/state"}}]}}')
+    args = argparse.Namespace(conf_dir=[], conflist=[str(conflist)], state_dir=str(tmp_path / "none"), json=False,
+                              probe=False)
+    assert doctor.handle(args, host) == 1
+    text = capsys.readouterr().out
+    assert re.search(r"^  FAIL  ip -json +no ip: env: 'X': No such file or directory$", text, re.M), text
+    assert re.search(r"^  FAIL  reading the node +ip not found on PATH: install the package", text, re.M), text
+    assert re.search(r"^  OK    config +master eno1, bridge \(derived\)", text, re.M), text
