@@ -129,6 +129,8 @@ FAULTS = {
                                             "pod": f"the node sends to it via {MASTER}"}, False),
     "foreign device named like the shim": (foreign_device, {f"shim {SHIM}": "set `bridge`",
                                                             "pod": f"once {SHIM} is this plugin's shim again"}, False),
+    "pod's neighbour entry FAILED": (lambda n: n.sh(f"ip neigh replace {n.pod_ip} dev {SHIM} nud failed"),
+                                     {"pod": "neighbour FAILED"}, False),
     "state record without a route": (record_without_route,
                                      {"pod 192.168.1.250": f"ip route replace 192.168.1.250/32 dev {SHIM}"}, False),
 }
@@ -206,3 +208,21 @@ def test_a_network_known_only_from_its_records_is_checked(node):
     assert "no conflist here, only records" in section["title"], section
     assert verdicts(report)[f"pod {node.pod_ip}"] == "OK"
     assert "config" not in verdicts(report)
+
+
+@pytest.mark.parametrize("mode,make", [
+    ("nftables (table kube-proxy)", None),  # the node fixture's
+    ("iptables (chain KUBE-SERVICES in table ip nat)",
+     "nft delete table ip kube-proxy && iptables -t nat -N KUBE-SERVICES"),  # iptables-nft, Debian's default
+    ("ipvs (device kube-ipvs0", "ip link add kube-ipvs0 type veth peer name rtt-peer1"),  # a dummy, where there is
+    (None, "nft delete table ip kube-proxy"),
+])
+def test_kube_proxy_mode(node, mode, make):
+    if make:
+        node.sh(make)
+    code, report = node.doctor()
+    check = next(c for c in report["checks"] if c["subject"] == "kube-proxy")
+    if mode:
+        assert code == 0 and check["verdict"] == "OK" and check["found"].startswith(f"mode {mode}"), check
+    else:  # routeViaHost sends Service traffic to the node, and nothing there translates it
+        assert code == 0 and check["verdict"] == "WARN" and check["found"].startswith("none found"), check
