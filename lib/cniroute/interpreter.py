@@ -32,8 +32,9 @@ def require_python():
 
 
 def require_packages():
-    """Raise UnsuitableInterpreter naming what is missing and the two ways out."""
-    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    """Raise UnsuitableInterpreter naming what is missing and the two ways out. (A package already imported is
+    there: find_spec would raise for sh, which replaces its module with one that has no __spec__.)"""
+    missing = [name for name in PACKAGES if name not in sys.modules and importlib.util.find_spec(name) is None]
     if missing:
         raise UnsuitableInterpreter(
             "{} (python {}) lacks {}, which route needs".format(sys.executable, version_found(), " and ".join(missing)),
