@@ -18,6 +18,8 @@ class FakeHost:
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
         self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: comment}, "sets": {name}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
+        self.programs = {}  # other programs (route doctor's): name -> function(args) -> (status, stdout, stderr)
+        self.in_node_namespace = True
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=(), mac=None,
@@ -82,7 +84,13 @@ class FakeHost:
     def is_network_namespace(self, path):
         return path in self.namespaces
 
+    def in_nodes_network_namespace(self):
+        return self.in_node_namespace
+
     def execute(self, argv, stdin, timeout):
+        if argv[0] in self.programs:
+            self.calls.append(list(argv))
+            return self.programs[argv[0]](list(argv[1:]))
         if argv[0] == "nsenter":
             self.calls.append(list(argv))
             netns = argv[1][len("--net="):]

@@ -30,6 +30,7 @@ libcni call from inside the node netns.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -68,6 +70,28 @@ CANARY_PLUGIN = REPO / "tests" / "cni-canary"
 # are always started with an environment built from this, never from the test's own (tox puts its virtualenv
 # first on PATH, and a plugin that inherited it would find packages that no node has).
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The node's python3 is the one NODE_PATH finds, unless ROUTE_NODE_PYTHON names another interpreter: CI runs the
+# e2e suite again with the oldest and the newest python3 the plugin supports (tools/test.sh, tools/pythons.py).
+NODE_PYTHON = os.environ.get("ROUTE_NODE_PYTHON")
+
+
+def _node_python_dir(python: str) -> str:
+    """A directory holding only `python3`, a link to *python*, to go first on the node's PATH (the interpreter's own
+    bin/ may hold another python3, as /usr/bin does). Named after the interpreter, so sessions share it."""
+    python = os.path.realpath(python)
+    digest = hashlib.sha256(python.encode()).hexdigest()[:12]
+    directory = os.path.join(tempfile.gettempdir(), f"route-node-python-{digest}")
+    os.makedirs(directory, exist_ok=True)
+    link = os.path.join(directory, "python3")
+    if not os.path.islink(link) or os.readlink(link) != python:
+        temporary = f"{link}.{os.getpid()}"
+        os.symlink(python, temporary)
+        os.replace(temporary, link)
+    return directory
+
+
+if NODE_PYTHON:
+    NODE_PATH = f"{_node_python_dir(NODE_PYTHON)}:{NODE_PATH}"
 
 
 def runtime_env(**variables: str) -> dict[str, str]:
@@ -194,6 +218,13 @@ def plugin_argv(node: str, plugin, command: str, netns: str | None = None, conta
         env.update(CNI_CONTAINERID=container_id, CNI_IFNAME=ifname, CNI_NETNS=netns or netns_path(node))
     env.update(extra_env)
     return ["ip", "netns", "exec", node, "env", "-i", *[f"{k}={v}" for k, v in env.items()], str(plugin)]
+
+
+def person_argv(node: str, plugin, *args: str) -> list[str]:
+    """`route ARGS` run by a person on the node: in its namespace, with a runtime's PATH (so the node's python3
+    runs a one-file build; a source tree's bin/route runs with this interpreter, as in install_route)."""
+    python = [] if is_one_file_build(Path(plugin)) else [sys.executable]
+    return ["ip", "netns", "exec", node, "env", "-i", f"PATH={NODE_PATH}", *python, str(plugin), *args]
 
 
 def ns_exec(name: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:

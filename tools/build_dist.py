@@ -75,6 +75,8 @@ prepare():
     renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
   * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
     takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
+Like the start of cniroute.cli, this runs on any python3 (Python 3.4's syntax, nothing newer called), so that a
+python3 too old for the plugin gets to cli's version check and answers code 106, not a traceback.
 """
 import os
 import sys
@@ -90,14 +92,14 @@ def prepare():
               if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
     try:
         fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
-        pinned = f"/proc/self/fd/{fd}"
+        pinned = "/proc/self/fd/%d" % fd
         if not os.path.samestat(os.stat(pinned), os.fstat(fd)):
             raise OSError("no /proc")
     except OSError:
         pinned = archive
     sys.path[:] = [pinned] + stdlib
     sys.modules.setdefault("pvectorc", None)  # `from pvectorc import pvector` -> ImportError -> pure Python
-    if sys.version_info < (3, 10):
+    if (3, 9) <= sys.version_info < (3, 10):
         import zipfile
 
         one = zipfile.Path.joinpath

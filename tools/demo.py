@@ -6,9 +6,9 @@ Replays the seed's functional test with what a node runs: `route install` puts t
 started with a runtime's environment (a system PATH, the node's python3), runs the chain of
 net.d/00-default.conflist -- macvlan + host-local, then `route` -- for one pod on a node whose
 eno1 sits on a LAN with another host.  Prints what a person would look at (ADD result, the
-node's routes, the eno1.host shim, pings, CHECK, the replayable log, DEL) and exits non-zero if
-any step fails.  Nothing outside the rtt-* namespaces and a temp dir is touched, and both are
-removed at the end, also on failure or Ctrl-C.
+node's routes, the eno1.host shim, pings, CHECK, `route doctor` on the healthy node and after a fault,
+the replayable log, DEL) and exits non-zero if any step fails.  Nothing outside the rtt-* namespaces
+and a temp dir is touched, and both are removed at the end, also on failure or Ctrl-C.
 
     tools/demo.sh            (or: sudo python3 tools/demo.py)
     ROUTE_PLUGIN=/path/to/route tools/demo.sh   to try another build of the plugin (a source tree's
@@ -123,7 +123,7 @@ def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
 
     topo = netns.Topology()
     try:
-        exercise(demo, topo, driver, cni_path, str(cache), conflist, log_file)
+        exercise(demo, topo, driver, cni_path, str(cache), conflist, log_file, route_plugin)
     finally:
         demo.section("cleanup")
         made = topo.namespaces()
@@ -145,7 +145,7 @@ def install(demo: Demo, route_plugin: Path, bin_dir: Path) -> bool:
 
 
 def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache: str,
-             conflist: Path, log_file: Path) -> None:
+             conflist: Path, log_file: Path, route_plugin: Path) -> None:
     pod, pod_path = topo.add_pod()
     container = "demo-" + uuid.uuid4().hex[:12]
     print(f"node netns {topo.node}: {netns.NODE_IF} {netns.NODE_V4}/{netns.PREFIX_V4}")
@@ -181,6 +181,8 @@ def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache
     rc, out, err = cni("check")
     demo.step("CHECK", rc == 0, f"{out}\n{err}")
 
+    doctor_steps(demo, topo, route_plugin, conflist, ip)
+
     demo.section(f"the plugin's replayable log: {log_file}")
     try:
         print(log_file.read_text().rstrip())
@@ -194,6 +196,38 @@ def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache
     demo.section("node: ip route after DEL")
     routes = demo.node_show(topo, ["ip", "route"])
     demo.step(f"route {ip} is gone", not any(line.split()[:1] == [ip] for line in routes.splitlines()), routes)
+
+
+def doctor_steps(demo: Demo, topo: netns.Topology, route_plugin: Path, conflist: Path, ip: str) -> None:
+    """`route doctor` as an operator runs it on the node: healthy; then the pod's route deleted, which it names
+    with its fix; the fix run; healthy again."""
+    state_dir = json.loads(conflist.read_text())["plugins"][-1]["stateDir"]
+    args = ["doctor", "--conf-dir", str(conflist.parent), "--state-dir", state_dir]
+
+    def doctor(*extra: str, show: bool = True):
+        argv = netns.person_argv(topo.node, route_plugin, *args, *extra)
+        proc = netns.run(argv, check=False)
+        if show:
+            demo.show(["(node)", "route", *args, *extra], proc.stdout + proc.stderr)
+        return proc
+
+    demo.section("route doctor: the healthy node")
+    healthy = doctor()
+    demo.step("route doctor: nothing fails", healthy.returncode == 0, healthy.stdout + healthy.stderr)
+    demo.section(f"route doctor after a fault: (node) ip route del {ip}/32 dev {SHIM}")
+    topo.node_exec(["ip", "route", "del", f"{ip}/32", "dev", SHIM])
+    broken = doctor()
+    report = json.loads(doctor("--json", show=False).stdout or "{}")
+    fixes = [line for check in report.get("checks", []) if check["verdict"] == "FAIL" for line in check["fix"]]
+    demo.step(f"route doctor: the pod {ip} FAILs, with the command that fixes it",
+              broken.returncode == 1 and f"ip route replace {ip}/32 dev {SHIM} scope link proto 201" in fixes,
+              broken.stdout + broken.stderr)
+    for line in fixes:
+        if not line.startswith("#"):
+            demo.show(["(node)", line], topo.node_exec(["sh", "-c", line]).stderr)
+    fixed = doctor(show=False)
+    demo.step("route doctor after the fix: nothing fails", fixed.returncode == 0, fixed.stdout + fixed.stderr)
+    demo.ping(topo, "node", f"ping host -> pod {ip} after the fix", ip)
 
 
 def main(argv=None) -> int:

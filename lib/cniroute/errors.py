@@ -1,4 +1,6 @@
-"""The plugin's one error hierarchy. Each class carries its CNI error code; cli turns them into error JSON."""
+"""The plugin's one error hierarchy. Each class carries its CNI error code; cli turns them into error JSON.
+
+Python 3.4's syntax: an old python3 imports this before it is told it is too old (see interpreter.py)."""
 
 
 class CNIError(Exception):
@@ -12,7 +14,7 @@ class CNIError(Exception):
         self.details = details
 
     def __str__(self):
-        return f"{self.msg}: {self.details}" if self.details else self.msg
+        return "{}: {}".format(self.msg, self.details) if self.details else self.msg
 
 
 class IncompatibleVersion(CNIError):

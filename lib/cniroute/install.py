@@ -1,6 +1,7 @@
 """`route install` and `route uninstall`: put the running one-file build (dist/route) into a CNI bin dir.
 
     route install   [--bin-dir /opt/cni/bin] [--name route] [--conf-dir DIR --conflist FILE] [--force]
+                    [--node-root DIR]
     route uninstall [--bin-dir /opt/cni/bin] [--name route] [--conf-dir DIR --conflist FILE]
 
 install copies the file that is running (never a source tree's bin/route, which needs lib/ beside it):
@@ -8,6 +9,9 @@ a temp file in the bin dir, fsync, chmod 0755, rename over the target, fsync the
 running the old file keep it (dist/route imports through its own open descriptor). The same content again
 changes nothing. A different route build is replaced; anything else there (another program, a symlink)
 only with --force. A conflist is written only when asked; an existing, different one only with --force.
+With --node-root (the node's / as a container mounts it, as the DaemonSet does), install first checks, chrooted
+there, that the node can run the plugin (doctor.prerequisites: its python3, ip -json, nsenter), and refuses in
+one line naming what is missing.
 
 uninstall removes only what this build's install would have put there: the bin file if its bytes are this
 build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why.
@@ -50,6 +54,9 @@ def add_parser(sub):
         if verb == "install":
             p.add_argument("--force", action="store_true",
                            help="replace a bin file that is not a route build, or a different conflist")
+            p.add_argument("--node-root", metavar="DIR",
+                           help="the node's / as mounted here: first check, chrooted there, that the node can run "
+                                "route (python3 >= 3.9, ip -json, nsenter), and install nothing if not")
         p.set_defaults(handler=handle)
 
 
@@ -223,6 +230,7 @@ def _read_conflist(args, check):
 
 
 def _install(prog, args, artifact):
+    node = _require_runnable_node(args.node_root) if args.node_root else None
     binary = _plan_write(os.path.join(args.bin_dir, args.name), artifact.data,
                          f"this build ({artifact.label()})", args.force, describe)
     conf = None
@@ -230,6 +238,8 @@ def _install(prog, args, artifact):
         conf = _plan_write(*_read_conflist(args, check=True), args.conflist, args.force,
                            lambda path: (False, "a different conflist"))
     print(f"{prog}: this build: {artifact.started} ({artifact.label()})")
+    if node:
+        print(f"{prog}: the node ({args.node_root}) can run it: {node}")
     if binary.action == "same":
         if os.stat(binary.path).st_mode & 0o777 != 0o755:
             os.chmod(binary.path, 0o755)
@@ -254,6 +264,21 @@ def _install(prog, args, artifact):
           + ("" if conf else " (see deploy/net.d/ or deploy/multus-nad.yaml)")
           + "; a pod ADD logs to the conflist's logFile, or the runtime's log")
     return 0
+
+
+def _require_runnable_node(root):
+    """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
+    from .doctor import FAIL, prerequisites
+    from .journal import Journal
+    from .runner import NodeRoot, Runner
+
+    if not os.path.isdir(root):
+        raise Refused(f"--node-root {root} is not a directory (is the node's / mounted there?)")
+    checks = prerequisites(Runner(Journal(), host=NodeRoot(root)), routes_via_host=False)
+    missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]
+    if missing:
+        raise Refused(f"the node ({root}) cannot run route: " + "; ".join(missing))
+    return "; ".join(f"{c.subject}: {c.found}" for c in checks)
 
 
 def _version_of(target):

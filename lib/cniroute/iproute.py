@@ -45,8 +45,18 @@ def show_default_route():
     return ["route", "show", "default"]
 
 
+def show_link(name):
+    """One link with its addresses (nothing, and exit 1, when it does not exist)."""
+    return ["addr", "show", "dev", name]
+
+
+def get_route(address):
+    """The route the kernel picks for a packet to `address` (rules and every table included)."""
+    return ["route", "get", address]
+
+
 def show_neighbour(address, dev):
-    """The node's neighbour entry (the MAC it has cached) for `address` on `dev`."""
+    """The node's neighbour entry (the MAC it has cached) for `address` on `dev`; printed without its dev."""
     return ["neigh", "show", "to", address, "dev", dev]
 
 

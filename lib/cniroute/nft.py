@@ -29,8 +29,9 @@ def list_tables():
     return ["-j", "list", "tables"]
 
 
-def list_chain():
-    return ["-j", "list", "chain", *TABLE, CHAIN]
+def list_chain(family=TABLE[0], table=TABLE[1], chain=CHAIN):
+    """Our chain, or (route doctor) another table's."""
+    return ["-j", "list", "chain", family, table, chain]
 
 
 def add_table():
@@ -70,8 +71,12 @@ def delete_table():
 
 
 def has_table(output):
-    return any(item.get("table", {}).get("family") == TABLE[0] and item["table"].get("name") == TABLE[1]
-               for item in _items(output))
+    return tuple(TABLE) in tables(output)
+
+
+def tables(output):
+    """[(family, name)] of `nft -j list tables`."""
+    return [(item["table"].get("family"), item["table"].get("name")) for item in _items(output) if "table" in item]
 
 
 def masquerade_rules(output):

@@ -1,13 +1,13 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
-(`add_parser(sub)`, which sets `handler`): replay (replay.py), install and uninstall (install.py), reconcile
-(reconcile.py, and watch.py for --watch)."""
+(`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor.py), install and uninstall
+(install.py), reconcile (reconcile.py, and watch.py for --watch)."""
 import argparse
 import sys
 
-from . import SUPPORTED_VERSIONS, __version__, install, interpreter, reconcile, replay
+from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, reconcile, replay
 from .errors import UnsuitableInterpreter
 
-COMMANDS = (replay, install, reconcile)
+COMMANDS = (replay, doctor, install, reconcile)
 
 
 def build_parser():
@@ -27,6 +27,11 @@ def main(argv, host=None):
     if args.verb is None:
         parser.print_help(sys.stderr)
         return 2
+    try:
+        interpreter.require_packages()  # the commands run host programs through sh, as the plugin does
+    except UnsuitableInterpreter as e:
+        print(f"route {args.verb} cannot run here (code {e.code}): {e}", file=sys.stderr)
+        return 1
     return args.handler(args, host)
 
 

@@ -177,6 +177,16 @@ class SystemHost:
         finally:
             os.close(fd)
 
+    @staticmethod
+    def in_nodes_network_namespace():
+        """Whether we run in PID 1's network namespace, the node's own (the one NetworkManager and
+        systemd-networkd manage), rather than in one that a container or a test made."""
+        try:
+            mine, first = os.stat("/proc/self/ns/net"), os.stat("/proc/1/ns/net")
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (first.st_dev, first.st_ino)
+
     def read_sysctl(self, key):
         try:
             with open(os.path.join(self.proc_sys, key)) as f:
@@ -235,6 +245,18 @@ class Followed:
             self._proc.terminate()
         except ProcessLookupError:  # it has ended already
             pass
+
+
+class NodeRoot(SystemHost):
+    """The node's own programs, seen from a container that mounts the node's / at `root` (route install
+    --node-root): every command runs chrooted there, so it is the node's python3, ip or nsenter that answers."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def execute(self, argv, stdin, timeout):
+        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout)
 
 
 def _import_sh_lean():

@@ -90,14 +90,14 @@ class Store:
     # --- attachments ---
     def attachment(self, owner):
         """The record of an attachment, or None when there is none or it is not one we could have written."""
-        document = _read_json(self._attachment_path(owner))
+        document = _read_json(self.attachment_path(owner))
         return Attachment.from_json(document) if document is not None else None
 
     def save(self, attachment):
-        self._write(self._attachment_path(attachment.owner), json.dumps(attachment.to_json()))
+        self._write(self.attachment_path(attachment.owner), json.dumps(attachment.to_json()))
 
     def forget(self, owner):
-        self._unlink(self._attachment_path(owner))
+        self._unlink(self.attachment_path(owner))
 
     def owners(self):
         """Every attachment with a record in this network, including unreadable ones (GC removes those)."""
@@ -178,7 +178,7 @@ class Store:
         return os.path.join(locks, name)
 
     # --- files ---
-    def _attachment_path(self, owner):
+    def attachment_path(self, owner):
         return os.path.join(self.dir, "attachments", owner + ".json")
 
     def _ip_path(self, prefix):
@@ -207,14 +207,18 @@ class Store:
             raise IOFailure(f"cannot remove state {path}", str(e)) from None
 
 
+def networks(state_dir):
+    """The networks with state under `state_dir`."""
+    try:
+        return sorted(os.listdir(os.path.join(state_dir, "networks")))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def every_attachment(state_dir):
     """(Store of its network, record) of every readable attachment record under state_dir, of every network."""
-    try:
-        networks = sorted(os.listdir(os.path.join(state_dir, "networks")))
-    except FileNotFoundError:
-        return []
     found = []
-    for network in networks:
+    for network in networks(state_dir):
         store = Store(state_dir, network)
         found += [(store, record) for record in map(store.attachment, store.owners()) if record is not None]
     return found

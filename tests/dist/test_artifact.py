@@ -6,13 +6,13 @@ import stat
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 from conftest import REPO, build, sha256
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_dist  # noqa: E402
+import pythons  # noqa: E402
 
 BUNDLED = {name: version for name, (version, _) in build_dist.PINS.items()}
 VERSION_IN = '{"cniVersion": "1.0.0"}'
@@ -149,18 +149,9 @@ def test_the_build_is_reproducible(tmp_path):
 
 
 def other_pythons():
-    """CPython 3.9+ interpreters other than this one, where the machine has them (pyenv, PATH)."""
-    found = {}
-    candidates = [Path(p) for p in sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.*/bin/python3"))]
-    candidates += [Path(p) for p in (shutil.which(f"python3.{minor}") for minor in range(9, 15)) if p]
-    for python in candidates:
-        proc = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True)
-        version = proc.stdout.strip()
-        if proc.returncode == 0 and tuple(map(int, version.split("."))) >= (3, 9) \
-                and version != "{}.{}".format(*sys.version_info[:2]):
-            found.setdefault(version, python)
-    return sorted(found.items())
+    """CPython 3.9+ interpreters of another minor version than this one, where the machine has them."""
+    return [(f"{version[0]}.{version[1]}", path) for version, path in pythons.supported(pythons.find())
+            if version[:2] != sys.version_info[:2]]
 
 
 @pytest.mark.parametrize("version,python", other_pythons() or [pytest.param(None, None, marks=pytest.mark.skip(

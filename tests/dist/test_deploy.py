@@ -5,14 +5,17 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 
+import pytest
 import yaml
 from conftest import REPO
 
 from cniroute import config, person
 
 DEPLOY = REPO / "deploy"
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # busybox-static (tools/setup.sh): runs in any root
 
 
 def load(name):
@@ -40,12 +43,15 @@ def test_daemonset_runs_on_every_node_as_system_node_critical():
     assert "nodeName" not in spec and "affinity" not in spec
 
 
-def test_daemonset_installs_with_an_init_container_then_runs_the_watcher():
+def test_daemonset_checks_the_node_then_installs_with_an_init_container_then_runs_the_watcher():
     spec = daemonset()["spec"]["template"]["spec"]
     assert spec["hostNetwork"] is True  # the watcher repairs the node's own network namespace
     [init] = spec["initContainers"]
-    assert init["command"] == ["route", "install", "--bin-dir", "/host/opt/cni/bin"]
-    assert init["volumeMounts"] == [{"name": "cni-bin", "mountPath": "/host/opt/cni/bin"}]
+    assert init["command"] == ["route", "install", "--bin-dir", "/host/opt/cni/bin", "--node-root", "/node"]
+    assert init["volumeMounts"] == [{"name": "cni-bin", "mountPath": "/host/opt/cni/bin"},
+                                    {"name": "node-root", "mountPath": "/node", "readOnly": True}]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"  # the refusal line in `kubectl describe`
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE", "SYS_CHROOT"]}
     [watcher] = spec["containers"]
     assert watcher["image"] == init["image"]
     assert watcher["command"][:3] == ["route", "reconcile", "--watch"]
@@ -62,7 +68,8 @@ def test_daemonset_installs_with_an_init_container_then_runs_the_watcher():
     assert spec["volumes"][0]["name"] == "cni-bin"  # deploy/gke patches volumes/0
     assert volumes == {"cni-bin": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"},
                        "state": {"path": "/run/cni-route", "type": "DirectoryOrCreate"},
-                       "proc-sys-net": {"path": "/proc/sys/net", "type": "Directory"}}
+                       "proc-sys-net": {"path": "/proc/sys/net", "type": "Directory"},
+                       "node-root": {"path": "/", "type": "Directory"}}
     mounts = {m["mountPath"]: volumes[m["name"]]["path"] for m in watcher["volumeMounts"]}
     assert mounts == {args.state_dir: config.DEFAULT_STATE_DIR, args.proc_sys + "/net": "/proc/sys/net"}
 
@@ -122,35 +129,78 @@ def test_net_d_conflist():
     check_chain(json.loads((DEPLOY / "net.d" / "10-macvlan-route.conflist").read_text()))
 
 
-def test_the_init_containers_command_installs_a_working_plugin_on_a_fake_host(dist_route, tmp_path, bare_env):
-    """The command exactly as in the YAML, `route` found on PATH as in the image, the mount mapped to a temp dir."""
+# Stand-ins for the node's programs in a fake node root, as `sh` scripts run by a static busybox (its sh and env).
+PYTHON3 = {"3.11": "#!/bin/sh\necho /usr/bin/python3\necho 3.11.2\n",
+           "3.8": "#!/bin/sh\necho /usr/bin/python3\necho 3.8.10\n"}
+IP = {"json": '#!/bin/sh\ncase "$1" in\n  -V) echo "ip utility, iproute2-6.1.0" ;;\n'
+              '  -json) echo \'[{"ifindex":1,"ifname":"lo"}]\' ;;\n  *) exit 1 ;;\nesac\n',
+      "old": '#!/bin/sh\ncase "$1" in\n  -V) echo "ip utility, iproute2-ss180129" ;;\n'
+             '  *) echo "Option \\"$1\\" is unknown, try \\"ip -help\\"." >&2; exit 255 ;;\nesac\n'}
+NSENTER = "#!/bin/sh\necho 'nsenter from util-linux 2.38.1'\n"
+NODES = {  # name: (python3, ip, the line the install step must refuse with, or None)
+    "good": (PYTHON3["3.11"], IP["json"], None),
+    "no python3": (None, IP["json"], "python3: no python3 runs: `/usr/bin/env python3` with PATH="),
+    "python3 3.8": (PYTHON3["3.8"], IP["json"], "python3: /usr/bin/python3 is Python 3.8.10; route needs Python 3.9 "
+                                                "or newer"),
+    "no ip -json": (PYTHON3["3.11"], IP["old"], 'ip -json: ip -json does not work (iproute2 older than 4.19?): '
+                                                'Option "-json" is unknown, try "ip -help".'),
+    "no shell at all": (None, None, "python3: no python3 runs"),  # Talos, Bottlerocket: not even /usr/bin/env
+}
+
+
+def fake_node_root(root, name):
+    python3, ip, _ = NODES[name]
+    (root / "opt" / "cni" / "bin").mkdir(parents=True)  # the hostPath, DirectoryOrCreate
+    if name == "no shell at all":
+        return root
+    for directory in ("bin", "usr/bin", "usr/sbin"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    (root / "bin" / "sh").symlink_to("busybox")
+    (root / "usr" / "bin" / "env").symlink_to("/bin/busybox")
+    for path, text in (("usr/bin/python3", python3), ("usr/sbin/ip", ip), ("usr/bin/nsenter", NSENTER)):
+        if text:
+            (root / path).write_text(text)
+            (root / path).chmod(0o755)
+    return root
+
+
+def install_step(dist_route, tmp_path, bare_env, node_root):
+    """The init container's command exactly as in the YAML, `route` found on PATH as in the image, each mount a
+    link from a fake container root to where its hostPath is in the fake node root."""
     spec = daemonset()["spec"]["template"]["spec"]
     [init] = spec["initContainers"]
-    [mount] = init["volumeMounts"]
-    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-    host = tmp_path / "node"
-    host_dir = host / volume["hostPath"]["path"].lstrip("/")
-    host_dir.mkdir(parents=True)  # DirectoryOrCreate
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
     image_bin = tmp_path / "image" / "usr" / "local" / "bin"
-    image_bin.mkdir(parents=True)
-    (image_bin / "route").write_bytes(dist_route.read_bytes())
-    (image_bin / "route").chmod(0o755)
-    container_root = tmp_path / "container"  # what the container sees: the hostPath at mountPath
-    (container_root / mount["mountPath"].lstrip("/")).parent.mkdir(parents=True)
-    (container_root / mount["mountPath"].lstrip("/")).symlink_to(host_dir)
-    argv = [str(container_root / a.lstrip("/")) if a == mount["mountPath"] else a for a in init["command"]]
+    image_bin.mkdir(parents=True, exist_ok=True)
+    shutil.copy(dist_route, image_bin / "route")
+    container_root = tmp_path / "container"
+    mounts = {}
+    for mount in init["volumeMounts"]:
+        inside = container_root / mount["mountPath"].lstrip("/")
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        if not inside.is_symlink():
+            inside.symlink_to(node_root / volumes[mount["name"]].lstrip("/"))
+        mounts[mount["mountPath"]] = str(inside)
+    argv = [mounts.get(a, a) for a in init["command"]]
     assert [a.replace(str(container_root), "") for a in argv] == init["command"]
     env = dict(bare_env, PATH=f"{image_bin}:{bare_env['PATH']}")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_init_containers_command_installs_a_working_plugin_on_a_good_node(dist_route, tmp_path, bare_env):
+    node = fake_node_root(tmp_path / "node", "good")
+    proc = install_step(dist_route, tmp_path, bare_env, node)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    installed = host_dir / "route"
+    assert "can run it: python3: /usr/bin/python3 is Python 3.11.2" in proc.stdout, proc.stdout
+    installed = node / "opt" / "cni" / "bin" / "route"
     assert installed.read_bytes() == dist_route.read_bytes() and os.access(installed, os.X_OK)
     # the node runs it with its own python3 (here: the bare venv's)
-    node = subprocess.run([str(installed)], input='{"cniVersion":"1.0.0"}', capture_output=True, text=True,
-                          env=dict(bare_env, CNI_COMMAND="VERSION"), timeout=60)
-    assert node.returncode == 0 and json.loads(node.stdout)["supportedVersions"], node.stderr
+    run = subprocess.run([str(installed)], input='{"cniVersion":"1.0.0"}', capture_output=True, text=True,
+                         env=dict(bare_env, CNI_COMMAND="VERSION"), timeout=60)
+    assert run.returncode == 0 and json.loads(run.stdout)["supportedVersions"], run.stderr
     # a restarted pod (node reboot, rollout of the same image) finds it already there
-    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    again = install_step(dist_route, tmp_path, bare_env, node)
     assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout + again.stderr
 
 
@@ -199,3 +249,16 @@ def assert_matches_default_shims(pattern):
     for master in ("eno1", "eth0", "enp0s31f6", "bond0"):
         assert fnmatch.fnmatchcase(config.shim_name(master), pattern), master
         assert not fnmatch.fnmatchcase(master, pattern), master
+
+
+@pytest.mark.parametrize("name", [name for name, (_, _, refusal) in NODES.items() if refusal])
+def test_a_node_that_cannot_run_the_plugin_gets_nothing_and_one_line_saying_why(dist_route, tmp_path, bare_env,
+                                                                                name):
+    node = fake_node_root(tmp_path / "node", name)
+    proc = install_step(dist_route, tmp_path, bare_env, node)
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"route install: refused, nothing changed: the node ({tmp_path}/container/node) cannot "
+                           "run route: "), line
+    assert NODES[name][2] in line, line
+    assert list((node / "opt" / "cni" / "bin").iterdir()) == []  # not even a temp file

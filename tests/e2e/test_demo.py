@@ -25,14 +25,19 @@ def test_demo_runs_the_main_job(route_plugin):
     assert proc.returncode == 0, report
     assert "[FAIL]" not in out, report
     for heading in ("ADD", "node: ip route", "node: ip -d link show eno1.host", "connectivity", "CHECK",
-                    "the plugin's replayable log", "DEL", "node: ip route after DEL", "cleanup", "summary"):
+                    "route doctor: the healthy node", "route doctor after a fault", "the plugin's replayable log",
+                    "DEL", "node: ip route after DEL", "cleanup", "summary"):
         assert re.search(rf"^=== {re.escape(heading)}[: ]", out, re.M), f"no section {heading!r}\n{report}"
     pod_ip = re.search(r"^\[PASS\] ping host -> pod (\S+)$", out, re.M)
     assert pod_ip, report
     if netns.is_one_file_build(route_plugin):  # installed as on a node
         assert "[PASS] route install" in out.splitlines(), report
     for line in ("[PASS] ADD", f"[PASS] ping pod -> host {NODE_IP}", f"[PASS] ping pod -> LAN host {LAN_IP}",
-                 "[PASS] CHECK", "[PASS] DEL", f"[PASS] route {pod_ip[1]} is gone", "all steps PASSED"):
+                 "[PASS] CHECK", "[PASS] route doctor: nothing fails",
+                 f"[PASS] route doctor: the pod {pod_ip[1]} FAILs, with the command that fixes it",
+                 "[PASS] route doctor after the fix: nothing fails",
+                 f"[PASS] ping host -> pod {pod_ip[1]} after the fix",
+                 "[PASS] DEL", f"[PASS] route {pod_ip[1]} is gone", "all steps PASSED"):
         assert line in out.splitlines(), f"missing {line!r}\n{report}"
     # the log it shows is a real route log, and the ADD block created the shim and the pod's route
     assert re.search(r"^# == route \S+ \| \S+ \| ADD \| pid \d+$", out, re.M), report

@@ -9,9 +9,12 @@ e2e chain (tests/cni-canary) fails a call whose environment leaked, and neither 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import netns
 
@@ -73,3 +76,17 @@ def test_plugin_argv_is_a_runtime_environment_built_from_scratch(topo, tmp_path)
     env.pop("PWD", None)  # the shell's own
     assert env == {"PATH": netns.NODE_PATH, "CNI_COMMAND": "ADD", "CNI_PATH": str(netns.REFERENCE_PLUGINS),
                    "CNI_CONTAINERID": "c9", "CNI_IFNAME": "eth0", "CNI_NETNS": netns.netns_path(topo.node)}
+
+
+def test_the_plugin_runs_with_the_nodes_python3(topo, route_plugin):
+    """The python3 that a runtime's PATH finds runs the plugin: the system's, or ROUTE_NODE_PYTHON (CI runs the
+    suite again with the oldest and the newest supported one)."""
+    if not netns.is_one_file_build(route_plugin):
+        pytest.skip("a source tree's bin/route runs with the development interpreter (netns.install_route)")
+    expected = netns.NODE_PYTHON or shutil.which("python3", path=netns.NODE_PATH)
+    version = subprocess.run([expected, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    argv = netns.plugin_argv(topo.node, route_plugin, "VERSION")
+    proc = subprocess.run([*argv[:-1], str(route_plugin), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc
+    assert f"; python {version})" in proc.stdout.splitlines()[0], (expected, proc.stdout)

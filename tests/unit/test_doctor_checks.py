@@ -1,0 +1,163 @@
+"""route doctor's logic on a fake node: the prerequisites' verdicts, who manages the shim, the probe's bound, and
+the parsers of nmcli and networkctl. Real namespaces: tests/e2e/test_doctor.py."""
+import argparse
+import re
+
+import pytest
+
+from cniroute import doctor
+from cniroute.errors import CommandFailed
+from cniroute.journal import Journal
+from cniroute.runner import Runner
+
+GOOD = {"python3": (0, "/usr/bin/python3\n3.11.2\n", ""), "ip": (0, '[{"ifname": "lo"}]', ""),
+        "nsenter": (0, "nsenter from util-linux 2.38.1\n", ""), "nft": (0, "nftables v1.0.6\n", "")}
+MISSING = (127, "", "env: 'X': No such file or directory\n")
+
+
+def node_programs(host, **answers):
+    """/usr/bin/env PATH=... PROGRAM ...: answered from GOOD, overridden by `answers` (program -> answer)."""
+    table = {**GOOD, **answers}
+
+    def env(args):
+        assert args[0] == f"PATH={doctor.NODE_PATH}", args  # the runtime's PATH, not ours
+        program = args[1]
+        if program == "ip" and args[2:] == ["-V"]:
+            return 0, "ip utility, iproute2-6.1.0\n", ""
+        return table[program]
+
+    host.programs["/usr/bin/env"] = env
+
+
+def verdicts(checks):
+    return {c.subject: (c.verdict, c.found) for c in checks}
+
+
+def prerequisites(host, routes_via_host=False):
+    return verdicts(doctor.prerequisites(Runner(Journal(), host=host), routes_via_host))
+
+
+def test_a_node_with_everything(host):
+    node_programs(host)
+    found = prerequisites(host)
+    assert found == {"python3": ("OK", "/usr/bin/python3 is Python 3.11.2 (`#!/usr/bin/env python3` finds it)"),
+                     "ip -json": ("OK", "ip utility, iproute2-6.1.0"),
+                     "nsenter": ("OK", "nsenter from util-linux 2.38.1"), "nft": ("OK", "nftables v1.0.6")}
+    assert [argv[:3] for argv in host.calls] == [["/usr/bin/env", f"PATH={doctor.NODE_PATH}", program] for program
+                                                in ("python3", "ip", "ip", "nsenter", "nft")]  # probes, nothing else
+
+
+@pytest.mark.parametrize("answer,verdict,found", [
+    ((0, "/usr/bin/python3\n3.9.0\n", ""), "OK", "/usr/bin/python3 is Python 3.9.0"),
+    ((0, "/usr/bin/python3\n3.8.10\n", ""), "FAIL", "/usr/bin/python3 is Python 3.8.10; route needs Python 3.9 or "
+                                                     "newer"),
+    ((0, "/usr/bin/python3\n3.10.12\n", ""), "OK", "Python 3.10.12"),  # compared as numbers, not text
+    (MISSING, "FAIL", "no python3 runs: `/usr/bin/env python3` with PATH="),
+    ((1, "", "Traceback (most recent call last):\n  ...\n"), "FAIL", "no python3 runs"),
+])
+def test_python3(host, answer, verdict, found):
+    node_programs(host, python3=answer)
+    got = prerequisites(host)["python3"]
+    assert got[0] == verdict and found in got[1], got
+
+
+def test_ip_without_json_and_missing_tools(host):
+    node_programs(host, ip=(255, "", 'Option "-json" is unknown, try "ip -help".\n'), nsenter=MISSING)
+    found = prerequisites(host)
+    assert found["ip -json"] == ("FAIL", 'ip -json does not work (iproute2 older than 4.19?): Option "-json" is '
+                                         'unknown, try "ip -help".')
+    assert found["nsenter"][0] == "FAIL" and "the plugin needs it" in found["nsenter"][1]
+
+
+def test_nft_is_needed_only_with_route_via_host(host):
+    node_programs(host, nft=MISSING)
+    assert prerequisites(host)["nft"][0] == "OK"
+    assert prerequisites(host, routes_via_host=True)["nft"] == \
+        ("FAIL", "not found: env: 'X': No such file or directory; routeViaHost needs it")
+
+
+def test_a_missing_env_is_a_missing_python3(host):
+    """A node image without a shell (Talos): the runner cannot even start /usr/bin/env."""
+    def absent(args):
+        raise CommandFailed("/usr/bin/env not found on PATH", "install the package that provides it")
+
+    host.programs["/usr/bin/env"] = absent
+    found = prerequisites(host)
+    assert {subject: verdict for subject, (verdict, _) in found.items()} == \
+        {"python3": "FAIL", "ip -json": "FAIL", "nsenter": "FAIL", "nft": "OK"}
+    assert "/usr/bin/env not found on PATH" in found["python3"][1]
+
+
+def managers(host, nmcli, networkctl, in_node_namespace=True):
+    host.in_node_namespace = in_node_namespace
+    host.programs.update(nmcli=lambda args: nmcli, networkctl=lambda args: networkctl)
+    return doctor.Doctor(Runner(Journal(), host=host))._managers("eno1.host")
+
+
+def test_network_managers_leaving_the_shim_alone(host):
+    check = managers(host, (0, "eno1:connected\neno1.host:unmanaged\n", ""),
+                     (0, "  5 eno1.host ether routable unmanaged\n", ""))
+    assert check == doctor.ok("eno1.host managers",
+                              "NetworkManager: leaves it alone; systemd-networkd: leaves it alone")
+
+
+def test_network_managers_that_manage_the_shim_are_warned_about_with_the_setting_that_stops_them(host):
+    check = managers(host, (0, "eno1.host:connected\n", ""), (0, "  5 eno1.host ether routable configured\n", ""))
+    assert check.verdict == "WARN"
+    assert "NetworkManager manages it (connected)" in check.found and "systemd-networkd manages it (configured)" \
+        in check.found
+    assert "nmcli general reload conf" in check.fix and "networkctl reload" in check.fix
+    assert any("unmanaged-devices=interface-name:%s" in line and "eno1.host >" in line for line in check.fix)
+    assert any("Unmanaged=yes" in line for line in check.fix)
+
+
+def test_network_managers_absent_or_not_running(host):
+    def absent(args):
+        raise CommandFailed("nmcli not found on PATH", "")
+
+    host.programs["nmcli"] = absent
+    host.programs["networkctl"] = lambda args: (1, "", "Failed to connect system bus: No such file or directory\n")
+    check = doctor.Doctor(Runner(Journal(), host=host))._managers("eno1.host")
+    assert check == doctor.ok("eno1.host managers", "NetworkManager: nmcli not found on PATH; systemd-networkd: not "
+                              "running (Failed to connect system bus: No such file or directory)")
+
+
+def test_network_managers_are_not_asked_outside_the_nodes_namespace(host):
+    check = managers(host, (0, "eno1.host:connected\n", ""), (0, "", ""), in_node_namespace=False)
+    assert check.verdict == "OK" and check.found.startswith("not asked") and host.calls == []
+
+
+def test_the_probe_pings_at_most_the_limit_each_once_with_a_short_wait(host):
+    host.programs["ping"] = lambda args: (1, "", "")
+    probe = doctor.Doctor(Runner(Journal(), host=host), probe=True)
+    found = [probe._ping(f"192.168.1.{n}", [], []) for n in range(doctor.PROBE_LIMIT + 3)]
+    assert [argv[1:5] for argv in host.calls] == [["-c", "1", "-W", str(doctor.PROBE_WAIT)]] * doctor.PROBE_LIMIT
+    assert found[-1] == f"not pinged (--probe pings at most {doctor.PROBE_LIMIT})"
+    assert found[0] == f"no answer to one ping in {doctor.PROBE_WAIT} s"
+
+
+def test_parsers():
+    assert doctor.nm_state("lo:unmanaged\neno1.host:connected (externally)\n", "eno1.host") == "connected (externally)"
+    assert doctor.nm_state("eno1:connected\n", "eno1.host") is None
+    assert doctor.networkd_state("  1 lo loopback carrier unmanaged\n  3 eno1.host ether routable configuring\n",
+                                 "eno1.host") == "configuring"
+    assert doctor.networkd_state("", "eno1.host") is None
+
+
+def test_a_node_without_ip_gets_a_report_not_a_traceback(host, tmp_path, capsys):
+    def absent(args):
+        raise CommandFailed("ip not found on PATH", "install the package that provides it")
+
+    node_programs(host, ip=MISSING)
+    host.programs["ip"] = absent
+    host.programs["nft"] = absent
+    conflist = tmp_path / "10-route.conflist"
+    conflist.write_text('{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "macvlan"}, '
+                        f'{{"type": "route", "master": "eno1", "stateDir": "{tmp_path}/state"}}]}}')
+    args = argparse.Namespace(conf_dir=[], conflist=[str(conflist)], state_dir=str(tmp_path / "none"), json=False,
+                              probe=False)
+    assert doctor.handle(args, host) == 1
+    text = capsys.readouterr().out
+    assert re.search(r"^  FAIL  ip -json +no ip: env: 'X': No such file or directory$", text, re.M), text
+    assert re.search(r"^  FAIL  reading the node +ip not found on PATH: install the package", text, re.M), text
+    assert re.search(r"^  OK    config +master eno1, bridge \(derived\)", text, re.M), text
