@@ -2,8 +2,16 @@
 from collections import namedtuple
 
 from . import SUPPORTED_VERSIONS, config, iproute, result, routes, shim, via_host
-from .errors import CheckFailed, CNIError, IncompatibleVersion, InvalidConfig, InvalidEnvironment, PluginNotAvailable
-from .state import Attachment, Store, owner_id
+from .errors import (
+    CheckFailed,
+    CNIError,
+    IncompatibleVersion,
+    InvalidConfig,
+    InvalidEnvironment,
+    PluginNotAvailable,
+    TryAgainLater,
+)
+from .state import Attachment, Store, file_stem, owner_id
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -26,18 +34,25 @@ def version(document):
 def add(conf, inv, runner):
     prev = _require_prev_result(conf, "ADD")
     _require_netns(runner, inv)
+    result.require_routable(prev, inv.ifname)
     prefixes = result.pod_prefixes(prev, inv.ifname)
+    if conf.route_via_host:
+        via_host.require_programs(runner)
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
+    attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
     with store.shim_lock(shim_name):
-        master_link = shim.ensure(runner, master, shim_name)
+        master_link, was_down = shim.ensure(runner, master, shim_name)
         planned = via_host.plan(conf.route_via_host, master_link) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
+        attachment = attachment._replace(via_host=planned)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned))
+        store.save(attachment)
         for prefix in prefixes:
-            store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
+            store.claim(prefix, attachment.claimant)  # a stale route to it is now ours (replace takes it over)
+        if was_down:  # the kernel dropped the shim's routes with it: put back those of the other pods
+            _restore_others(runner, store, shim_name, attachment.claimant)
         routes.install(runner, prefixes, shim_name)
         if planned:
             with store.nft_lock():
@@ -50,24 +65,31 @@ def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     recorded = store.attachment(inv.owner)
-    master, shim_name = locate(conf, runner, recorded)
-    if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
-        store.forget(inv.owner)
-        return None
-    attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
-    if conf.prev_result is not None:
-        prefixes = list(attachment.prefixes)
-        prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
-        attachment = attachment._replace(prefixes=prefixes)
-    with store.shim_lock(shim_name):
-        _detach(runner, store, attachment, inv.netns)
-    return None
+    for _ in range(3):
+        master, shim_name = locate(conf, runner, recorded)
+        if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
+            store.forget(inv.owner)
+            return None
+        with store.shim_lock(shim_name):
+            # Read again under the lock: an ADD of this attachment may have finished while we waited for it.
+            recorded = store.attachment(inv.owner)
+            if recorded is None or recorded.shim == shim_name:
+                attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
+                if conf.prev_result is not None:
+                    prefixes = list(attachment.prefixes)
+                    prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
+                    attachment = attachment._replace(prefixes=prefixes)
+                _detach(runner, store, attachment, inv.netns)
+                return None
+        # (the record is on another shim than we locked: take that one's lock instead)
+    raise TryAgainLater(f"the record of {inv.owner} keeps changing shims", "concurrent ADDs with changing configs")
 
 
 def check(conf, inv, runner):
     _require_version(conf, "0.4.0", "CHECK")
     prev = _require_prev_result(conf, "CHECK")
     _require_netns(runner, inv)
+    result.require_routable(prev, inv.ifname)
     master, shim_name = _require_master(*locate(conf, runner))
     links = shim.observe(runner, [master, shim_name])
     found = shim.problems(runner, links, master, shim_name)
@@ -75,6 +97,7 @@ def check(conf, inv, runner):
     if conf.route_via_host and master in links:
         planned = via_host.plan(conf.route_via_host, links[master])
         found += via_host.forwarding_off(runner, planned)
+        found += via_host.programs_missing(runner)
         found += via_host.pod_route_problems(runner, planned, inv.netns, inv.ifname)
         if not via_host.has_masquerade(runner, shim_name):
             found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
@@ -93,25 +116,26 @@ def gc(conf, inv, runner):
     if conf.valid_attachments is None:
         raise InvalidConfig("invalid cni.dev/valid-attachments", "GC needs the list of valid attachments")
     valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
+    valid_stems = {file_stem(owner) for owner in valid}
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     first_error = None
-    for owner in store.owners():
-        if owner in valid:
+    for stem, record in store.entries():
+        if stem in valid_stems:
             continue
-        record = store.attachment(owner)
         try:
             if record is None:  # unreadable: there is nothing we could safely delete by it
-                runner.journal.comment(f"gc: dropping unreadable state of {owner}")
-                store.forget(owner)
+                runner.journal.comment(f"gc: dropping unreadable state {stem}")
+                store.forget_entry(stem)
                 continue
             with store.shim_lock(record.shim):
                 _detach(runner, store, record, None)
-        except CNIError as e:
-            runner.journal.comment(f"gc: {owner}: {e}")
+        except Exception as e:  # any failure stays with its attachment: the others are still cleaned
+            runner.journal.comment(f"gc: {stem}: {type(e).__name__}: {e}")
             first_error = first_error or e
-    for prefix, owner in store.claimed().items():
-        if owner is None or (owner not in valid and store.attachment(owner) is None):
-            store.release(prefix, owner)  # a claim whose attachment is gone
+    for prefix, claimant in store.claimed().items():
+        network, _, owner = (claimant or "").partition("/")
+        if not owner or (network == conf.name and owner not in valid and store.attachment(owner) is None):
+            store.release(prefix, claimant)  # a claim whose attachment is gone
     store.sweep_temporaries()
     if first_error is not None:
         raise first_error
@@ -139,6 +163,7 @@ def status(conf, inv, runner):
             off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, links[master]))
         except CNIError as e:
             raise PluginNotAvailable(e.msg, e.details) from None
+        off += via_host.programs_missing(runner)
         if off:
             raise PluginNotAvailable("; ".join(off))
     return None
@@ -167,8 +192,8 @@ def _detach(runner, store, attachment, netns):
     With routeViaHost, also the pod-side routes (if the pod's namespace is still there), and the shim's
     masquerade rule once no attachment on this shim needs it any more.
     """
-    owner, shim_name = attachment.owner, attachment.shim
-    mine = [p for p in attachment.prefixes if store.owner_of(p) in (None, owner)]
+    claimant, shim_name = attachment.claimant, attachment.shim
+    mine = [p for p in attachment.prefixes if store.owner_of(p) in (None, claimant)]
     for prefix in attachment.prefixes:
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
@@ -176,12 +201,20 @@ def _detach(runner, store, attachment, netns):
     if attachment.via_host:
         # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
         via_host.remove_pod_routes(runner, attachment.via_host, netns, attachment.ifname)
-        if not store.any_uses_via_host(shim_name, besides=owner):  # before forgetting: a kill here is redone
+        if not store.any_uses_via_host(shim_name, besides=claimant):  # before forgetting: a kill here is redone
             with store.nft_lock():
                 via_host.remove_masquerade(runner, shim_name)
     for prefix in mine:
-        store.release(prefix, owner)
-    store.forget(owner)
+        store.release(prefix, claimant)
+    store.forget(attachment.owner)
+
+
+def _restore_others(runner, store, shim_name, me):
+    """Put back the routes of every other attachment recorded on the shim, where its claim still stands (a
+    route another pod owns now is left to that pod)."""
+    prefixes = [p for record in store.records_on(shim_name) if record.claimant != me
+                for p in record.prefixes if store.owner_of(p) in (None, record.claimant)]
+    routes.install(runner, prefixes, shim_name)
 
 
 def _default_route_device(runner):
