@@ -6,6 +6,8 @@ import ipaddress
 import json
 import shlex
 
+DEFAULT_DISABLE_IPV6 = "net/ipv6/conf/default/disable_ipv6"  # what a new link starts with
+
 
 class FakeHost:
     def __init__(self):
@@ -17,13 +19,15 @@ class FakeHost:
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
         self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: shim}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
+        self.programs = {"ip", "nft", "nsenter", "sysctl"}  # what is on PATH
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=()):
         self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
                             "addresses": list(addresses)}
         self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
-                             f"net/ipv4/conf/{name}/promote_secondaries": "0"})
+                             f"net/ipv4/conf/{name}/promote_secondaries": "0",
+                             f"net/ipv6/conf/{name}/disable_ipv6": self.sysctls.get(DEFAULT_DISABLE_IPV6, "0")})
 
     def add_route(self, dst, dev, protocol=None, scope="link"):
         self.routes.append({"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope})
@@ -62,6 +66,9 @@ class FakeHost:
 
     def is_network_namespace(self, path):
         return path in self.namespaces
+
+    def has_program(self, name):
+        return name in self.programs
 
     def execute(self, argv, stdin, timeout):
         if argv[0] == "nsenter":
@@ -115,7 +122,8 @@ class FakeHost:
             if not (self.nft and self.nft["chain"]):
                 return 1, "", "Error: No such file or directory\n"
             rules = [{"rule": {"family": "inet", "table": "cni_route", "chain": "postrouting", "handle": h,
-                               "comment": shim}} for h, shim in self.nft["rules"].items()]
+                               "comment": shim, "expr": _masquerade_expr(shim)}}
+                     for h, shim in self.nft["rules"].items()]
             return 0, json.dumps({"nftables": [meta, {"chain": {"name": "postrouting"}}, *rules]}), ""
         if w[:2] == ["add", "table"] and w[2:] == table:
             self.nft = self.nft or {"chain": False, "rules": {}, "next": 2}
@@ -141,6 +149,9 @@ class FakeHost:
             if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
                 return []  # as the real ip: the batch's family decides
             return [self._route_json(r) for r in self.routes if r["dst"] == want]
+        if words == ["route", "show", "table", "main"]:
+            return [self._route_json(r) for r in self.routes
+                    if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self.routes if r["dst"] == "default"]
         raise AssertionError(f"fake ip cannot show {words}")
@@ -224,6 +235,13 @@ class FakeHost:
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
         obj["flags"] = []
         return obj
+
+
+def _masquerade_expr(shim):
+    """The rule `iifname SHIM ct status dnat masquerade` as nft 1.0.6 lists it with -j."""
+    return [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": shim}},
+            {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+            {"masquerade": None}]
 
 
 def _prefix(text):

@@ -36,6 +36,11 @@ def show_route(prefix):
     return ["route", "show", "to", "exact", prefix]
 
 
+def show_routes():
+    """Every route of the main table."""
+    return ["route", "show", "table", "main"]
+
+
 def show_default_route():
     return ["route", "show", "default"]
 

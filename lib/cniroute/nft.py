@@ -53,6 +53,19 @@ def masquerade_rules(output):
             if "rule" in item and "comment" in item["rule"]}
 
 
+def has_masquerade(output, shim):
+    """Whether our chain has the shim's rule as add_masquerade makes it, not merely a rule with its comment."""
+    return any(item["rule"].get("comment") == shim and item["rule"].get("expr") == masquerade_expr(shim)
+               for item in _items(output) if "rule" in item)
+
+
+def masquerade_expr(shim):
+    """add_masquerade's rule as `nft -j` lists it."""
+    return [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": shim}},
+            {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+            {"masquerade": None}]
+
+
 def _items(output):
     try:
         return json.loads(output).get("nftables", [])

@@ -21,6 +21,9 @@ SHIM_SYSCTLS = (
     # master's other addresses in that subnet with it (which the kernel does to secondaries by default).
     ("net/ipv4/conf/{}/promote_secondaries", "1"),
 )
+# Sysctls the shim takes from the master. A new device gets net.ipv6.conf.default's disable_ipv6: a node that
+# sets it to 1 would leave the shim unable to carry the master's IPv6 addresses (and IPv6 pods' routes).
+MASTER_SYSCTLS = ("net/ipv6/conf/{}/disable_ipv6",)
 
 
 class Address(namedtuple("Address", "family local prefixlen scope")):
@@ -72,7 +75,8 @@ def foreign_reason(shim, master):
 
 
 def ensure(runner, master_name, shim_name):
-    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up; return the master.
+    """Make the shim exist with the master's MTU and addresses and our sysctls, and be up; return the master
+    and whether the shim was missing or down (the kernel had dropped its routes).
 
     A device that only has the shim's name is refused and left untouched. Everything is compared with the
     current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
@@ -101,7 +105,7 @@ def ensure(runner, master_name, shim_name):
         runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
-    return master
+    return master, not shim.up
 
 
 def problems(runner, links, master_name, shim_name):
@@ -138,6 +142,10 @@ class Drift(namedtuple("Drift", "mtu sysctls extra missing")):
             current = runner.sysctl(key)
             if current is not None and current != value:  # None: that family is disabled on the node
                 sysctls.append((key, value, current))
+        for key in MASTER_SYSCTLS:
+            value, current = runner.sysctl(key.format(master.name)), runner.sysctl(key.format(shim.name))
+            if None not in (value, current) and current != value:
+                sysctls.append((key.format(shim.name), value, current))
         wanted, present = master.global_addresses, shim.global_addresses
         return cls(master.mtu if shim.mtu != master.mtu else None, sysctls,
                    sorted(present - wanted, key=_order), sorted(wanted - present, key=_order))

@@ -9,6 +9,7 @@ from . import iproute, nft, routes
 from .errors import HostNotReady
 
 FORWARDING = {4: "net/ipv4/ip_forward", 6: "net/ipv6/conf/all/forwarding"}
+PROGRAMS = ("nft", "nsenter")  # the masquerade rule; the routes inside the pod
 
 
 def plan(cidrs, master):
@@ -42,10 +43,27 @@ def require_forwarding(runner, planned):
                                              "global sysctls")
 
 
+def programs_missing(runner):
+    """Sentences about the programs routeViaHost runs and the node lacks."""
+    return [f"routeViaHost needs {program}, which is not on PATH" for program in PROGRAMS
+            if not runner.has_program(program)]
+
+
+def require_programs(runner):
+    found = programs_missing(runner)
+    if found:
+        raise HostNotReady("; ".join(found), "install nftables and util-linux (see README, What a node needs)")
+
+
 def ensure_masquerade(runner, shim):
-    """Add the shim's rule (and the table and chain it needs). Call with the store's nft lock held."""
-    if shim in _rules(runner):
+    """Add the shim's rule (and the table and chain it needs), replacing a rule under its name that is not
+    this one. Call with the store's nft lock held."""
+    listing = _chain(runner)
+    if nft.has_masquerade(listing, shim):
         return
+    rules = nft.masquerade_rules(listing)
+    if shim in rules:
+        runner.change(nft.delete_rule(rules[shim]), program="nft")
     runner.change(nft.add_table(), program="nft")  # `add` of an existing table or chain is a no-op
     runner.change(nft.add_chain(), program="nft")
     runner.change(nft.add_masquerade(shim), program="nft")
@@ -53,8 +71,12 @@ def ensure_masquerade(runner, shim):
 
 def remove_masquerade(runner, shim):
     """Drop the shim's rule; drop the table once no rule is left. Never touches another table. Call with the
-    store's nft lock held."""
-    rules = _rules(runner)
+    store's nft lock held. Without nft on the node there is nothing it could do: it says so and goes on (a DEL
+    must not fail for it)."""
+    if not runner.has_program("nft"):
+        runner.journal.comment(f"nft is not on PATH: the masquerade rule of {shim}, if any, stays")
+        return
+    rules = nft.masquerade_rules(_chain(runner))
     if shim in rules:
         runner.change(nft.delete_rule(rules[shim]), program="nft")
     if rules and set(rules) <= {shim}:
@@ -62,7 +84,7 @@ def remove_masquerade(runner, shim):
 
 
 def has_masquerade(runner, shim):
-    return shim in _rules(runner)
+    return nft.has_masquerade(_chain(runner), shim)
 
 
 def install_pod_routes(runner, planned, netns, ifname):
@@ -71,9 +93,9 @@ def install_pod_routes(runner, planned, netns, ifname):
 
 
 def remove_pod_routes(runner, planned, netns, ifname):
-    """Delete our routes in the pod. A pod whose namespace is gone took them along: nsenter then fails to
-    enter it (exit 1, like a read of nothing), no route is found, and there is nothing to say."""
-    if not netns:
+    """Delete our routes in the pod. A pod whose namespace is gone took them along, and so did one whose
+    CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing to do."""
+    if not netns or not runner.host.is_network_namespace(netns) or not runner.has_program("nsenter"):
         return
     found = routes.observe(runner, [cidr for cidr, _ in planned], netns=netns)
     for cidr, gateway in planned:
@@ -96,8 +118,9 @@ def _is_ours(route, gateway, ifname):
             and route.get("protocol") == iproute.ROUTE_PROTO)
 
 
-def _rules(runner):
+def _chain(runner):
+    """`nft -j list chain` of our chain, or "" when the table or the chain is not there."""
     if not nft.has_table(runner.query(nft.list_tables(), "nft").out):
-        return {}
+        return ""
     chain = runner.query(nft.list_chain(), "nft", ok=(0, 1))  # 1: the table is there without its chain
-    return nft.masquerade_rules(chain.out) if chain.status == 0 else {}
+    return chain.out if chain.status == 0 else ""
