@@ -157,11 +157,13 @@ class FakeHost:
         raise AssertionError(f"fake ip cannot show {words}")
 
     def _change(self, w):
-        if w[:2] == ["link", "add"] and w[2:] == [w[2], "link", w[4], "type", "macvlan", "mode", "bridge"]:
+        if w[:3] == ["link", "add", "name"] and w[3:] == [w[3], "link", w[5], "type", "macvlan", "mode", "bridge"]:
+            w = w[:2] + w[3:]  # the name's keyword, as ip drops it
             if w[2] in self.links:
                 raise LookupError("RTNETLINK answers: File exists")
             master = self._link(w[4])
-            self.add_link(w[2], kind="macvlan", parent=w[4], mode="bridge", up=False, mtu=master["mtu"])
+            lower = master["parent"] if master["kind"] == "macvlan" else w[4]  # as the kernel: on the real lower
+            self.add_link(w[2], kind="macvlan", parent=lower, mode="bridge", up=False, mtu=master["mtu"])
         elif w[:3] == ["link", "set", "dev"] and w[4:] == ["up"]:
             self._link(w[3])["up"] = True
         elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":

@@ -48,7 +48,9 @@ def show_default_route():
 # --- writes ---
 
 def add_shim(name, master):
-    return ["link", "add", name, "link", master, "type", "macvlan", "mode", "bridge"]
+    # `name` keeps a shim called like an ip keyword ("up", "mtu"...) a name: without it, `ip link add up ...`
+    # creates an automatically named macvlan and sets it up.
+    return ["link", "add", "name", name, "link", master, "type", "macvlan", "mode", "bridge"]
 
 
 def set_link_up(name):

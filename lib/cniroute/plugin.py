@@ -155,7 +155,7 @@ def status(conf, inv, runner):
     if not links[master].up:
         raise PluginNotAvailable(f"master {master} is down")
     if shim_name in links:
-        reason = shim.foreign_reason(links[shim_name], master)
+        reason = shim.foreign_reason(links[shim_name], links[master])
         if reason:
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
     if conf.route_via_host:

@@ -46,6 +46,7 @@ def _shapes():
     nft_ = [nft.add_table(), nft.add_chain(), nft.add_masquerade(i), nft.delete_rule(n), nft.delete_table()]
     sysctl = [[f"{key.format(i)}={value}"] for key, value in shim.SHIM_SYSCTLS]
     sysctl += [[f"{key.format(i)}=<bit>"] for key in shim.MASTER_SYSCTLS]
+    ip.append(["link", "add", i, "link", i, "type", "macvlan", "mode", "bridge"])  # add_shim in older logs
     return {"ip": [["ip", *t] for t in ip], "nsenter": [["ip", *t] for t in pod], "nft": [["nft", *t] for t in nft_],
             "sysctl": [["sysctl", "-w", *t] for t in sysctl]}
 

@@ -64,14 +64,20 @@ def observe(runner, names):
 
 
 def foreign_reason(shim, master):
-    """Why an existing device cannot serve as our shim, or None if it can."""
+    """Why an existing device cannot serve as our shim on the `master` link, or None if it can."""
     if shim.kind != "macvlan":
         return f"it is a {shim.kind or 'plain'} device, not a macvlan"
     if shim.mode != "bridge":
         return f"it is a macvlan in {shim.mode} mode, not bridge"
-    if shim.parent != master:
-        return f"it is a macvlan on {shim.parent}, not on {master}"
+    if shim.parent != lower_device(master):
+        return f"it is a macvlan on {shim.parent}, not on {lower_device(master)}"
     return None
+
+
+def lower_device(master):
+    """The device a macvlan made on `master` hangs off: a macvlan made on a macvlan goes on that one's own
+    lower device (the kernel's rule), and ip then names that one as its link."""
+    return master.parent if master.kind == "macvlan" and master.parent else master.name
 
 
 def ensure(runner, master_name, shim_name):
@@ -90,7 +96,7 @@ def ensure(runner, master_name, shim_name):
         runner.change(iproute.add_shim(shim_name, master_name))  # a new macvlan takes the master's MTU
         shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, ())
     else:
-        reason = foreign_reason(shim, master_name)
+        reason = foreign_reason(shim, master)
         if reason:
             raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
                                "rename or remove it, or set `bridge` to another name")
@@ -115,7 +121,7 @@ def problems(runner, links, master_name, shim_name):
         return [f"master {master_name} does not exist"]
     if shim is None:
         return [f"shim {shim_name} does not exist"]
-    reason = foreign_reason(shim, master_name)
+    reason = foreign_reason(shim, master)
     if reason:
         return [f"shim {shim_name} is wrong: {reason}"]
     drift = Drift.between(runner, master, shim)

@@ -314,3 +314,29 @@ def test_add_puts_back_the_routes_of_every_pod_when_it_finds_the_shim_down(topo,
         ok(cni.check(conf, pod), f"CHECK {pod}")
         assert cni.ping_from_node(pod_ips(result)[0])
     assert len(our_routes(topo)) == 3
+
+
+# --- found by our own review ------------------------------------------------------------------------------------
+
+def test_a_master_that_is_itself_a_macvlan(topo, route_plugin, tmp_path):
+    """The kernel puts a macvlan made on a macvlan on that one's own lower device, and ip names that as its
+    link: the second ADD took its own shim for a foreign device (102), and CHECK failed (103)."""
+    for argv in (["ip", "link", "add", "mv0", "link", MASTER, "type", "macvlan", "mode", "bridge"],
+                 ["ip", "addr", "add", "192.168.0.9/16", "dev", "mv0"], ["ip", "link", "set", "mv0", "up"]):
+        assert topo.node_exec(argv).returncode == 0
+    conf = config(tmp_path, prev=["192.168.2.11/16"], master="mv0")
+    for verb in ("ADD", "ADD", "CHECK", "STATUS", "DEL"):
+        code, out, err = call(topo, route_plugin, verb, conf)
+        assert code == 0, (verb, out, err)
+
+
+@pytest.mark.parametrize("name", ["up", "mtu", "name"])
+def test_a_shim_named_like_an_ip_keyword(topo, route_plugin, tmp_path, name):
+    """`ip link add up link eno1 ...` made a macvlan named macvlan0 and set it up, once per ADD."""
+    conf = config(tmp_path, prev=["192.168.2.12/16"], bridge=name)
+    for verb in ("ADD", "ADD", "CHECK", "DEL"):
+        code, out, err = call(topo, route_plugin, verb, conf)
+        assert code == 0, (verb, out, err)
+    kinds = {link["ifname"]: link.get("linkinfo", {}).get("info_kind")
+             for link in json.loads(topo.node_exec(["ip", "-json", "-d", "link", "show"]).stdout)}
+    assert [n for n, kind in kinds.items() if kind == "macvlan"] == [name]
