@@ -167,6 +167,7 @@ NEVER_LOGGED = [
     "nsenter --mount=/x ip route del 10.0.0.0/8 via 1.2.3.4 dev eth0 proto 201",
     "nsenter --net=/x sh -c id",
     "nsenter --net=/x -- ip route del 10.0.0.0/8 via 1.2.3.4 dev eth0 proto 201",
+    "nsenter '--net=/x\0y' ip route del 10.0.0.0/8 via 1.2.3.4 dev eth0 proto 201",
     "nsenter",
     # sysctl: only the shim's own keys, with the plugin's values
     "sysctl -w net/ipv4/conf/default/arp_filter=1",
@@ -306,13 +307,19 @@ def test_a_record_under_another_attachments_name_is_not_used(monkeypatch, host, 
 
 
 def test_claims_of_an_older_version_are_adopted_newest_first(tmp_path):
-    for network, owner, mtime in (("a", "old@eth0", 1000), ("b", "new@eth0", 2000)):
+    # (the newest is neither the first network nor the greatest name: only its time decides)
+    for network, owner, mtime in (("a", "new@eth0", 2000), ("b", "old@eth0", 1000), ("c", "mid@eth0", 1500)):
         path = tmp_path / "networks" / network / "ips" / "192.168.1.9"
         path.parent.mkdir(parents=True)
         path.write_text(owner)
         os.utime(path, (mtime, mtime))
-    assert state.Store(str(tmp_path), "a").owner_of("192.168.1.9/32") == "b/new@eth0"
-    assert not list(tmp_path.glob("networks/*/ips/*"))
+        (path.parent / "192.168.1.10").write_text("x@eth0")
+    (tmp_path / "networks" / "b" / "ips" / "192.168.1.9.77.tmp").write_text("")
+    (tmp_path / "networks" / "b" / "ips" / "192.168.1.11").write_text("y@eth0")
+    store = state.Store(str(tmp_path), "b")
+    assert store.owner_of("192.168.1.9/32") == "a/new@eth0"
+    assert store.owner_of("192.168.1.11/32") == "b/y@eth0"  # past the temporary file, whatever the order
+    assert not [p for p in tmp_path.glob("networks/*/ips/*") if not p.name.endswith(".tmp")]
 
 
 def test_a_current_claim_wins_over_an_older_versions(tmp_path):
@@ -349,3 +356,77 @@ def test_route_via_host_without_its_programs_changes_nothing(monkeypatch, host, 
     status = netconf(tmp_path, version="1.1.0", routeViaHost=["10.96.0.0/12"])
     code, out, _ = call(monkeypatch, host, "STATUS", status, CNI_CONTAINERID=None, CNI_NETNS=None, CNI_IFNAME=None)
     assert out["code"] == 50 and program in out["msg"]
+
+
+def test_a_file_stem_is_the_owner_up_to_its_bound(tmp_path):
+    at_bound, past = "c" * (state.MAX_STEM - 5) + "@eth0", "c" * (state.MAX_STEM - 4) + "@eth0"
+    assert state.file_stem(at_bound) == at_bound
+    assert len(state.file_stem(past)) <= state.MAX_STEM and state.file_stem(past) != state.file_stem(past + "x")
+
+
+def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_path):
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16", "fd00::1:2/64")))[0] == 0
+    record = tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json"
+    assert os.stat(record).st_mode & 0o777 == 0o600 and os.stat(record.parent).st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / "ips" / "192.168.1.2").st_mode & 0o777 == 0o600
+    assert state.Store(str(tmp_path), "default").attachment("c1@eth0") == state.Attachment(
+        "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [])
+    assert call(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
+    assert os.listdir(tmp_path / "ips") == []  # the claim went with the route
+
+
+def test_del_with_an_unreadable_record_removes_what_prev_result_names_and_it_still_owns(monkeypatch, host, tmp_path):
+    conf = netconf(tmp_path, prev_result("192.168.1.2/16"))
+    assert call(monkeypatch, host, "ADD", conf)[0] == 0
+    (tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json").write_text('{"torn')
+    assert call(monkeypatch, host, "DEL", conf)[0] == 0
+    assert host.routes_on("eno1.host") == [] and os.listdir(tmp_path / "ips") == []
+
+
+def test_gc_releases_only_its_own_networks_stale_claims(monkeypatch, host, tmp_path):
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")), CNI_CONTAINERID="a")[0] == 0
+    assert call(monkeypatch, host, "ADD", {**netconf(tmp_path, prev_result("192.168.1.3/16")), "name": "other"},
+                CNI_CONTAINERID="b")[0] == 0
+    claims = tmp_path / "ips"
+    (claims / "192.168.1.7").write_text("default/zombie@eth0")  # its attachment is gone
+    (claims / "192.168.1.8").write_text("other/zombie@eth0")  # another network's: its GC decides
+    (claims / "192.168.1.9").write_text("default/late@eth0")  # valid, its record not written yet
+    (claims / "192.168.1.9.123.tmp").write_text("")
+    gc = netconf(tmp_path, version="1.1.0", **{"cni.dev/valid-attachments": [
+        {"containerID": "a", "ifname": "eth0"}, {"containerID": "late", "ifname": "eth0"}]})
+    assert call(monkeypatch, host, "GC", gc, CNI_CONTAINERID=None, CNI_NETNS=None, CNI_IFNAME=None)[0] == 0
+    assert sorted(os.listdir(claims)) == ["192.168.1.2", "192.168.1.3", "192.168.1.8", "192.168.1.9"]
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32", "192.168.1.3/32"]
+
+
+def test_add_that_finds_the_shim_down_puts_back_the_routes_of_the_pods_on_it(monkeypatch, host, tmp_path):
+    host.add_link("eno2", addresses=["10.0.0.5/8"])
+    for cid, ip, keys in (("a", "192.168.1.2/16", {}), ("b", "192.168.1.3/16", {}),
+                          ("x", "10.1.0.2/8", {"master": "eno2"})):
+        assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result(ip), **keys), CNI_CONTAINERID=cid)[0] == 0
+    (tmp_path / "ips" / "192.168.1.3").write_text("other/taken@eth0")  # b's address belongs to another pod now
+    host.links["eno1.host"]["up"] = False
+    host.routes = [r for r in host.routes if r["dev"] not in ("eno1.host", "eno2.host")]  # as the kernel does
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.4/16")), CNI_CONTAINERID="c")[0] == 0
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32", "192.168.1.4/32"]
+    assert host.routes_on("eno2.host") == []  # another shim's pods are that shim's business
+
+
+@pytest.mark.parametrize("address", ["224.0.0.5/4", "192.168.255.255/16"])
+def test_check_refuses_what_add_refuses(monkeypatch, host, tmp_path, address):
+    refused(monkeypatch, host, netconf(tmp_path, prev_result("192.168.1.2/16", address)), 7, "prevResult.ips[1]",
+            command="CHECK")
+
+
+def test_a_log_write_cut_short_is_taken_back(monkeypatch, tmp_path):
+    path = tmp_path / "route.log"
+    path.write_text("# == route 0 | T | ADD | pid 1\n")
+    real_write = os.write
+
+    def half(fd, data):
+        return real_write(fd, data[:len(data) // 2])
+
+    monkeypatch.setattr(journal.os, "write", half)
+    with pytest.raises(OSError, match="only"):
+        append_block(str(path), "# == route 0 | T | DEL | pid 2\nip route del x\n", 1 << 20)
+    assert path.read_text() == "# == route 0 | T | ADD | pid 1\n"
