@@ -5,6 +5,7 @@ Only lines of the shapes the plugin itself logs are run; --container, --command 
 """
 import argparse
 import datetime
+import functools
 import ipaddress
 import re
 import shlex
@@ -59,7 +60,10 @@ def _word_pattern(template):
     return re.compile(pattern + r"\Z", re.DOTALL), kinds
 
 
-_SHAPES = {program: [[_word_pattern(w) for w in t] for t in templates] for program, templates in _shapes().items()}
+@functools.cache
+def _patterns():
+    """_shapes() as word patterns, made on first use."""
+    return {program: [[_word_pattern(w) for w in t] for t in templates] for program, templates in _shapes().items()}
 
 
 def select(blocks, container=None, command=None, since=None):
@@ -104,8 +108,8 @@ def replayable(line):
         # The pod's namespace, by any absolute path (as CNI_NETNS names it): nsenter only opens it.
         if len(argv) < 2 or not argv[1].startswith("--net=/") or "\0" in argv[1]:
             return None
-        return argv if _matches(argv[2:], _SHAPES["nsenter"]) else None
-    return argv if argv and _matches(argv, _SHAPES.get(argv[0], ())) else None
+        return argv if _matches(argv[2:], _patterns()["nsenter"]) else None
+    return argv if argv and _matches(argv, _patterns().get(argv[0], ())) else None
 
 
 def _matches(argv, shapes):

@@ -430,3 +430,34 @@ def test_a_log_write_cut_short_is_taken_back(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="only"):
         append_block(str(path), "# == route 0 | T | DEL | pid 2\nip route del x\n", 1 << 20)
     assert path.read_text() == "# == route 0 | T | ADD | pid 1\n"
+
+
+def test_gc_goes_on_past_an_unreadable_record(monkeypatch, host, tmp_path):
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")), CNI_CONTAINERID="z")[0] == 0
+    records = tmp_path / "networks" / "default" / "attachments"
+    for name in ("a@eth0.json", "b@eth0.json"):  # both sort before z
+        (records / name).write_text('{"torn')
+    gc = netconf(tmp_path, version="1.1.0", **{"cni.dev/valid-attachments": []})
+    assert call(monkeypatch, host, "GC", gc, CNI_CONTAINERID=None, CNI_NETNS=None, CNI_IFNAME=None)[0] == 0
+    assert host.routes_on("eno1.host") == [] and os.listdir(records) == []
+
+
+def test_a_header_value_that_is_not_utf8_is_still_logged(monkeypatch, host, tmp_path):
+    log = tmp_path / "route.log"
+    code, _, err = call(monkeypatch, host, "DEL", netconf(tmp_path, logFile=str(log)), CNI_NETNS="/x\udcff")
+    assert code == 0 and err == "" and parse_log(log.read_text())[0].fields["netns"] == "/x?"
+
+
+def test_a_log_write_that_fails_halfway_is_taken_back(monkeypatch, tmp_path):
+    path = tmp_path / "route.log"
+    path.write_text("# == route 0 | T | ADD | pid 1\n")
+    real_write = os.write
+
+    def full(fd, data):
+        real_write(fd, data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal.os, "write", full)
+    with pytest.raises(OSError, match="No space"):
+        append_block(str(path), "# == route 0 | T | DEL | pid 2\nip route del x\n", 1 << 20)
+    assert path.read_text() == "# == route 0 | T | ADD | pid 1\n"
