@@ -461,3 +461,26 @@ def test_a_log_write_that_fails_halfway_is_taken_back(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="No space"):
         append_block(str(path), "# == route 0 | T | DEL | pid 2\nip route del x\n", 1 << 20)
     assert path.read_text() == "# == route 0 | T | ADD | pid 1\n"
+
+
+@pytest.mark.parametrize("line", [
+    "ip link add name eno1.host link eno1 type macvlan mode bridge",
+    "ip link add eno1.host link eno1 type macvlan mode bridge",  # as versions before 'name' logged it
+    "ip link set dev eno1.host mtu 1400", "ip link set dev eno1.host up",
+    "ip addr add 192.168.0.5/16 dev eno1.host noprefixroute",
+    "ip addr add fd00::5/64 dev eno1.host noprefixroute nodad",
+    "ip addr del 192.168.0.5/16 dev eno1.host",
+    "ip route replace 192.168.1.2/32 dev eno1.host scope link proto 201",
+    "ip route del fd00::2/128 dev eno1.host proto 201",
+    "nsenter --net=/proc/42/ns/net ip route replace 10.96.0.0/12 via 192.168.0.5 dev eth0 proto 201",
+    "nsenter --net=/var/run/netns/p ip route del 10.96.0.0/12 via 192.168.0.5 dev eth0 proto 201",
+    "nft add table inet cni_route",
+    "nft delete table inet cni_route", "nft delete rule inet cni_route postrouting handle 7",
+    "nft add chain inet cni_route postrouting '{ type nat hook postrouting priority srcnat ; policy accept ; }'",
+    "nft add rule inet cni_route postrouting iifname '\"eno1.host\"' ct status dnat masquerade comment '\"eno1.host\"'",
+    "sysctl -w net/ipv4/conf/eno1.host/arp_filter=1", "sysctl -w net/ipv6/conf/eno1.host/accept_ra=0",
+    "sysctl -w net/ipv4/conf/eno1.host/promote_secondaries=1", "sysctl -w net/ipv6/conf/eno1.host/disable_ipv6=0",
+    "sysctl -w net/ipv6/conf/eno1.host/disable_ipv6=1",
+])
+def test_replay_accepts_every_shape_the_plugin_logs_word_for_word(line):
+    assert replay.replayable(line) is not None
