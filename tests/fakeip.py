@@ -6,6 +6,8 @@ import ipaddress
 import json
 import shlex
 
+DEFAULT_DISABLE_IPV6 = "net/ipv6/conf/default/disable_ipv6"  # what a new link starts with
+
 
 class FakeHost:
     def __init__(self):
@@ -20,6 +22,7 @@ class FakeHost:
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
         self.programs = {}  # other programs (route doctor's): name -> function(args) -> (status, stdout, stderr)
         self.in_node_namespace = True
+        self.on_path = {"ip", "nft", "nsenter", "sysctl"}  # what has_program finds
 
     # --- building a host ---
     def add_link(self, name, kind=None, parent=None, mode=None, up=True, mtu=1500, addresses=(), mac=None,
@@ -29,7 +32,8 @@ class FakeHost:
         self.links[name] = {"name": name, "kind": kind, "parent": parent, "mode": mode, "up": up, "mtu": mtu,
                             "addresses": list(addresses), "mac": mac, "permanent_mac": permanent_mac}
         self.sysctls.update({f"net/ipv4/conf/{name}/arp_filter": "0", f"net/ipv6/conf/{name}/accept_ra": "1",
-                             f"net/ipv4/conf/{name}/promote_secondaries": "0"})
+                             f"net/ipv4/conf/{name}/promote_secondaries": "0",
+                             f"net/ipv6/conf/{name}/disable_ipv6": self.sysctls.get(DEFAULT_DISABLE_IPV6, "0")})
 
     def delete_link(self, name):
         """As `ip link del`: the link's routes and neighbour entries go with it."""
@@ -87,6 +91,9 @@ class FakeHost:
     def in_nodes_network_namespace(self):
         return self.in_node_namespace
 
+    def has_program(self, name):
+        return name in self.on_path
+
     def execute(self, argv, stdin, timeout):
         if argv[0] in self.programs:
             self.calls.append(list(argv))
@@ -142,7 +149,8 @@ class FakeHost:
             if not (self.nft and self.nft["chain"]):
                 return 1, "", "Error: No such file or directory\n"
             rules = [{"rule": {"family": "inet", "table": "cni_route", "chain": "postrouting", "handle": h,
-                               "comment": shim}} for h, shim in self.nft["rules"].items()]
+                               "comment": comment, "expr": _masquerade_expr(*comment.split(" "))}}
+                     for h, comment in self.nft["rules"].items()]
             return 0, json.dumps({"nftables": [meta, {"chain": {"name": "postrouting"}}, *rules]}), ""
         if w[:2] == ["add", "table"] and w[2:] == table:
             self.nft = self.nft or {"chain": False, "rules": {}, "sets": set(), "next": 2}
@@ -177,6 +185,9 @@ class FakeHost:
             if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
                 return []  # as the real ip: the batch's family decides
             return [self._route_json(r) for r in self._main() if r["dst"] == want]
+        if words == ["route", "show", "table", "main"]:
+            return [self._route_json(r) for r in self._main()
+                    if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
         if words[:3] == ["neigh", "show", "to"] and words[4] == "dev":
@@ -190,13 +201,15 @@ class FakeHost:
         return [r for r in self.routes if r.get("table", "main") == "main"]
 
     def _change(self, w):
-        if w[:2] == ["link", "add"] and w[3] == "link" and w[-4:] == ["type", "macvlan", "mode", "bridge"]:
+        if w[:3] == ["link", "add", "name"] and w[4] == "link" and w[-4:] == ["type", "macvlan", "mode", "bridge"]:
+            w = w[:2] + w[3:]  # the name's keyword, as ip drops it
             mac = w[6] if w[5:6] == ["address"] else None
             assert len(w) == (11 if mac else 9), w
             if w[2] in self.links:
                 raise LookupError("RTNETLINK answers: File exists")
             master = self._link(w[4])
-            self.add_link(w[2], kind="macvlan", parent=w[4], mode="bridge", up=False, mtu=master["mtu"], mac=mac)
+            lower = master["parent"] if master["kind"] == "macvlan" else w[4]  # as the kernel: on the real lower
+            self.add_link(w[2], kind="macvlan", parent=lower, mode="bridge", up=False, mtu=master["mtu"], mac=mac)
         elif w[:2] == ["neigh", "del"] and w[3] == "dev":
             match = [n for n in self.neighbours if (n["dst"], n["dev"]) == (w[2], w[4])]
             if not match:
@@ -285,6 +298,22 @@ class FakeHost:
         if net is not None and net.version == 6:
             obj["pref"] = "medium"  # every IPv6 route has a router preference
         return obj
+
+
+def _masquerade_expr(shim, proto=None):
+    """A rule of ours as nft 1.0.6 lists it with -j, by its comment: "SHIM ip" / "SHIM ip6" (see nft.py), or
+    a bare "SHIM", an older version's `iifname SHIM ct status dnat masquerade`."""
+    if proto is None:
+        return [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": shim}},
+                {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+                {"masquerade": None}]
+    equal = "@equal4" if proto == "ip" else "@equal6"
+    reply = {"ct": {"key": f"{proto} saddr", "dir": "reply"}}
+    return [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": shim}},
+            {"set": {"op": "add", "elem": {"concat": [reply, reply]}, "set": equal}},
+            {"match": {"op": "!=", "left": {"concat": [{"ct": {"key": f"{proto} daddr", "dir": "original"}}, reply]},
+                       "right": equal}},
+            {"masquerade": None}]
 
 
 def _prefix(text):

@@ -128,4 +128,5 @@ def _clip(text, limit=2000):
 
 def _print(document):
     sys.stdout.write(json.dumps(document) + "\n")
+    sys.stdout.flush()  # the runtime has its answer before the log is written, whatever happens to the log
     return 0

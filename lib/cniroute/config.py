@@ -34,7 +34,7 @@ def decode(data):
     if len(data) > MAX_STDIN:
         raise DecodingFailure("failed to decode config", f"stdin is larger than {MAX_STDIN} bytes")
     try:
-        document = json.loads(data)
+        document = json.loads(data, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise DecodingFailure("failed to decode config", str(e)[:300]) from None
     if not isinstance(document, dict):
@@ -42,6 +42,20 @@ def decode(data):
     if _depth(document) > MAX_DEPTH:
         raise DecodingFailure("failed to decode config", f"JSON nested deeper than {MAX_DEPTH} levels")
     return document
+
+
+def _not_json(name):
+    """Python's json takes NaN, Infinity and -Infinity, which JSON has not (and every comparison with NaN is
+    false, so a schema bound would not catch it)."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text):
+    """A JSON number as a float; one too large for a float (1e400) would become infinity, which JSON has not."""
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
 
 
 def _depth(value):

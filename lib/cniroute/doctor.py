@@ -144,7 +144,7 @@ def _networks_of(path, document):
 
 def _records(state_dir, network):
     store = Store(state_dir, network)
-    return {owner: store.attachment(owner) for owner in store.owners()}
+    return dict(store.entries())  # by file name: the owner, cut and hashed when very long
 
 
 # --- what the node needs ---
@@ -293,7 +293,7 @@ class Doctor:
         checks = [self._master(network, master_name, master)]
         if master is not None:
             checks += self._shim(network, master, shim_name, link, pods)
-        foreign = master is not None and link is not None and shim.foreign_reason(link, master_name)
+        foreign = master is not None and link is not None and shim.foreign_reason(link, master)
         if master is not None and link is not None and not foreign:
             selectors = next((r.node_addresses for r in pods), None)  # as ADD chose them
             carried = node.shim_addresses(master_name, shim_name, selectors)
@@ -330,7 +330,7 @@ class Doctor:
                            *(_ip(iproute.add_address(a.cidr, name, a.family == "inet6"))
                              for a in master.addresses if a.scope == "global"),
                            _ip(iproute.set_link_up(name))))]
-        reason = shim.foreign_reason(link, master.name)
+        reason = shim.foreign_reason(link, master)
         if reason:
             where = f"set `bridge` in {network.conflist}" if network.conflist else "set `bridge` in its config"
             return [Check(subject, FAIL, f"{reason}: not this plugin's shim, so every ADD fails (code 102)",
@@ -499,7 +499,7 @@ class Doctor:
         address = str(ipaddress.ip_interface(prefix).ip)
         subject = f"pod {address}"
         owner = store.owner_of(prefix)
-        if owner not in (None, record.owner):
+        if owner not in (None, record.claimant):
             return Check(subject, WARN, f"{record.owner}'s record, but the address now belongs to {owner} (IPAM "
                          "gave it to a new pod before this one's DEL)",
                          ("# nothing to do: that DEL, or the runtime's GC, removes this record and leaves the "

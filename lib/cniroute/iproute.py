@@ -41,6 +41,11 @@ def show_route(prefix):
     return ["route", "show", "to", "exact", prefix]
 
 
+def show_routes():
+    """Every route of the main table."""
+    return ["route", "show", "table", "main"]
+
+
 def show_default_route():
     return ["route", "show", "default"]
 
@@ -63,7 +68,9 @@ def show_neighbour(address, dev):
 # --- writes ---
 
 def add_shim(name, master, mac=None):
-    return ["link", "add", name, "link", master, *(["address", mac] if mac else []), "type", "macvlan",
+    # `name` keeps a shim called like an ip keyword ("up", "mtu"...) a name: without it, `ip link add up ...`
+    # creates an automatically named macvlan and sets it up.
+    return ["link", "add", "name", name, "link", master, *(["address", mac] if mac else []), "type", "macvlan",
             "mode", "bridge"]
 
 

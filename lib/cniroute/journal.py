@@ -9,17 +9,20 @@ lines one by one.
 
 Blocks are appended to `logFile` with one O_APPEND write under flock (`append_block`), or go to stderr
 (`deliver` chooses).
+
+A line ends at "\n" and nowhere else, for the reader here as for sh. The writer still keeps every character
+that str.splitlines() breaks on out of the header's values (escaped) and out of commands (refused), so that
+no tool that splits lines more eagerly can read a value as a line of its own.
 """
 import fcntl
 import os
 import re
 import shlex
-import stat
 import sys
 import time
 from collections import namedtuple
 
-from . import __version__
+from . import __version__, files
 
 BLOCK_START = "# == route "
 HEADER_FIELDS = ("container", "ifname", "netns", "network", "cniVersion", "shim")
@@ -67,8 +70,20 @@ class Journal:
         return "".join(line + "\n" for line in head + self.lines)
 
 
+# Every character str.splitlines() breaks on, with its escape: \n \r \v \f, the separators \x1c-\x1e, NEL,
+# LINE SEPARATOR and PARAGRAPH SEPARATOR.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ESCAPES = {ord("\\"): "\\\\", **{ord(c): repr(c)[1:-1] for c in LINE_BREAKS}}
+
+
 def _one_line(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    """A header value on one line whatever it holds (it comes from the environment or the config)."""
+    return str(value).translate(_ESCAPES)
+
+
+def lines(text):
+    """The lines of a log, split as sh splits them: at "\n" only."""
+    return text.split("\n")
 
 
 class Block(namedtuple("Block", "version time command pid fields lines")):
@@ -84,7 +99,7 @@ class NotARouteLog(Exception):
 def parse_log(text):
     """The blocks of a route log. Anything before the first block header means it is not one."""
     blocks = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines(text), 1):
         start = _START.match(line)
         if start:
             blocks.append(Block(start[1], start[2], start[3], int(start[4]), {}, []))
@@ -103,15 +118,15 @@ def parse_log(text):
 
 def without_variables(text):
     """The log with what differs from run to run (version, time, pid, durations) replaced by placeholders."""
-    lines = []
-    for line in text.splitlines(keepends=True):
-        start, outcome = _START.match(line.rstrip("\n")), _OUTCOME.match(line.rstrip("\n"))
+    kept = []
+    for line in lines(text):
+        start, outcome = _START.match(line), _OUTCOME.match(line)
         if start:
-            line = start_line("VERSION", "TIME", start[3], "PID") + "\n"
+            line = start_line("VERSION", "TIME", start[3], "PID")
         elif outcome:
-            line = f"# exit {outcome[1]} in N ms\n"
-        lines.append(line)
-    return "".join(lines)
+            line = f"# exit {outcome[1]} in N ms"
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def deliver(text, path=None, max_bytes=None):
@@ -129,18 +144,18 @@ def deliver(text, path=None, max_bytes=None):
 def append_block(path, text, max_bytes):
     """Append one block to the log with a single O_APPEND write, rotating to PATH.1 past max_bytes.
 
-    The file is created 0600, never through a symlink (O_NOFOLLOW), and written under flock so that
-    blocks of concurrent invocations never interleave and only one of them rotates.
+    The file is created 0600 and must be a regular file with no other hard link, never reached through a
+    symlink, and never waited for (a FIFO in its place is refused: see files.open_regular). It is written
+    under flock, so that blocks of concurrent invocations never interleave and only one of them rotates; a
+    write cut short (a full disk) is taken back, so the next block still starts on a line of its own.
     """
     data = text.encode("utf-8", "replace")
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     for _ in range(5):  # another invocation may rotate the file between our open and our lock
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = files.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600, single_link=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             mine = os.fstat(fd)
-            if not stat.S_ISREG(mine.st_mode):
-                raise OSError(f"{path} is not a regular file")
             try:
                 if os.stat(path, follow_symlinks=False).st_ino != mine.st_ino:
                     continue
@@ -149,7 +164,14 @@ def append_block(path, text, max_bytes):
             if mine.st_size and mine.st_size + len(data) > max_bytes:
                 os.replace(path, path + ".1")
                 continue
-            os.write(fd, data)
+            try:
+                written = os.write(fd, data)
+            except OSError:
+                os.ftruncate(fd, mine.st_size)
+                raise
+            if written != len(data):
+                os.ftruncate(fd, mine.st_size)
+                raise OSError(f"only {written} of {len(data)} bytes could be written to {path}")
             return
         finally:
             os.close(fd)

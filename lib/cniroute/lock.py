@@ -4,14 +4,15 @@ import fcntl
 import os
 import time
 
+from . import files
 from .errors import IOFailure, TryAgainLater
 
 
 @contextlib.contextmanager
 def held(path, timeout):
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as e:  # a planted symlink, a read-only /run...
+        fd = files.open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:  # a planted symlink or FIFO, a read-only /run...
         raise IOFailure(f"cannot open the lock {path}", str(e)) from None
     try:
         deadline = time.monotonic() + timeout

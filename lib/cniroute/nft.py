@@ -86,6 +86,25 @@ def masquerade_rules(output):
             if "rule" in item and "comment" in item["rule"]}
 
 
+def has_masquerade(output, shim):
+    """Whether our chain has the shim's rules as add_masquerade makes them, not merely rules with their comments."""
+    rules = {item["rule"].get("comment"): item["rule"].get("expr") for item in _items(output) if "rule" in item}
+    return all(rules.get(rule_comment(shim, proto)) == masquerade_expr(shim, proto) for proto in PROTOS)
+
+
+def masquerade_expr(shim, proto):
+    """add_masquerade's rule as `nft -j` lists it."""
+    def reply_source():
+        return {"ct": {"key": f"{proto} saddr", "dir": "reply"}}
+
+    equal = "@" + SETS[proto][0]
+    return [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": shim}},
+            {"set": {"op": "add", "elem": {"concat": [reply_source(), reply_source()]}, "set": equal}},
+            {"match": {"op": "!=", "left": {"concat": [{"ct": {"key": f"{proto} daddr", "dir": "original"}},
+                                                       reply_source()]}, "right": equal}},
+            {"masquerade": None}]
+
+
 def _items(output):
     try:
         return json.loads(output).get("nftables", [])

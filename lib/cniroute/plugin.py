@@ -10,9 +10,10 @@ from .errors import (
     InvalidConfig,
     InvalidEnvironment,
     PluginNotAvailable,
+    TryAgainLater,
 )
 from .node import Node
-from .state import Attachment, Store, owner_id
+from .state import Attachment, Store, file_stem, owner_id
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -35,9 +36,13 @@ def version(document):
 def add(conf, inv, runner):
     prev = _require_prev_result(conf, "ADD")
     _require_netns(runner, inv)
+    result.require_routable(prev, inv.ifname)
     prefixes = result.pod_prefixes(prev, inv.ifname)
+    if conf.route_via_host:
+        via_host.require_programs(runner)
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
+    attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
     with store.shim_lock(shim_name):
         node = Node.observe(runner)
         master_link = shim.require_master(node, master)
@@ -46,17 +51,19 @@ def add(conf, inv, runner):
             raise AddressCollision("; ".join(collisions), "a pod must not get an address the node uses itself: "
                                    "keep the IPAM range (or a static IP) clear of the node's addresses and gateways")
         addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
-        shim.ensure(runner, node, master, shim_name, addresses)
+        was_down = shim.ensure(runner, node, master, shim_name, addresses)
         on_link = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname))
         planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
+        attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
+                                         log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses)
         # State first: if we die before the routes are in, DEL still knows what to remove.
-        store.save(Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, planned,
-                              on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
-                              log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses))
+        store.save(attachment)
         for prefix in prefixes:
-            store.claim(prefix, inv.owner)  # a stale route to this address is now ours (replace takes it over)
+            store.claim(prefix, attachment.claimant)  # a stale route to it is now ours (replace takes it over)
+        if was_down:  # the kernel dropped the shim's routes with it: put back those of the other pods
+            _restore_others(runner, store, shim_name, attachment.claimant)
         routes.install(runner, prefixes, shim_name)
         routes.forget_neighbours(runner, prefixes, shim_name)  # the address may have had another pod's MAC
         if planned:
@@ -71,24 +78,31 @@ def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     recorded = store.attachment(inv.owner)
-    master, shim_name = locate(conf, runner, recorded)
-    if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
-        store.forget(inv.owner)
-        return None
-    attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
-    if conf.prev_result is not None:
-        prefixes = list(attachment.prefixes)
-        prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
-        attachment = attachment._replace(prefixes=prefixes)
-    with store.shim_lock(shim_name):
-        _detach(runner, store, attachment, inv.netns)
-    return None
+    for _ in range(3):
+        master, shim_name = locate(conf, runner, recorded)
+        if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
+            store.forget(inv.owner)
+            return None
+        with store.shim_lock(shim_name):
+            # Read again under the lock: an ADD of this attachment may have finished while we waited for it.
+            recorded = store.attachment(inv.owner)
+            if recorded is None or recorded.shim == shim_name:
+                attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
+                if conf.prev_result is not None:
+                    prefixes = list(attachment.prefixes)
+                    prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
+                    attachment = attachment._replace(prefixes=prefixes)
+                _detach(runner, store, attachment, inv.netns)
+                return None
+        # (the record is on another shim than we locked: take that one's lock instead)
+    raise TryAgainLater(f"the record of {inv.owner} keeps changing shims", "concurrent ADDs with changing configs")
 
 
 def check(conf, inv, runner):
     _require_version(conf, "0.4.0", "CHECK")
     prev = _require_prev_result(conf, "CHECK")
     _require_netns(runner, inv)
+    result.require_routable(prev, inv.ifname)
     master, shim_name = _require_master(*locate(conf, runner))
     node = Node.observe(runner)
     addresses = node.shim_addresses(master, shim_name, conf.node_addresses) if master in node.links else []
@@ -99,6 +113,7 @@ def check(conf, inv, runner):
         if conf.route_via_host:
             planned = via_host.plan(conf.route_via_host, addresses, master)
             found += via_host.forwarding_off(runner, planned)
+            found += via_host.programs_missing(runner)
             wanted += planned
             if not via_host.has_masquerade(runner, shim_name):
                 found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
@@ -118,25 +133,26 @@ def gc(conf, inv, runner):
     if conf.valid_attachments is None:
         raise InvalidConfig("invalid cni.dev/valid-attachments", "GC needs the list of valid attachments")
     valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
+    valid_stems = {file_stem(owner) for owner in valid}
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     first_error = None
-    for owner in store.owners():
-        if owner in valid:
+    for stem, record in store.entries():
+        if stem in valid_stems:
             continue
-        record = store.attachment(owner)
         try:
             if record is None:  # unreadable: there is nothing we could safely delete by it
-                runner.journal.comment(f"gc: dropping unreadable state of {owner}")
-                store.forget(owner)
+                runner.journal.comment(f"gc: dropping unreadable state {stem}")
+                store.forget_entry(stem)
                 continue
             with store.shim_lock(record.shim):
                 _detach(runner, store, record, None)
-        except CNIError as e:
-            runner.journal.comment(f"gc: {owner}: {e}")
+        except Exception as e:  # any failure stays with its attachment: the others are still cleaned
+            runner.journal.comment(f"gc: {stem}: {type(e).__name__}: {e}")
             first_error = first_error or e
-    for prefix, owner in store.claimed().items():
-        if owner is None or (owner not in valid and store.attachment(owner) is None):
-            store.release(prefix, owner)  # a claim whose attachment is gone
+    for prefix, claimant in store.claimed().items():
+        network, _, owner = (claimant or "").partition("/")
+        if not owner or (network == conf.name and owner not in valid and store.attachment(owner) is None):
+            store.release(prefix, claimant)  # a claim whose attachment is gone
     store.sweep_temporaries()
     if first_error is not None:
         raise first_error
@@ -160,7 +176,7 @@ def status(conf, inv, runner):
     if conflict:
         raise PluginNotAvailable(conflict)
     if shim_name in links:
-        reason = shim.foreign_reason(links[shim_name], master)
+        reason = shim.foreign_reason(links[shim_name], links[master])
         if reason:
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
     if conf.route_via_host:
@@ -169,6 +185,7 @@ def status(conf, inv, runner):
             off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, addresses, master))
         except CNIError as e:
             raise PluginNotAvailable(e.msg, e.details) from None
+        off += via_host.programs_missing(runner)
         if off:
             raise PluginNotAvailable("; ".join(off))
     return None
@@ -197,8 +214,8 @@ def _detach(runner, store, attachment, netns):
     Also the pod-side routes (if the pod's namespace is still there), and with routeViaHost the shim's
     masquerade rule once no attachment on this shim needs it any more.
     """
-    owner, shim_name = attachment.owner, attachment.shim
-    mine = [p for p in attachment.prefixes if store.owner_of(p) in (None, owner)]
+    claimant, shim_name = attachment.claimant, attachment.shim
+    mine = [p for p in attachment.prefixes if store.owner_of(p) in (None, claimant)]
     for prefix in attachment.prefixes:
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
@@ -207,12 +224,20 @@ def _detach(runner, store, attachment, netns):
     on_link = [[dst, None] for dst in attachment.on_link]
     # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
     pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)
-    if attachment.via_host and not store.any_uses_via_host(shim_name, besides=owner):  # a kill here is redone
+    if attachment.via_host and not store.any_uses_via_host(shim_name, besides=claimant):  # a kill here is redone
         with store.nft_lock():
             via_host.remove_masquerade(runner, shim_name)
     for prefix in mine:
-        store.release(prefix, owner)
-    store.forget(owner)
+        store.release(prefix, claimant)
+    store.forget(attachment.owner)
+
+
+def _restore_others(runner, store, shim_name, me):
+    """Put back the routes of every other attachment recorded on the shim, where its claim still stands (a
+    route another pod owns now is left to that pod)."""
+    prefixes = [p for record in store.records_on(shim_name) if record.claimant != me
+                for p in record.prefixes if store.owner_of(p) in (None, record.claimant)]
+    routes.install(runner, prefixes, shim_name)
 
 
 def _default_route_device(runner):

@@ -29,9 +29,9 @@ def install(runner, pod_routes, netns, ifname):
 
 
 def remove(runner, pod_routes, netns, ifname):
-    """Delete our routes in the pod. A pod whose namespace is gone took them along: nsenter then fails to
-    enter it (exit 1, like a read of nothing), no route is found, and there is nothing to say."""
-    if not netns or not pod_routes:
+    """Delete our routes in the pod. A pod whose namespace is gone took them along, and so did one whose
+    CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing to do."""
+    if not netns or not pod_routes or not runner.host.is_network_namespace(netns) or not runner.has_program("nsenter"):
         return
     found = routes.observe(runner, [dst for dst, _ in pod_routes], netns=netns)
     for dst, gateway in reversed(pod_routes):

@@ -124,7 +124,7 @@ def reconcile_shim(runner, store, shim_name):
             shim.ensure(runner, node, master, shim_name, node.shim_addresses(master, shim_name, selectors))
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
-        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.owner]
+        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
         routes.restore(runner, owned, shim_name)
         via = any(r.via_host for _, r in attached)
         if via:

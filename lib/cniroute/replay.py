@@ -5,18 +5,72 @@ Only lines of the shapes the plugin itself logs are run; --container, --command 
 """
 import argparse
 import datetime
+import functools
+import ipaddress
 import re
 import shlex
 import sys
 
+from . import config, iproute, nft, shim
 from .journal import Journal, NotARouteLog, parse_log
 from .runner import ANY_STATUS, Runner
 
 # Replay runs only lines of the shapes the plugin itself logs; a log is root's file, but a line that could
-# do anything else (ip -batch FILE, ip netns exec, nsenter ... sh, nft -f, sysctl of kernel/*) is refused.
-_IP_CHANGE = re.compile(r"(link (add|set)|addr (add|del)|route (replace|del)|neigh del) \S")
-_NFT_CHANGE = re.compile(r"(add|delete) (table|chain|set|rule) inet cni_route\b")
-_SYSCTL = re.compile(r"net/ipv[46]/conf/(?!all/|default/)[A-Za-z0-9_.-]{1,15}/\w+=\w+\Z")  # one interface's
+# do anything else (ip -batch FILE, ip netns exec, nsenter ... sh, nft -f, nft's own `;`, a global sysctl) is
+# refused. The shapes are the plugin's own argv builders called with placeholders, so they cannot drift from
+# what it logs; a line must match one word for word, each placeholder with a value of its kind.
+_KINDS = {
+    "<ifname>": lambda v: bool(config.IFNAME.match(v)) and v not in ("all", "default"),  # (conf/all, conf/default)
+    "<cidr>": lambda v: "/" in v and _parses(ipaddress.ip_interface, v),
+    "<address>": lambda v: _parses(ipaddress.ip_address, v),
+    "<number>": lambda v: v.isascii() and v.isdigit() and len(v) <= 10,
+    "<bit>": lambda v: v in ("0", "1"),
+    "<mac>": lambda v: bool(re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", v)),
+}
+_PLACEHOLDER = re.compile("|".join(map(re.escape, _KINDS)))
+
+
+def _parses(parse, text):
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _shapes():
+    """{program: [argv templates]} of every change the plugin logs."""
+    i, c, a, n, m = "<ifname>", "<cidr>", "<address>", "<number>", "<mac>"
+    ip = [iproute.add_shim(i, i), iproute.add_shim(i, i, m), iproute.set_link_up(i), iproute.set_link_mtu(i, n),
+          iproute.replace_route(c, i), iproute.delete_route(c, i), iproute.add_address(c, i, ipv6=False),
+          iproute.add_address(c, i, ipv6=True), iproute.delete_address(c, i), iproute.delete_neighbour(a, i)]
+    pod = [iproute.replace_gateway_route(c, a, i), iproute.delete_gateway_route(c, a, i),  # inside the pod
+           iproute.replace_route(c, i), iproute.delete_route(c, i)]  # (on-link routes to node addresses)
+    nft_ = [nft.add_table(), nft.add_chain(), *(nft.add_set(p) for p in nft.PROTOS),
+            *(nft.add_masquerade(i, p) for p in nft.PROTOS), nft.delete_rule(n), nft.delete_table()]
+    sysctl = [[f"{key.format(i)}={value}"] for key, value in shim.SHIM_SYSCTLS]
+    sysctl += [[f"{key.format(i)}=<bit>"] for key in shim.MASTER_SYSCTLS]
+    # as older logs have them: add_shim without `name`, and before that without the stable MAC; the single
+    # masquerade rule per shim (`ct status dnat`) from before the rules per family
+    ip += [["link", "add", i, "link", i, *mac, "type", "macvlan", "mode", "bridge"] for mac in ([], ["address", m])]
+    nft_.append(["add", "rule", *nft.TABLE, nft.CHAIN, "iifname", f'"{i}"', "ct", "status", "dnat", "masquerade",
+                 "comment", f'"{i}"'])
+    return {"ip": [["ip", *t] for t in ip], "nsenter": [["ip", *t] for t in pod], "nft": [["nft", *t] for t in nft_],
+            "sysctl": [["sysctl", "-w", *t] for t in sysctl]}
+
+
+def _word_pattern(template):
+    """A template word as a regex whose groups are its placeholders, and their kinds."""
+    kinds = _PLACEHOLDER.findall(template)
+    parts = _PLACEHOLDER.split(template)
+    pattern = re.escape(parts[0]) + "".join("(.+)" + re.escape(part) for part in parts[1:])
+    return re.compile(pattern + r"\Z", re.DOTALL), kinds
+
+
+@functools.cache
+def _patterns():
+    """_shapes() as word patterns, made on first use."""
+    return {program: [[_word_pattern(w) for w in t] for t in templates] for program, templates in _shapes().items()}
 
 
 def select(blocks, container=None, command=None, since=None):
@@ -57,14 +111,24 @@ def replayable(line):
         argv = shlex.split(line)
     except ValueError:
         return None
-    words = argv[2:] if argv[:1] == ["nsenter"] and argv[1:2] and argv[1].startswith("--net=/") else argv
-    if words[:1] == ["ip"] and _IP_CHANGE.match(shlex.join(words[1:])):
-        return argv if words is argv or words[1] == "route" else None
-    if argv[:1] == ["nft"] and _NFT_CHANGE.match(shlex.join(argv[1:])):
-        return argv
-    if argv[:2] == ["sysctl", "-w"] and len(argv) == 3 and _SYSCTL.match(argv[2]):
-        return argv
-    return None
+    if argv[:1] == ["nsenter"]:
+        # The pod's namespace, by any absolute path (as CNI_NETNS names it): nsenter only opens it.
+        if len(argv) < 2 or not argv[1].startswith("--net=/") or "\0" in argv[1]:
+            return None
+        return argv if _matches(argv[2:], _patterns()["nsenter"]) else None
+    return argv if argv and _matches(argv, _patterns().get(argv[0], ())) else None
+
+
+def _matches(argv, shapes):
+    for shape in shapes:
+        if len(shape) == len(argv) and all(_word_matches(word, *pattern) for word, pattern in zip(argv, shape)):
+            return True
+    return False
+
+
+def _word_matches(word, pattern, kinds):
+    match = pattern.match(word)
+    return bool(match) and all(_KINDS[kind](value) for kind, value in zip(kinds, match.groups()))
 
 
 def add_parser(sub):
@@ -81,7 +145,7 @@ def add_parser(sub):
 
 def handle(args, host=None):
     try:
-        with open(args.logfile, encoding="utf-8", errors="replace") as f:
+        with open(args.logfile, encoding="utf-8", errors="replace", newline="") as f:  # lines end at \n only
             blocks = parse_log(f.read())
     except (OSError, NotARouteLog) as e:
         sys.stderr.write(f"route replay: refusing {args.logfile}: {e}\n")

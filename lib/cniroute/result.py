@@ -11,6 +11,9 @@ from .errors import IncompatibleVersion, InvalidConfig
 
 _SHAPE = {"0.1.0": "0.2", "0.2.0": "0.2", "0.3.0": "0.4", "0.3.1": "0.4", "0.4.0": "0.4", "1.0.0": "1", "1.1.0": "1"}
 _SCHEMA = {"0.2": "result-0.2.0.json", "0.4": "result-0.4.0.json", "1": "result-1.0.0.json"}
+# Pods have one or two addresses per interface. Each one is a route and a process while the shim's lock is held
+# (and stdin's 1 MiB admits ~23,000), so ADD and CHECK refuse more, before any change.
+MAX_POD_IPS = 64
 
 
 def parse(document, config_version):
@@ -44,21 +47,64 @@ def _check_interface_indexes(document):
 
 
 def pod_addresses(document, ifname):
-    """The addresses ("ip/len", as the result gives them) on the pod interface `ifname`.
+    """The addresses ("ip/len", as the result gives them) on the pod interface `ifname` (see _pod_addresses)."""
+    return [address for _, address in _pod_addresses(document, ifname)]
+
+
+def pod_prefixes(document, ifname):
+    """Host prefixes (/32, /128) of the IPs on the pod interface `ifname` (see _pod_addresses)."""
+    return list(dict.fromkeys(iproute.host_prefix(a) for a in pod_addresses(document, ifname)))
+
+
+def require_routable(document, ifname):
+    """Refuse a pod whose IPs this plugin must not route through the shim, naming the field: more than
+    MAX_POD_IPS, or an address no pod can own alone (a /32 route to it would take it from the node or the LAN)."""
+    addresses = list(_pod_addresses(document, ifname))
+    if len(addresses) > MAX_POD_IPS:
+        raise InvalidConfig("invalid prevResult", f"{len(addresses)} IPs on {ifname}; this plugin routes at most "
+                                                  f"{MAX_POD_IPS} per attachment")
+    for where, address in addresses:
+        reason = _not_unicast(ipaddress.ip_interface(address))
+        if reason:
+            raise InvalidConfig(f"invalid {where}", f"{address} is {reason}, not a pod's unicast address")
+
+
+def _not_unicast(interface):
+    ip = interface.ip
+    for test, what in (("is_unspecified", "the unspecified address"), ("is_loopback", "a loopback address"),
+                       ("is_multicast", "a multicast address"), ("is_link_local", "a link-local address")):
+        if getattr(ip, test):
+            return what
+    if ip.version == 4 and (ip == ipaddress.IPv4Address("255.255.255.255")
+                            or (interface.network.prefixlen < 31 and ip == interface.network.broadcast_address)):
+        return "a broadcast address"
+    if ip.version == 4 and ip in _THIS_NETWORK:
+        return "an address of 0.0.0.0/8 ('this network')"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return "an IPv4-mapped address"
+    return None
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def _pod_addresses(document, ifname):
+    """(field path, address) of the IPs on the pod interface `ifname`.
 
     As in portmap: an IP that names an interface counts only if that interface is `ifname` and lives in a
     sandbox (host-side veths of earlier plugins do not); an IP that names none belongs to the pod.
     """
-    current = _as_current(document)
-    interfaces = current.get("interfaces", [])
-    return [ip["address"] for ip in current["ips"]
-            if ip.get("interface") is None
-            or (interfaces[ip["interface"]]["name"] == ifname and interfaces[ip["interface"]].get("sandbox"))]
-
-
-def pod_prefixes(document, ifname):
-    """Host prefixes (/32, /128) of the IPs on the pod interface `ifname` (see pod_addresses)."""
-    return list(dict.fromkeys(iproute.host_prefix(a) for a in pod_addresses(document, ifname)))
+    if _SHAPE[document["cniVersion"]] == "0.2":
+        for key in ("ip4", "ip6"):
+            if document.get(key):
+                yield f"prevResult.{key}.ip", document[key]["ip"]
+        return
+    interfaces = document.get("interfaces", [])
+    for i, ip in enumerate(document.get("ips", [])):
+        index = ip.get("interface")
+        if index is not None and (interfaces[index]["name"] != ifname or not interfaces[index].get("sandbox")):
+            continue
+        yield f"prevResult.ips[{i}].address", ip["address"]
 
 
 def with_routes(document, extra):

@@ -3,14 +3,21 @@ import ipaddress
 
 from . import iproute
 
+# ip answers each `route show to exact P` with a dump of the whole table, filtered in ip: a few prefixes are
+# cheaper looked up one by one (a node has thousands of routes), more read the table once.
+EXACT_LOOKUPS = 16
+
 
 def observe(runner, prefixes, netns=None):
     """{prefix: [route objects of the main table with exactly that destination]} for the given prefixes."""
     found = {p: [] for p in prefixes}
     for ipv6 in (False, True):
         wanted = [p for p in prefixes if (iproute.family(p) == 6) == ipv6]
-        for route in runner.read([iproute.show_route(p) for p in wanted], ipv6=ipv6, netns=netns):
-            prefix = _prefix_of(route["dst"], ipv6)
+        if not wanted:
+            continue
+        queries = [iproute.show_route(p) for p in wanted] if len(wanted) <= EXACT_LOOKUPS else [iproute.show_routes()]
+        for route in runner.read(queries, ipv6=ipv6, netns=netns):
+            prefix = _prefix_of(route.get("dst", ""), ipv6)
             if prefix in found:
                 found[prefix].append(route)
     return found
@@ -18,7 +25,7 @@ def observe(runner, prefixes, netns=None):
 
 def _prefix_of(dst, ipv6):
     """ip prints a /0 as "default" and a host route without its length."""
-    if dst == "default":
+    if dst in ("default", ""):
         return "::/0" if ipv6 else "0.0.0.0/0"
     return dst if "/" in dst else iproute.host_prefix(dst)
 

@@ -15,7 +15,7 @@ import time
 import types
 from collections import namedtuple
 
-from . import iproute
+from . import files, iproute
 from .errors import CommandFailed, CommandTimeout
 
 IP = "ip"
@@ -92,6 +92,13 @@ class Runner:
         self.journal.comment(shlex.join(argv))
         return self.host.follow(argv, on_line, on_end)
 
+    def has_program(self, name):
+        """Whether `name` is on PATH (a missing one is found before anything changes, not halfway)."""
+        found = self.host.has_program(name)
+        if not found:
+            self.journal.comment(f"{name} is not on PATH")
+        return found
+
     def sysctl(self, key):
         """The value of a sysctl given with '/' separators (interface names may hold dots), or None."""
         value = self.host.read_sysctl(key)
@@ -164,10 +171,19 @@ class SystemHost:
         return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
     @staticmethod
+    def has_program(name):
+        import shutil  # only with routeViaHost
+
+        return shutil.which(name) is not None
+
+    @staticmethod
     def is_network_namespace(path):
-        """Whether `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is a network namespace: ioctl NS_GET_NSTYPE."""
+        """Whether `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is a network namespace: ioctl NS_GET_NSTYPE.
+
+        Namespace files are regular files (of nsfs): anything else is refused unopened or, if swapped in since,
+        opened without blocking (a FIFO would block a plain open until a writer comes, forever)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = files.open_regular(path, os.O_RDONLY, follow=True)
         except OSError:
             return False
         try:

@@ -27,6 +27,9 @@ SHIM_SYSCTLS = (
     # master's other addresses in that subnet with it (which the kernel does to secondaries by default).
     ("net/ipv4/conf/{}/promote_secondaries", "1"),
 )
+# Sysctls the shim takes from the master. A new device gets net.ipv6.conf.default's disable_ipv6: a node that
+# sets it to 1 would leave the shim unable to carry the master's IPv6 addresses (and IPv6 pods' routes).
+MASTER_SYSCTLS = ("net/ipv6/conf/{}/disable_ipv6",)
 
 
 def stable_mac(master_mac, shim_name):
@@ -43,13 +46,13 @@ def stable_mac(master_mac, shim_name):
 
 
 def foreign_reason(shim, master):
-    """Why an existing device cannot serve as our shim, or None if it can."""
+    """Why an existing device cannot serve as our shim on the `master` link, or None if it can."""
     if shim.kind != "macvlan":
         return f"it is a {shim.kind or 'plain'} device, not a macvlan"
     if shim.mode != "bridge":
         return f"it is a macvlan in {shim.mode} mode, not bridge"
-    if shim.parent != master:
-        return f"it is a macvlan on {shim.parent}, not on {master}"
+    if shim.parent != lower_device(master):
+        return f"it is a macvlan on {shim.parent}, not on {lower_device(master)}"
     return None
 
 
@@ -73,9 +76,16 @@ def master_conflict(node, master_name):
     return None
 
 
+def lower_device(master):
+    """The device a macvlan made on `master` hangs off: a macvlan made on a macvlan goes on that one's own
+    lower device (the kernel's rule), and ip then names that one as its link."""
+    return master.parent if master.kind == "macvlan" and master.parent else master.name
+
+
 def ensure(runner, node, master_name, shim_name, addresses):
     """Make the shim exist with the master's MTU, exactly `addresses` (node.Node.shim_addresses) as its global
-    addresses and our sysctls, and be up. Call require_master first.
+    addresses and our sysctls, and be up; return whether it was missing or down (the kernel had dropped its
+    routes). Call require_master first.
 
     A device that only has the shim's name is refused and left untouched. Everything is compared with the
     current state first, so a second ADD changes nothing, and a shim left half-configured gets completed.
@@ -86,7 +96,7 @@ def ensure(runner, node, master_name, shim_name, addresses):
         runner.change(iproute.add_shim(shim_name, master_name, stable_mac(master.permanent_mac, shim_name)))
         shim = Link(shim_name, "macvlan", "bridge", master_name, False, master.mtu, (), None)
     else:
-        reason = foreign_reason(shim, master_name)
+        reason = foreign_reason(shim, master)
         if reason:
             raise ShimConflict(f"device {shim_name} exists but is not this plugin's shim: {reason}",
                                "rename or remove it, or set `bridge` to another name")
@@ -103,6 +113,7 @@ def ensure(runner, node, master_name, shim_name, addresses):
         runner.change(iproute.delete_address(address.cidr, shim_name))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
+    return not shim.up
 
 
 def problems(runner, node, master_name, shim_name, addresses):
@@ -116,7 +127,7 @@ def problems(runner, node, master_name, shim_name, addresses):
         return [conflict]
     if shim is None:
         return [f"shim {shim_name} does not exist"]
-    reason = foreign_reason(shim, master_name)
+    reason = foreign_reason(shim, master)
     if reason:
         return [f"shim {shim_name} is wrong: {reason}"]
     drift = Drift.between(runner, master, shim, addresses)
@@ -143,6 +154,10 @@ class Drift(namedtuple("Drift", "mtu sysctls extra missing")):
             current = runner.sysctl(key)
             if current is not None and current != value:  # None: that family is disabled on the node
                 sysctls.append((key, value, current))
+        for key in MASTER_SYSCTLS:
+            value, current = runner.sysctl(key.format(master.name)), runner.sysctl(key.format(shim.name))
+            if None not in (value, current) and current != value:
+                sysctls.append((key.format(shim.name), value, current))
         present = set(shim.global_addresses)
         return cls(master.mtu if shim.mtu != master.mtu else None, sysctls,
                    sorted(present - set(addresses), key=_order),

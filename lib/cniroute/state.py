@@ -1,12 +1,17 @@
 """What the plugin remembers, so that DEL and GC work without prevResult and never take another pod's route.
 
 Under `stateDir/`:
-  networks/NETWORK/attachments/CONTAINER@IFNAME.json  the shim and host prefixes of one attachment
-  networks/NETWORK/ips/ADDRESS       which attachment owns the route to that pod address now
+  networks/NETWORK/attachments/NAME.json  one attachment (schemas/attachment.json); NAME is CONTAINER@IFNAME, or
+                                     for one too long for a file name its start, '~' and a hash (file_stem)
+  ips/ADDRESS                        which attachment owns the route to that pod address now, as
+                                     NETWORK/CONTAINER@IFNAME
   locks/shim.SHIM, locks/nft         the flocks (per shim; the one nft table)
 Files are written to a temporary name and renamed into place, so a crash leaves the old content or the new,
 never half of one. An address can move to a new pod while the old one's DEL or GC is still to come (IPAM
-reuse); the ownership file is what keeps that late DEL from deleting the new pod's route.
+reuse), also to a pod of another network that shares the pool: the node's main table has one route per
+address whatever the network, so its ownership file is node-wide, and it is what keeps that late DEL from
+deleting the new pod's route. (Earlier versions kept it per network, networks/NETWORK/ips/ADDRESS holding
+CONTAINER@IFNAME: such files are adopted on first use, see Store._adopt_legacy_claims.)
 """
 import contextlib
 import ipaddress
@@ -14,10 +19,11 @@ import json
 import os
 from collections import namedtuple
 
-from . import lock, schema
+from . import files, lock, schema
 from .errors import InvalidConfig, IOFailure
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
+MAX_STEM = 200  # bytes of an attachment file's name before ".json" and a writer's ".PID.tmp" (NAME_MAX is 255)
 
 
 def owner_id(container_id, ifname):
@@ -25,8 +31,19 @@ def owner_id(container_id, ifname):
     return f"{container_id}@{ifname}"
 
 
+def file_stem(owner):
+    """The file name (without .json) of an attachment's record. Container IDs have no length limit (libcni takes
+    any), file names do: a long owner is cut and made unique with a hash ('~' is in no container ID, so a cut
+    name never equals a whole one). The record inside keeps the full ID."""
+    if len(owner) <= MAX_STEM:
+        return owner
+    import hashlib  # rare, and it loads OpenSSL
+
+    return owner[:100] + "~" + hashlib.sha256(owner.encode()).hexdigest()[:40]
+
+
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
-                                         "log_file log_max_bytes node_addresses", defaults=((), None, None, None))):
+                                         "log_file log_max_bytes node_addresses", defaults=([], None, None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
@@ -40,6 +57,12 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     @property
     def owner(self):
         return owner_id(self.container_id, self.ifname)
+
+    @property
+    def claimant(self):
+        """What an ownership file (ips/ADDRESS) says when this attachment owns the route: node-wide, so with the
+        network ('/' is in no network name)."""
+        return f"{self.network}/{self.owner}"
 
     def to_json(self):
         document = {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
@@ -74,7 +97,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
 
 
 class Store:
-    """The state of one network under stateDir, and the node's locks (every network shares them).
+    """The state of one network under stateDir, the node's address ownership, and the node's locks (every
+    network shares them).
 
     Locks, in the one order every caller takes them: the shim's lock (around every change on a shim and its
     pods' routes), then, inside it, the nft table's (around changes to the masquerade rules, which every
@@ -83,35 +107,56 @@ class Store:
 
     def __init__(self, state_dir, network, dry_run=False):
         self.top = state_dir
+        self.network = network
         self.dir = os.path.join(state_dir, "networks", network)
         self.dry_run = dry_run  # a dry run changes no state (it may create the lock files)
         self._shim_held = None
+        self._adopted = False
 
     # --- attachments ---
     def attachment(self, owner):
         """The record of an attachment, or None when there is none or it is not one we could have written."""
-        document = _read_json(self.attachment_path(owner))
-        return Attachment.from_json(document) if document is not None else None
+        return self._record(file_stem(owner))
 
     def save(self, attachment):
-        self._write(self.attachment_path(attachment.owner), json.dumps(attachment.to_json()))
+        self._write(self._attachment_path(file_stem(attachment.owner)), json.dumps(attachment.to_json()))
 
     def forget(self, owner):
-        self._unlink(self.attachment_path(owner))
+        self.forget_entry(file_stem(owner))
 
-    def owners(self):
-        """Every attachment with a record in this network, including unreadable ones (GC removes those)."""
+    def forget_entry(self, stem):
+        self._unlink(self._attachment_path(stem))
+
+    def entries(self):
+        """[(file stem, record or None)] of every attachment file of this network, including unreadable ones (GC
+        removes those)."""
         try:
             names = os.listdir(os.path.join(self.dir, "attachments"))
         except FileNotFoundError:
             return []
-        return sorted(n[:-len(".json")] for n in names if n.endswith(".json"))
+        return [(stem, self._record(stem)) for stem in sorted(n[:-len(".json")] for n in names if n.endswith(".json"))]
+
+    def records_on(self, shim):
+        """The records of every network under this stateDir whose routes are on `shim`."""
+        return [record for _, record in every_attachment(self.top) if record.shim == shim]
+
+    def attachment_path(self, owner):
+        """Where the record of an attachment is (for a person to look at)."""
+        return self._attachment_path(file_stem(owner))
 
     def any_uses_via_host(self, shim, besides):
-        """Whether an attachment other than `besides`, of any network under this stateDir, still routes via
-        the host on `shim`."""
-        return any(record.shim == shim and record.via_host for store, record in every_attachment(self.top)
-                   if record.owner != besides or store.dir != self.dir)
+        """Whether an attachment other than `besides` (a claimant), of any network under this stateDir, still
+        routes via the host on `shim`."""
+        return any(record.via_host and record.claimant != besides for record in self.records_on(shim))
+
+    def _record(self, stem):
+        try:
+            document = json.loads(files.read_text(self._attachment_path(stem)))
+        except (OSError, ValueError):
+            return None
+        record = Attachment.from_json(document)
+        # A record under another attachment's name (moved, or planted) is not one we wrote there.
+        return record if record is not None and file_stem(record.owner) == stem else None
 
     # --- locks ---
     @contextlib.contextmanager
@@ -128,46 +173,62 @@ class Store:
             raise RuntimeError("the nft table's lock is taken inside a shim's lock, never alone")
         return lock.held(self._lock_path("nft"), LOCK_TIMEOUT)
 
-    # --- who owns the route to an address ---
-    def claim(self, prefix, owner):
-        self._write(self._ip_path(prefix), owner)
+    # --- who owns the route to an address (node-wide) ---
+    def claim(self, prefix, claimant):
+        self._adopt_legacy_claims()
+        self._write(self._ip_path(prefix), claimant)
 
     def owner_of(self, prefix):
-        try:
-            with open(self._ip_path(prefix), encoding="utf-8") as f:
-                return f.read().strip() or None
-        except OSError:
-            return None
+        """The claimant (NETWORK/CONTAINER@IFNAME) that owns the route to prefix's address, or None."""
+        self._adopt_legacy_claims()
+        return _read_claim(self._ip_path(prefix))
 
-    def release(self, prefix, owner):
-        if self.owner_of(prefix) == owner:
+    def release(self, prefix, claimant):
+        if self.owner_of(prefix) == claimant:
             self._unlink(self._ip_path(prefix))
 
     def claimed(self):
-        """{prefix: owner} of every ownership file."""
+        """{prefix: claimant or None} of every ownership file on the node."""
+        self._adopt_legacy_claims()
+        return {prefix: _read_claim(path) for prefix, path in _claim_files(os.path.join(self.top, "ips"))}
+
+    def _adopt_legacy_claims(self):
+        """Move the per-network ownership files of earlier versions to the node-wide ips/. Of several claims of
+        one address, the newest wins; a node-wide claim, being newer than any of them, stays. Written with
+        link(2), which never replaces a file, so a claim made meanwhile by a current ADD is kept."""
+        if self._adopted or self.dry_run:
+            return
+        self._adopted = True
         try:
-            names = os.listdir(os.path.join(self.dir, "ips"))
+            networks = os.listdir(os.path.join(self.top, "networks"))
         except FileNotFoundError:
-            return {}
-        found = {}
-        for name in names:
-            try:
-                prefix = str(ipaddress.ip_network(name))
-            except ValueError:
-                continue  # a temporary file, or not ours
-            found[prefix] = self.owner_of(prefix)
-        return found
+            return
+        found = {}  # prefix -> [(mtime, claimant, path)]
+        for network in networks:
+            for prefix, path in _claim_files(os.path.join(self.top, "networks", network, "ips")):
+                try:
+                    mtime = os.lstat(path).st_mtime_ns
+                except OSError:
+                    continue
+                owner = _read_claim(path)
+                found.setdefault(prefix, []).append((mtime, owner and f"{network}/{owner}", path))
+        for prefix, claims in found.items():
+            newest = max(claims, key=lambda c: c[0])[1]
+            if newest:
+                self._write(self._ip_path(prefix), newest, replace=False)
+            for _, _, path in claims:
+                self._unlink(path)
 
     def sweep_temporaries(self):
         """Remove what a writer killed between write and rename left behind."""
-        for sub in ("attachments", "ips"):
+        for directory in (os.path.join(self.dir, "attachments"), os.path.join(self.top, "ips")):
             try:
-                names = os.listdir(os.path.join(self.dir, sub))
+                names = os.listdir(directory)
             except FileNotFoundError:
                 continue
             for name in names:
                 if name.endswith(".tmp"):
-                    self._unlink(os.path.join(self.dir, sub, name))
+                    self._unlink(os.path.join(directory, name))
 
     def _lock_path(self, name):
         locks = os.path.join(self.top, "locks")
@@ -178,21 +239,31 @@ class Store:
         return os.path.join(locks, name)
 
     # --- files ---
-    def attachment_path(self, owner):
-        return os.path.join(self.dir, "attachments", owner + ".json")
+    def _attachment_path(self, stem):
+        return os.path.join(self.dir, "attachments", stem + ".json")
 
     def _ip_path(self, prefix):
-        return os.path.join(self.dir, "ips", str(ipaddress.ip_interface(prefix).ip))
+        return os.path.join(self.top, "ips", str(ipaddress.ip_interface(prefix).ip))
 
-    def _write(self, path, text):
+    def _write(self, path, text, replace=True):
+        """Write a state file whole: to a temporary name, then renamed into place (or, with replace=False, linked
+        there unless something already is)."""
         if self.dry_run:
             return
         temp = f"{path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with open(temp, "w", encoding="utf-8") as f:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)  # left by a killed writer that had our pid
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.replace(temp, path)
+            if replace:
+                os.replace(temp, path)
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.link(temp, path)
+                os.unlink(temp)
         except OSError as e:
             raise IOFailure(f"cannot write state {path}", str(e)) from None
 
@@ -220,13 +291,27 @@ def every_attachment(state_dir):
     found = []
     for network in networks(state_dir):
         store = Store(state_dir, network)
-        found += [(store, record) for record in map(store.attachment, store.owners()) if record is not None]
+        found += [(store, record) for _, record in store.entries() if record is not None]
     return found
 
 
-def _read_json(path):
+def _claim_files(directory):
+    """(host prefix, path) of the ownership files in a directory; other names (temporaries) are skipped."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        try:
+            found.append((str(ipaddress.ip_network(name)), os.path.join(directory, name)))
+        except ValueError:
+            continue
+    return found
+
+
+def _read_claim(path):
+    try:
+        return files.read_text(path).strip() or None
     except (OSError, ValueError):
         return None

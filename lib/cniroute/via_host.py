@@ -10,6 +10,7 @@ from . import iproute, nft
 from .errors import HostNotReady
 
 FORWARDING = {4: "net/ipv4/ip_forward", 6: "net/ipv6/conf/all/forwarding"}
+PROGRAMS = ("nft", "nsenter")  # the masquerade rule; the routes inside the pod
 
 
 def plan(cidrs, addresses, master_name):
@@ -44,28 +45,44 @@ def require_forwarding(runner, planned):
                                              "global sysctls")
 
 
+def programs_missing(runner):
+    """Sentences about the programs routeViaHost runs and the node lacks."""
+    return [f"routeViaHost needs {program}, which is not on PATH" for program in PROGRAMS
+            if not runner.has_program(program)]
+
+
+def require_programs(runner):
+    found = programs_missing(runner)
+    if found:
+        raise HostNotReady("; ".join(found), "install nftables and util-linux (see README, What a node needs)")
+
+
 def ensure_masquerade(runner, shim):
-    """The shim's two rules (nft.py), replacing the single `ct status dnat` rule of an older version. Call with
-    the store's nft lock held."""
-    rules = _rules(runner)
-    wanted = [nft.rule_comment(shim, proto) for proto in nft.PROTOS]
-    if all(comment in rules for comment in wanted) and shim not in rules:
+    """The shim's two rules (nft.py), replacing a rule under their names that is not one of them, or the
+    single `ct status dnat` rule of an older version. Call with the store's nft lock held."""
+    listing = _chain(runner)
+    if nft.has_masquerade(listing, shim):
         return
+    rules = nft.masquerade_rules(listing)
+    for comment in (shim, *(nft.rule_comment(shim, proto) for proto in nft.PROTOS)):
+        if comment in rules:
+            runner.change(nft.delete_rule(rules[comment]), program="nft")
     runner.change(nft.add_table(), program="nft")  # `add` of an existing table, chain or set is a no-op
     runner.change(nft.add_chain(), program="nft")
     for proto in nft.PROTOS:
         runner.change(nft.add_set(proto), program="nft")
-    if shim in rules:  # an older version's rule: it misses what IPVS translates
-        runner.change(nft.delete_rule(rules[shim]), program="nft")
-    for proto, comment in zip(nft.PROTOS, wanted):
-        if comment not in rules:
-            runner.change(nft.add_masquerade(shim, proto), program="nft")
+    for proto in nft.PROTOS:
+        runner.change(nft.add_masquerade(shim, proto), program="nft")
 
 
 def remove_masquerade(runner, shim):
     """Drop the shim's rules; drop the table once no rule is left. Never touches another table. Call with the
-    store's nft lock held."""
-    rules = _rules(runner)
+    store's nft lock held. Without nft on the node there is nothing it could do: it says so and goes on (a DEL
+    must not fail for it)."""
+    if not runner.has_program("nft"):
+        runner.journal.comment(f"nft is not on PATH: the masquerade rules of {shim}, if any, stay")
+        return
+    rules = nft.masquerade_rules(_chain(runner))
     mine = {comment: handle for comment, handle in rules.items() if comment.split(" ")[0] == shim}
     for handle in mine.values():
         runner.change(nft.delete_rule(handle), program="nft")
@@ -74,12 +91,12 @@ def remove_masquerade(runner, shim):
 
 
 def has_masquerade(runner, shim):
-    rules = _rules(runner)
-    return all(nft.rule_comment(shim, proto) in rules for proto in nft.PROTOS)
+    return nft.has_masquerade(_chain(runner), shim)
 
 
-def _rules(runner):
+def _chain(runner):
+    """`nft -j list chain` of our chain, or "" when the table or the chain is not there."""
     if not nft.has_table(runner.query(nft.list_tables(), "nft").out):
-        return {}
+        return ""
     chain = runner.query(nft.list_chain(), "nft", ok=(0, 1))  # 1: the table is there without its chain
-    return nft.masquerade_rules(chain.out) if chain.status == 0 else {}
+    return chain.out if chain.status == 0 else ""

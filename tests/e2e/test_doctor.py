@@ -182,7 +182,7 @@ def test_a_record_whose_address_another_pod_owns_now_is_a_warning(node):
     code, report = node.doctor()
     assert code == 0, failing(report)
     warnings = [c for c in report["checks"] if c["verdict"] == "WARN"]
-    assert len(warnings) == 1 and f"now belongs to ctr-{node.pod}@eth0" in warnings[0]["found"], warnings
+    assert len(warnings) == 1 and f"now belongs to rtt-route/ctr-{node.pod}@eth0" in warnings[0]["found"], warnings
 
 
 def test_probe_finds_an_unreachable_pod(node):

@@ -122,7 +122,7 @@ def test_route_replay_container_restores_only_that_container(cni, topo, chain, t
     second, second_id, second_ip = add_one(cni, conf)
     blocks = parse_log(log)
     assert [(b["command"], b["fields"]["container"]) for b in blocks] == [("ADD", first_id), ("ADD", second_id)]
-    assert any(line.startswith(f"ip link add {SHIM} ") for line in blocks[0]["lines"]), blocks[0]
+    assert any(line.startswith(f"ip link add name {SHIM} ") for line in blocks[0]["lines"]), blocks[0]
     assert not any(line.startswith("ip link add") for line in blocks[1]["lines"]), blocks[1]
 
     lose_shim(cni, [first_ip, second_ip])
@@ -159,7 +159,7 @@ def test_route_replay_dry_run_changes_nothing(cni, topo, chain, tmp_path, route_
 
     proc = replay(cni, route_plugin, "--dry-run", log)
     assert proc.returncode == 0, f"replay --dry-run failed:\n{proc.stdout}\n{proc.stderr}"
-    assert f"ip link add {SHIM} " in proc.stdout and f"ip route replace {ip}/32 " in proc.stdout, proc.stdout
+    assert f"ip link add name {SHIM} " in proc.stdout and f"ip route replace {ip}/32 " in proc.stdout, proc.stdout
     assert "#   exit" not in proc.stdout, "route replay --dry-run reports having run something"
     assert host_state(cni) == before, "route replay --dry-run changed the host"
     assert log.read_bytes() == log_before, "route replay --dry-run changed the log"
@@ -214,7 +214,7 @@ def test_parallel_adds_share_one_log(cni, topo, chain, tmp_path):
                                                      for c, o in ip_of.items() if c != cid)]
         assert others == [], f"block of {cid} holds lines of other blocks: {others}"
         assert all(line.startswith(("ip ", "sysctl ")) for line in b["lines"]), b["lines"]
-        shim_created += any(line.startswith(f"ip link add {SHIM} ") for line in b["lines"])
+        shim_created += any(line.startswith(f"ip link add name {SHIM} ") for line in b["lines"])
     assert shim_created == 1, f"{shim_created} blocks claim to have created {SHIM}"
 
     # every raw line is whole: a header, a comment, or a command of this plugin

@@ -29,7 +29,7 @@ def test_gc_removes_stale_attachments_and_keeps_valid_ones(monkeypatch, host, tm
     assert gc(monkeypatch, host, tmp_path, "a", "c")[:2] == (0, None)
     assert host.routes_on("eno1.host") == ["192.168.1.2/32", "192.168.1.4/32"]
     assert sorted(os.listdir(tmp_path / "networks" / "default" / "attachments")) == ["a@eth0.json", "c@eth0.json"]
-    assert sorted(os.listdir(tmp_path / "networks" / "default" / "ips")) == ["192.168.1.2", "192.168.1.4"]
+    assert sorted(os.listdir(tmp_path / "ips")) == ["192.168.1.2", "192.168.1.4"]
 
 
 def test_gc_with_an_empty_list_removes_every_route_but_not_the_shim(monkeypatch, host, tmp_path, add):
@@ -132,11 +132,11 @@ def test_check_is_refused_below_0_4_0(monkeypatch, host, tmp_path):
 def test_gc_survives_an_empty_claim_and_a_malformed_record(monkeypatch, host, tmp_path, add):
     add("a", "192.168.1.2/16")
     net = tmp_path / "networks" / "default"
-    (net / "ips" / "192.168.9.9").write_text("")
+    (tmp_path / "ips" / "192.168.9.9").write_text("")
     (net / "attachments" / "x@eth0.json").write_text(
         '{"bridge": "eno1.host", "master": "eno1", "ifname": "eth0", "prefixes": [], "viaHost": [["10.96.0.0/12"]]}')
     assert gc(monkeypatch, host, tmp_path, "a")[:2] == (0, None)
-    assert os.listdir(net / "ips") == ["192.168.1.2"] and os.listdir(net / "attachments") == ["a@eth0.json"]
+    assert os.listdir(tmp_path / "ips") == ["192.168.1.2"] and os.listdir(net / "attachments") == ["a@eth0.json"]
 
 
 def test_a_lock_that_cannot_be_opened_is_an_io_failure(monkeypatch, host, tmp_path):

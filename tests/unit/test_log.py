@@ -33,7 +33,7 @@ def test_log_file_gets_one_block_per_call_created_0600(monkeypatch, host, logged
     assert blocks[0].fields == {"container": "c1", "ifname": "eth0", "netns": "/var/run/netns/pod1",
                                 "network": "default", "cniVersion": "1.0.0"}
     mac = shim.stable_mac(host.links["eno1"]["mac"], "eno1.host")
-    assert blocks[0].lines == [f"ip link add eno1.host link eno1 address {mac} type macvlan mode bridge",
+    assert blocks[0].lines == [f"ip link add name eno1.host link eno1 address {mac} type macvlan mode bridge",
                                "sysctl -w net/ipv4/conf/eno1.host/arp_filter=1",
                                "sysctl -w net/ipv6/conf/eno1.host/accept_ra=0",
                                "sysctl -w net/ipv4/conf/eno1.host/promote_secondaries=1",
@@ -129,8 +129,8 @@ def test_replay_stops_at_the_first_failure_unless_keep_going(monkeypatch, host, 
     host.calls.clear()  # the shim exists: replaying `ip link add` fails, and so do the `ip addr add`s
     assert person.main(["replay", path], host=host) == 1
     mac = shim.stable_mac(host.links["eno1"]["mac"], "eno1.host")
-    assert host.calls == [["ip", "link", "add", "eno1.host", "link", "eno1", "address", mac, "type", "macvlan", "mode",
-                           "bridge"]]
+    assert host.calls == [["ip", "link", "add", "name", "eno1.host", "link", "eno1", "address", mac, "type", "macvlan",
+                           "mode", "bridge"]]
     host.calls.clear()
     assert person.main(["replay", "--keep-going", path], host=host) == 1
     assert [argv[:3] for argv in host.calls] == [

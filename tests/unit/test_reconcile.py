@@ -119,7 +119,7 @@ def test_dry_run_changes_nothing_and_says_what_is_wrong(monkeypatch, host, tmp_p
     changes = len(host.changes())
     code, _, err = reconcile(host, tmp_path, "--dry-run")
     assert code == 1
-    assert f"shim {SHIM} does not exist" in err and "dry-run, not run: ip link add eno1.host" in err
+    assert f"shim {SHIM} does not exist" in err and "dry-run, not run: ip link add name eno1.host" in err
     assert host.changes()[changes:] == [] and SHIM not in host.links
 
 
@@ -139,7 +139,7 @@ def test_repairs_are_logged_where_the_config_logs_and_replay(monkeypatch, host, 
     assert code == 0, err
     block = parse_log(log.read_text())[-1]
     assert (block.command, block.fields["shim"], block.fields["network"]) == ("RECONCILE", SHIM, "default")
-    assert block.lines[0].startswith(f"ip link add {SHIM} link eno1 address ")
+    assert block.lines[0].startswith(f"ip link add name {SHIM} link eno1 address ")
     assert [line for line in block.lines if replay.replayable(line) is None] == []
     lines = len(log.read_text().splitlines())
     assert reconcile(host, tmp_path / "state")[0] == 0
