@@ -8,6 +8,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from helpers import POD_NETNS  # noqa: E402
+
 from fakeip import FakeHost  # noqa: E402
 
 
@@ -30,3 +32,9 @@ def host():
     h.add_link("eno1", kind=None, addresses=["192.168.0.5/16", "fd00::5/64"])
     h.add_route("default", "eno1", protocol="static", scope="global")
     return h
+
+
+@pytest.fixture
+def pod(host):
+    """The pod's namespace (CNI_NETNS of helpers.call) with eth0 192.168.1.2/16."""
+    return host.pod(POD_NETNS, addresses=["192.168.1.2/16"])

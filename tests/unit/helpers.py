@@ -6,11 +6,12 @@ import sys
 
 from cniroute import cli, person
 
-BASE_ENV = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/pod1", "CNI_IFNAME": "eth0",
+POD_NETNS = "/var/run/netns/pod1"
+BASE_ENV = {"CNI_CONTAINERID": "c1", "CNI_NETNS": POD_NETNS, "CNI_IFNAME": "eth0",
             "CNI_PATH": "/opt/cni/bin"}
 
 
-def prev_result(*addresses, version="1.0.0", ifname="eth0", sandbox="/var/run/netns/pod1"):
+def prev_result(*addresses, version="1.0.0", ifname="eth0", sandbox=POD_NETNS):
     ips = [{"interface": 0, "address": a, **({"version": "6" if ":" in a else "4"} if version.startswith("0.") else {})}
            for a in addresses]
     return {"cniVersion": version, "interfaces": [{"name": ifname, "mac": "02:00:00:00:00:01", "sandbox": sandbox}],

@@ -3,9 +3,7 @@
 import json
 
 import pytest
-from helpers import call, netconf, prev_result
-
-POD_NETNS = "/var/run/netns/pod1"
+from helpers import POD_NETNS, call, netconf, prev_result
 
 
 @pytest.fixture
@@ -17,11 +15,6 @@ def bare(host):
     host.add_route("default", "eth1", protocol="static", scope="global", gateway="10.20.0.1")
     host.add_route("::/0", "eth1", protocol="static", scope="global", gateway="fd20::1")
     return host
-
-
-@pytest.fixture
-def pod(host):
-    return host.pod(POD_NETNS, addresses=["192.168.1.2/16"])
 
 
 @pytest.fixture

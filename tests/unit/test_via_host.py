@@ -1,16 +1,10 @@
 """routeViaHost against the fake ip and nft: pod routes through the node, the node's masquerade rule."""
 import pytest
-from helpers import call, netconf, prev_result
+from helpers import POD_NETNS, call, netconf, prev_result
 
 from cniroute import nft
 
 VIA = ["10.96.0.0/12", "169.254.20.10/32", "fd00:96::/112"]
-POD_NETNS = "/var/run/netns/pod1"
-
-
-@pytest.fixture
-def pod(host):
-    return host.pod(POD_NETNS, addresses=["192.168.1.2/16"])
 
 
 @pytest.fixture
