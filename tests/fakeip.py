@@ -47,6 +47,8 @@ class FakeHost:
     def add_route(self, dst, dev, protocol=None, scope="link", gateway=None, nexthops=(), table="main"):
         """A route; `nexthops` [(gateway, dev)] makes it multipath (then without `dev`). IPv6 defaults: "::/0"."""
         route = {"dst": _prefix(dst), "dev": dev, "protocol": protocol, "scope": scope, "table": table}
+        if (gateway or nexthops) and _version(route["dst"]) == 4:
+            assert scope == "global", "the kernel refuses an IPv4 route with a next hop and any other scope"
         if gateway:
             route["gateway"] = gateway
         if nexthops:
@@ -178,8 +180,12 @@ class FakeHost:
             return [self._link_json(self._link(words[3]))]
         if words == ["addr", "show"]:
             return [self._link_json(link) for link in self.links.values()]
-        if words == ["route", "show", "table", "all"]:  # both families, as the real ip prints them with table all
-            return [self._route_json(r, with_table=True) for r in self.routes]
+        if words == ["route", "show", "table", "all", "scope", "global"]:  # both families, as ip shows table all
+            return [self._route_json(r, with_table=True) for r in self.routes
+                    if r["scope"] == "global" or _version(r["dst"]) == 6]  # (every IPv6 route is scope global)
+        if words == ["route", "show", "table", "all", "default", "scope", "link"]:
+            return [self._route_json(r, with_table=True) for r in self.routes
+                    if r["dst"] == "default" and r["scope"] == "link"]
         if words[:4] == ["route", "show", "to", "exact"]:
             want = _prefix(words[4])
             if ipaddress.ip_network(want).version != (6 if ipv6 else 4):
@@ -190,10 +196,9 @@ class FakeHost:
                     if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
-        if words[:3] == ["neigh", "show", "to"] and words[4] == "dev":
-            self._link(words[5])
-            return [{"dst": n["dst"], "lladdr": n["lladdr"], "state": [n["state"]]} for n in self.neighbours
-                    if (n["dst"], n["dev"]) == (words[3], words[5])]  # as the real ip: no "dev" when filtered
+        if words[:3] == ["neigh", "show", "to"] and len(words) == 4:
+            return [{"dst": n["dst"], "dev": n["dev"], "lladdr": n["lladdr"], "state": [n["state"]]}
+                    for n in self.neighbours if n["dst"] == words[3]]
         raise AssertionError(f"fake ip cannot show {words}")
 
     def _main(self):
@@ -314,6 +319,10 @@ def _masquerade_expr(shim, proto=None):
             {"match": {"op": "!=", "left": {"concat": [{"ct": {"key": f"{proto} daddr", "dir": "original"}}, reply]},
                        "right": equal}},
             {"masquerade": None}]
+
+
+def _version(prefix):
+    return 4 if prefix == "default" else ipaddress.ip_network(prefix).version
 
 
 def _prefix(text):

@@ -3,7 +3,8 @@
 
     python3 tools/build_dist.py [--output dist/route] [--python PYTHON]
 
-The file is a zipapp (PEP 441): a `#!/usr/bin/env python3` line, then a zip holding
+The file is a zipapp (PEP 441): a two-line shell header (HEADER: it runs `python3 -S -E` on the file itself,
+python3 found on the runtime's PATH), then a zip holding
 
     __main__.py, _route_boot.py   start-up: keep only the stdlib and the zip on sys.path, pin the archive
     cniroute/                     lib/cniroute, with schemas/ inside the package, and _bundle.json
@@ -31,7 +32,12 @@ import time
 import zipfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHEBANG = b"#!/usr/bin/env python3\n"
+sys.path.insert(0, os.path.join(REPO, "lib"))
+from cniroute import PYTHON_LAUNCH  # noqa: E402  (the package's __init__ imports nothing)
+
+# The shell runs python3 on this very file, which then runs the zip after the header; `#!/usr/bin/env python3`
+# could not pass PYTHON_LAUNCH's options portably (`env -S` is GNU's).
+HEADER = f'#!/bin/sh\n{PYTHON_LAUNCH} "$0" "$@"\n'.encode()
 
 # Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
 # (compiled), hence 4.17.3, whose dependencies on Python >= 3.9 are only attrs and pyrsistent.
@@ -51,15 +57,14 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 MAIN = '''\
 """route, the chained CNI plugin, as one file: see cniroute/_bundle.json for what is inside."""
 import gc
-import sys
 
 import _route_boot
 
 gc.disable()  # a call lives ~50 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
 _route_boot.prepare()
-from cniroute.cli import main  # noqa: E402
+from cniroute.cli import run  # noqa: E402
 
-sys.exit(main())
+run()
 '''
 
 BOOT = '''\
@@ -204,7 +209,7 @@ def write_zipapp(stage, output):
     os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = output + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(SHEBANG)
+        f.write(HEADER)
         with zipfile.ZipFile(f, "w") as z:
             for name in entries:
                 info = zipfile.ZipInfo(name, ZIP_TIME)

@@ -29,6 +29,22 @@ VERBS = {"ADD": "add", "DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": 
 CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")  # libcni's rule
 
 
+def run():
+    """The launchers' entry (bin/route, dist/route): main(), then the process ends with its status at once.
+
+    Without the interpreter's teardown, which frees every module and object one by one and collects garbage a
+    last time: ~5 ms of CPU, a tenth of an ADD. Nothing is left for it to do: stdout and stderr are flushed
+    here, the log and state files are written with os.write and closed, locks are closed file descriptors,
+    and sh's threads ended with their commands."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader is gone: nothing would reach it at teardown either
+            pass
+    os._exit(code)
+
+
 def main(argv=None, host=None):
     """Run one CNI call from os.environ and stdin, or with arguments a person's command. `host` replaces the real
     one (unit tests)."""

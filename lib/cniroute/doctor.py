@@ -25,7 +25,7 @@ import socket
 import time
 from collections import namedtuple
 
-from . import __version__, config, iproute, nft, plugin, routes, shim, via_host
+from . import PYTHON_LAUNCH, __version__, config, iproute, nft, plugin, routes, shim, via_host
 from .errors import CNIError, CommandFailed
 from .interpreter import OLDEST
 from .journal import Journal
@@ -38,10 +38,11 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 GRAVITY = (OK, WARN, FAIL)
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")  # what libcni reads from a conf dir
-# A runtime's PATH (README, What a node needs): the plugin's first line, `#!/usr/bin/env python3`, searches it
-# for python3, and the plugin for ip, nsenter and nft.
+# A runtime's PATH (README, What a node needs): the plugin's header searches it for python3 (PYTHON_LAUNCH), and
+# the plugin for ip, nsenter and nft.
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
+PYTHON_STARTED = ["/bin/sh", "-c", f'{PYTHON_LAUNCH} -c "$0"', PYTHON_PROBE]  # as dist/route's header starts it
 PROBE_LIMIT = 32
 PROBE_WAIT = 1
 ARP_IGNORE_NEVER = 8  # "do not reply for all local addresses"; 0-3 answer for the shim's own addresses, 4-7 all
@@ -171,18 +172,19 @@ def _said(done):
 
 
 def _python3(runner):
-    done = _probe(runner, ["python3", "-c", PYTHON_PROBE])
+    done = _probe(runner, PYTHON_STARTED)
     wanted = f"{OLDEST[0]}.{OLDEST[1]}"
     words = done.out.split()
     if done.status == 0 and len(words) == 2:
         executable, version = words
         numbers = tuple(int(n) for n in version.split(".")[:2] if n.isdigit())
         if numbers >= OLDEST:
-            return ok("python3", f"{executable} is Python {version} (`#!/usr/bin/env python3` finds it)")
+            return ok("python3", f"{executable} is Python {version} (the plugin's `exec python3` finds it)")
         return Check("python3", FAIL, f"{executable} is Python {version}; route needs Python {wanted} or newer",
                      (f"# install python3 {wanted} or newer where a runtime's PATH finds it first ({NODE_PATH}), "
                       "or keep this node out of the networks that chain route",))
-    return Check("python3", FAIL, f"no python3 runs: `/usr/bin/env python3` with PATH={NODE_PATH}: {_said(done)}",
+    return Check("python3", FAIL,
+                 f"no python3 runs: `/bin/sh -c '{PYTHON_LAUNCH}'` with PATH={NODE_PATH}: {_said(done)}",
                  (f"# install python3 {wanted} or newer; node systems without one (Flatcar, Talos, Bottlerocket) "
                   "cannot run route",))
 
@@ -485,13 +487,14 @@ class Doctor:
     def _observe(self, shim_name, prefixes):
         """Per pod address: the routes to its prefix, the device the kernel sends it through, its neighbour
         state; batched reads."""
-        addresses = [str(ipaddress.ip_interface(p).ip) for p in prefixes]
+        addresses = routes.addresses(prefixes)
         paths, neighbours = {}, {}
         for ipv6 in (False, True):
             mine = [a for a in addresses if (iproute.family(a) == 6) == ipv6]
             for route in self.runner.read([iproute.get_route(a) for a in mine], ipv6=ipv6):
                 paths[route.get("dst")] = route.get("dev")
-            for entry in self.runner.read([iproute.show_neighbour(a, shim_name) for a in mine], ipv6=ipv6):
+        for entry in routes.neighbours(self.runner, prefixes):
+            if entry.get("dev") == shim_name:
                 neighbours[entry.get("dst")] = entry.get("state") or []
         return Observed(routes.observe(self.runner, prefixes), paths, neighbours)
 

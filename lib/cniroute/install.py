@@ -256,7 +256,7 @@ def _install(prog, args, artifact):
         print(f"{prog}: wrote {conf.path} from {args.conflist} (was: {conf.was})")
     answer = _version_of(binary.path)
     print(f"{prog}: checked: `CNI_COMMAND=VERSION {binary.path}` with {sys.executable} answers {answer}")
-    print(f"{prog}: next, on the node itself (it runs {args.name} with the node's `/usr/bin/env python3`, "
+    print(f"{prog}: next, on the node itself (it runs {args.name} with the first `python3` on a runtime's PATH, "
           f">= 3.9; bytecode is used with python {artifact.info.get('bytecode', {}).get('python', '?')[:4]}):\n"
           f"  echo '{{\"cniVersion\":\"1.0.0\"}}' | CNI_COMMAND=VERSION <CNI bin dir>/{args.name}\n"
           f"  <CNI bin dir>/{args.name} --version\n"

@@ -1,6 +1,6 @@
-"""Can the python3 that runs us run the plugin? A runtime runs the plugin with whatever `/usr/bin/env python3`
-finds on the node: it may be too old (Ubuntu 20.04's 3.8), and it has no pip packages (a source tree's bin/route
-then lacks sh and jsonschema, which the one-file build carries).
+"""Can the python3 that runs us run the plugin? A runtime runs the plugin with the first `python3` on its PATH
+(dist/route's header and bin/route's first line look it up): it may be too old (Ubuntu 20.04's 3.8), and it
+has no pip packages (a source tree's bin/route then lacks sh and jsonschema, which the one-file build carries).
 
 This module, errors.py and cli.py are what every call runs before the version check, so they are written in
 Python 3.4's syntax (no f-strings): an old python3 must reach the check and answer code 106, not a traceback.
@@ -26,7 +26,7 @@ def require_python():
     if tuple(sys.version_info[:2]) < OLDEST:
         raise UnsuitableInterpreter(
             "{} is Python {}; route needs Python {}.{} or newer".format(sys.executable, version_found(), *OLDEST),
-            "a runtime runs the plugin with the node's `/usr/bin/env python3`: install python3 {}.{} or newer "
+            "a runtime runs the plugin with the first `python3` on its PATH: install python3 {}.{} or newer "
             "there, or keep this node out of the networks that chain route (README, What a node needs)"
             .format(*OLDEST))
 

@@ -31,9 +31,18 @@ def show_addresses():
     return ["addr", "show"]
 
 
-def show_all_routes():
-    """The routes of every table, of both families (ip dumps both when given `table all`); -d names the table."""
-    return ["route", "show", "table", "all"]
+def show_gateway_routes():
+    """Every route, of every table and both families (ip dumps both for `table all`; -d names the table), that
+    can have a next hop: in IPv4 only a route of scope global can (the kernel refuses a gateway on any other),
+    and every IPv6 route is of scope global. So the node's link-scope routes to its pods, one per pod, are not
+    read: an ADD on a node with a thousand pods reads what it reads on an empty one."""
+    return ["route", "show", "table", "all", "scope", "global"]
+
+
+def show_direct_default_routes():
+    """The default routes without a next hop (`default dev ppp0`), which IPv4 gives scope link, so that
+    show_gateway_routes leaves them out; of every table."""
+    return ["route", "show", "table", "all", "default", "scope", "link"]
 
 
 def show_route(prefix):
@@ -60,9 +69,10 @@ def get_route(address):
     return ["route", "get", address]
 
 
-def show_neighbour(address, dev):
-    """The node's neighbour entry (the MAC it has cached) for `address` on `dev`; printed without its dev."""
-    return ["neigh", "show", "to", address, "dev", dev]
+def show_neighbours(address):
+    """The node's neighbour entries (the MACs it has cached) for `address`, on any device ("dev" says which):
+    never an error, also when the device of interest does not exist yet, so it can join any batch."""
+    return ["neigh", "show", "to", address]
 
 
 # --- writes ---
@@ -112,17 +122,18 @@ def delete_neighbour(address, dev):
     return ["neigh", "del", address, "dev", dev]
 
 
-def batch_objects(text):
-    """The objects of a stream of concatenated JSON arrays, as `ip -json -batch` prints them."""
+def batch_arrays(text):
+    """The JSON arrays of a stream of them, as `ip -json -batch` prints them: one per command that succeeded
+    (a failing one prints nothing)."""
     decoder = json.JSONDecoder()
-    objects, pos = [], 0
+    arrays, pos = [], 0
     while True:
         while pos < len(text) and text[pos].isspace():
             pos += 1
         if pos == len(text):
-            return objects
+            return arrays
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise CommandFailed("unparseable ip -json output", f"{e}: {text[pos:pos + 200]!r}") from None
-        objects.extend(value if isinstance(value, list) else [value])
+        arrays.append(value if isinstance(value, list) else [value])

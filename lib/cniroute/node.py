@@ -1,8 +1,9 @@
-"""The node as one read sees it: every link with its addresses, and the routes of every table.
+"""The node as one read sees it: every link with its addresses, and the routes (of every table) that matter.
 
-ADD, CHECK and STATUS take one snapshot (`ip -json -d addr show` and `ip -json -d route show table all`, in
-one batched ip call) and take from it what they need: the master and the shim, the master's ipvlan children,
-the node addresses the shim carries, and what a pod IP must never be (an address or a next hop of the node).
+ADD, CHECK and STATUS take one snapshot (`ip -json -d addr show` and the routes that may have a next hop, in
+one batched ip call; see Node.observe) and take from it what they need: the master and the shim, the master's
+ipvlan children, the node addresses the shim carries, and what a pod IP must never be (an address or a next hop
+of the node).
 """
 import ipaddress
 from collections import namedtuple
@@ -65,20 +66,22 @@ class Link(namedtuple("Link", "name kind mode parent up mtu addresses permanent_
         return self.kind in FOREIGN_KINDS or self.name.startswith(FOREIGN_NAMES)
 
 
-class Node(namedtuple("Node", "links routes")):
-    """links: {name: Link}; routes: the route objects of `ip -json -d route show table all` (both families)."""
+class Node(namedtuple("Node", "links routes neighbours")):
+    """links: {name: Link}; routes: the route objects (both families, every table) that have or may have a next
+    hop, and the default routes (iproute.show_gateway_routes); neighbours: the neighbour entries of the
+    addresses observe() was asked about (with "dev")."""
 
     __slots__ = ()
 
     @classmethod
-    def observe(cls, runner):
-        links, routes = {}, []
-        for obj in runner.read([iproute.show_addresses(), iproute.show_all_routes()]):
-            if "ifname" in obj:
-                links[obj["ifname"]] = Link.from_json(obj)
-            elif "dst" in obj:
-                routes.append(obj)
-        return cls(links, routes)
+    def observe(cls, runner, neighbours_of=()):
+        """The node in one ip call. `neighbours_of`: addresses whose neighbour entries to read along with it (ADD
+        drops the node's cached MAC of the pod's addresses: one ip process fewer than a read of its own)."""
+        addresses, routes, direct_defaults, *neighbours = runner.read_each(
+            [iproute.show_addresses(), iproute.show_gateway_routes(), iproute.show_direct_default_routes(),
+             *(iproute.show_neighbours(a) for a in neighbours_of)])
+        links = {obj["ifname"]: Link.from_json(obj) for obj in addresses}
+        return cls(links, routes + direct_defaults, [entry for found in neighbours for entry in found])
 
     def ipvlan_children(self, master):
         """ipvlan devices on `master` in the node's namespace (those moved into pods cannot be seen from here)."""

@@ -44,7 +44,7 @@ def add(conf, inv, runner):
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
     with store.shim_lock(shim_name):
-        node = Node.observe(runner)
+        node = Node.observe(runner, neighbours_of=routes.addresses(prefixes))
         master_link = shim.require_master(node, master)
         collisions = node.collisions(prefixes, shim_name)
         if collisions:  # before any change: the plugin must never be what cuts the node off
@@ -65,7 +65,9 @@ def add(conf, inv, runner):
         if was_down:  # the kernel dropped the shim's routes with it: put back those of the other pods
             _restore_others(runner, store, shim_name, attachment.claimant)
         routes.install(runner, prefixes, shim_name)
-        routes.forget_neighbours(runner, prefixes, shim_name)  # the address may have had another pod's MAC
+        # The address may have had another pod's MAC. (An entry the node made since it was read resolved the
+        # address as it is now: the pod's interface is up before the chain calls us.)
+        routes.forget_neighbours(runner, node.neighbours, shim_name)
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
@@ -220,7 +222,7 @@ def _detach(runner, store, attachment, netns):
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
     routes.remove(runner, mine, shim_name)
-    routes.forget_neighbours(runner, mine, shim_name)
+    routes.forget_neighbours(runner, routes.neighbours(runner, mine), shim_name)
     on_link = [[dst, None] for dst in attachment.on_link]
     # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
     pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)

@@ -52,14 +52,24 @@ def remove(runner, prefixes, shim):
             runner.change(iproute.delete_route(prefix, shim))
 
 
-def forget_neighbours(runner, prefixes, shim):
-    """Drop the node's cached MAC of each pod address on the shim (ADD and DEL): the address may come back on
-    another pod, with another MAC, and a REACHABLE entry would send the node's packets to the old one until
-    it expires. Entries someone set by hand (PERMANENT, NOARP) stay."""
-    addresses = [str(ipaddress.ip_interface(p).ip) for p in prefixes]
-    for entry in runner.read([iproute.show_neighbour(a, shim) for a in addresses]):
-        if "dst" in entry and not {"PERMANENT", "NOARP"} & set(entry.get("state", ())):
+def neighbours(runner, prefixes):
+    """The node's neighbour entries of the pod addresses in these prefixes, on any device."""
+    return runner.read([iproute.show_neighbours(a) for a in addresses(prefixes)])
+
+
+def forget_neighbours(runner, entries, shim):
+    """Drop the node's cached MAC of each pod address on the shim (ADD and DEL), given the entries read of the
+    pod's addresses (`neighbours`, or Node.observe): the address may come back on another pod, with another
+    MAC, and a REACHABLE entry would send the node's packets to the old one until it expires. Entries someone
+    set by hand (PERMANENT, NOARP) stay."""
+    for entry in entries:
+        if entry.get("dev") == shim and "dst" in entry and not {"PERMANENT", "NOARP"} & set(entry.get("state", ())):
             runner.change(iproute.delete_neighbour(entry["dst"], shim))
+
+
+def addresses(prefixes):
+    """'192.168.1.2/32' -> '192.168.1.2'."""
+    return [str(ipaddress.ip_interface(p).ip) for p in prefixes]
 
 
 def problems(runner, prefixes, shim):

@@ -47,15 +47,26 @@ class Runner:
         parsing error text. (IPv6 route filters need -6: ip's batch lines cannot carry options.)
         With `netns` (a path), the commands run in that network namespace.
         """
+        # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
+        return [obj for array in self._batch(commands, ipv6, netns, ok=(0, 1)) for obj in array]
+
+    def read_each(self, commands):
+        """Like read, in one batch, but the objects of each command apart: [[objects of commands[0]], ...].
+        For commands that cannot fail (no device named); one that fails anyway raises CommandFailed."""
+        arrays = self._batch(commands, False, None, ok=(0,))
+        if len(arrays) != len(commands):
+            raise CommandFailed(f"ip printed {len(arrays)} answers to {len(commands)} reads",
+                                "every read of this batch should answer, if only with []")
+        return arrays
+
+    def _batch(self, commands, ipv6, netns, ok):
         if not commands:
             return []
         ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
         for c in commands:
             self.journal.comment(shlex.join([*ip, "-json", "-d", *c]))
         script = "".join(shlex.join(c) + "\n" for c in commands)
-        # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
-        out = self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok=(0, 1)).out
-        return iproute.batch_objects(out)
+        return iproute.batch_arrays(self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok).out)
 
     def change(self, args, netns=None, program=IP):
         """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given."""

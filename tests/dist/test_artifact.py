@@ -54,7 +54,7 @@ def entries(path):
 
 def test_one_executable_zipapp_with_the_package_schemas_and_pinned_deps(dist_route):
     data = dist_route.read_bytes()
-    assert data.startswith(b"#!/usr/bin/env python3\n")
+    assert data.startswith(build_dist.HEADER) and build_dist.HEADER == b'#!/bin/sh\nexec python3 -S -E "$0" "$@"\n'
     assert stat.S_IMODE(dist_route.stat().st_mode) == 0o755
     names = entries(dist_route)
     assert "__main__.py" in names and "__main__.pyc" in names and "_route_boot.pyc" in names
@@ -100,6 +100,23 @@ def test_bare_python_answers_version_and_dash_dash_version(dist_route, run_route
     assert first.startswith("route 0.") or first.startswith("route "), first
     assert second.startswith("bundled: " + ", ".join(f"{k} {v}" for k, v in BUNDLED.items())), second
     assert sys.implementation.cache_tag in second
+
+
+def test_the_process_ends_at_once_and_loses_nothing_it_printed(dist_route, run_route, tmp_path):
+    """The launcher ends with os._exit (cli.run): no atexit, no teardown, yet a rejection's answer on stdout and
+    the log block on stderr (no logFile) arrive whole, and a person's command's buffered print too."""
+    marker = tmp_path / "atexit-ran"
+    hook = tmp_path / "hook.py"  # registers an atexit handler in the plugin's process, before it starts
+    hook.write_text(f"import atexit\natexit.register(lambda: open({str(marker)!r}, 'w').close())\n")
+    proc = run_route(dist_route, stdin=json.dumps(INVALID), **ADD_ENV)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 7
+    block = proc.stderr.splitlines()
+    assert block[0].startswith("# == route ") and block[-1].startswith("# error code 7: invalid master"), proc.stderr
+    ended = subprocess.run([sys.executable, "-c", f"import runpy, sys; sys.argv = [{str(dist_route)!r}, '--version']; "
+                            f"exec(open({str(hook)!r}).read()); runpy.run_path(sys.argv[0], run_name='__main__')"],
+                           capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 0 and ended.stdout.startswith("route "), ended
+    assert not marker.exists()  # the interpreter's shutdown never ran
 
 
 def test_bare_python_validates_with_the_bundled_jsonschema(dist_route, run_route):

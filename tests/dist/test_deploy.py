@@ -139,7 +139,7 @@ IP = {"json": '#!/bin/sh\ncase "$1" in\n  -V) echo "ip utility, iproute2-6.1.0" 
 NSENTER = "#!/bin/sh\necho 'nsenter from util-linux 2.38.1'\n"
 NODES = {  # name: (python3, ip, the line the install step must refuse with, or None)
     "good": (PYTHON3["3.11"], IP["json"], None),
-    "no python3": (None, IP["json"], "python3: no python3 runs: `/usr/bin/env python3` with PATH="),
+    "no python3": (None, IP["json"], "python3: no python3 runs: `/bin/sh -c 'exec python3 -S -E'` with PATH="),
     "python3 3.8": (PYTHON3["3.8"], IP["json"], "python3: /usr/bin/python3 is Python 3.8.10; route needs Python 3.9 "
                                                 "or newer"),
     "no ip -json": (PYTHON3["3.11"], IP["old"], 'ip -json: ip -json does not work (iproute2 older than 4.19?): '

@@ -34,7 +34,7 @@ def variant(src, dst, tag):
     """Another valid build: the same files behind a padding entry, so every offset in the zip differs."""
     data = Path(src).read_bytes()
     with zipfile.ZipFile(src) as old, open(dst, "wb") as f:
-        f.write(data[:data.index(b"\n") + 1])
+        f.write(data[:min(info.header_offset for info in old.infolist())])  # the header before the zip
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as new:
             new.writestr("0-padding-" + tag, os.urandom(50_000))
             for info in old.infolist():

@@ -28,14 +28,19 @@ VERBS = {"ADD": POD_ENV, "CHECK": POD_ENV, "DEL": POD_ENV, "GC": {"CNI_PATH": "/
 CONF = {"cniVersion": "1.1.0", "name": "n", "type": "route", "master": "eno1",
         "cni.dev/valid-attachments": [], "prevResult": {"cniVersion": "1.1.0", "ips": []}}
 # Runs the one-file build as its shebang would, but with sys.version_info of an old python3; reports on stderr
-# which of the plugin's modules were imported.
+# which of the plugin's modules were imported, as the launcher ends the process (os._exit: no atexit).
 FAKE_OLD = r"""
-import atexit, runpy, sys
+import os, runpy, sys
 archive = sys.argv[1]
 sys.version_info = (3, 8, 10, "final", 0)
 sys.argv = [archive] + sys.argv[2:]
-atexit.register(lambda: sys.stderr.write("\nimported: " + " ".join(sorted(
-    name for name in sys.modules if name.split(".")[0] == "cniroute")) + "\n"))
+end = os._exit
+def report_and_end(code):
+    sys.stderr.write("\nimported: " + " ".join(sorted(
+        name for name in sys.modules if name.split(".")[0] == "cniroute")) + "\n")
+    sys.stderr.flush()
+    end(code)
+os._exit = report_and_end
 runpy.run_path(archive, run_name="__main__")
 """
 
@@ -69,7 +74,7 @@ def assert_refused(proc, found):
     error = json.loads(proc.stdout)
     assert error["code"] == 106, error
     assert f"is Python {found}; {NEEDED}" in error["msg"], error
-    assert "/usr/bin/env python3" in error["details"], error
+    assert "the first `python3` on its PATH" in error["details"], error
     return error
 
 

@@ -14,7 +14,7 @@ import json
 import os
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, add_pod, failed, ok, pod_ips
+from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, add_pod, failed, ip_json, node_sysctl, ok, pod_ips
 
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
 POOL = (ipaddress.ip_address("192.168.1.2"), ipaddress.ip_address("192.168.1.254"))
@@ -292,6 +292,32 @@ def test_del_one_of_three_keeps_others(cni, topo, chain):
         assert cni.ping_from_pod(pod, NODE_IP), f"{ip} -> host after other pod's DEL"
         assert cni.ping_from_pod(pod, LAN_IP)
     assert len([r for r in cni.shim_routes() if not is_kernel_ll(r)]) == 2
+
+
+def test_an_address_that_comes_back_on_another_pod_is_reached_at_once(cni, topo, chain):
+    """The node caches a MAC per pod address on the shim. A REACHABLE entry left from the address's last pod
+    (say its DEL never ran) would send the node's packets to a MAC nobody has for as long as it stays confirmed;
+    ADD drops it, and DEL drops the entry of the pod it removes."""
+    conf = chain()
+    first, first_ip = add_pod_with_ip(cni, conf)  # makes the shim
+    node_sysctl(topo, f"net/ipv4/neigh/{SHIM}/base_reachable_time_ms", 600000)  # the old entry stays confirmed
+    next_ip = str(ipaddress.ip_address(first_ip) + 1)  # what host-local hands out next
+    # The gratuitous ARP that macvlan sends for the new pod would correct the entry: here it is lost.
+    lost = ("table arp rtt {\n chain input {\n type filter hook input priority 0;\n"
+            f" arp operation request arp saddr ip {next_ip} arp daddr ip {next_ip} drop\n }}\n}}\n")
+    assert topo.node_exec(["nft", "-f", "-"], input=lost).returncode == 0
+    stale = ["neigh", "replace", next_ip, "lladdr", "02:00:00:de:ad:01", "dev", SHIM, "nud", "reachable"]
+    assert topo.node_exec(["ip", *stale]).returncode == 0
+
+    second, second_ip = add_pod_with_ip(cni, conf)
+    assert second_ip == next_ip
+    assert cni.ping_from_node(second_ip), "the node still sends to the old MAC"
+    [entry] = ip_json(topo, ["neigh", "show", "to", second_ip, "dev", SHIM])
+    assert entry["lladdr"] != "02:00:00:de:ad:01", entry
+
+    ok(cni.delete(conf, second), "DEL")
+    assert ip_json(topo, ["neigh", "show", "to", second_ip, "dev", SHIM]) == []
+    assert cni.ping_from_node(first_ip)
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 
 from e2e_support import MASTER, PROTO, REPO, SHIM
 
-from cniroute import config, iproute, plugin, routes
+from cniroute import config, plugin, routes
 from cniroute.journal import Journal
 from cniroute.node import Node
 from cniroute.runner import Runner
@@ -20,7 +20,8 @@ from fakeip import FakeHost
 GATEWAY = "192.168.0.1"
 ABSENT = "absent0"
 # The node: eno1 (made by the topology, given a known MAC), a shim with another MTU and one address copy, two pod
-# routes of ours, a route of somebody else's, a default route, a neighbour entry on the shim. (A shim that is
+# routes of ours, a route of somebody else's, a default route, one without a next hop in another table, a
+# neighbour entry on the shim. (A shim that is
 # down has no routes: the kernel drops them.)
 MASTER_MAC, SHIM_MAC = "52:54:00:12:34:56", "02:00:00:aa:bb:cc"
 REAL_STATE = [
@@ -33,6 +34,7 @@ REAL_STATE = [
     ["-6", "route", "replace", "fd00::100/128", "dev", SHIM, "proto", PROTO],
     ["route", "replace", "192.168.1.3/32", "dev", MASTER, "scope", "link"],
     ["route", "replace", "default", "via", GATEWAY, "dev", MASTER],
+    ["route", "replace", "default", "dev", MASTER, "table", "100"],  # no next hop: scope link
     ["neigh", "replace", "192.168.1.2", "lladdr", "02:00:00:00:00:99", "dev", SHIM, "nud", "stale"],
 ]
 PREFIXES = ["192.168.1.2/32", "192.168.1.3/32", "192.168.1.4/32", "fd00::100/128", "fd00::101/128"]
@@ -55,13 +57,14 @@ def fake_node():
     host.add_route("192.168.1.3/32", MASTER, protocol="boot")  # ip route's default
     host.add_route("192.168.0.0/16", MASTER, protocol="kernel")
     host.add_route("default", MASTER, protocol="boot", scope="global", gateway=GATEWAY)
+    host.add_route("default", MASTER, protocol="boot", scope="link", table="100")
     return host
 
 
 def reads(host):
     """What the plugin reads of the node, as plain JSON: `host` None reads the real one it runs in."""
     runner = Runner(Journal(), host=host)
-    node = Node.observe(runner)
+    node = Node.observe(runner, neighbours_of=("192.168.1.2", "192.168.1.3", "fd00::100"))
     conf = config.load({"cniVersion": "1.0.0", "name": "n", "type": "route"})  # master from the default route
     return {
         "links": {name: {**link._asdict(), "addresses": sorted(map(list, link.global_addresses))}
@@ -72,8 +75,9 @@ def reads(host):
                                   for r in found)
                    for prefix, found in routes.observe(runner, PREFIXES).items()},
         "locate": plugin.locate(conf, runner),
-        "neighbours": runner.read([iproute.show_neighbour(a, dev) for a in ("192.168.1.2", "192.168.1.3", "fd00::100")
-                                   for dev in (SHIM, ABSENT)]),
+        "next hops and defaults": sorted([r["dst"], r.get("dev"), r.get("table", "main"), r.get("gateway")]
+                                         for r in node.routes if r.get("gateway") or r["dst"] == "default"),
+        "neighbours": sorted(map(json.dumps, node.neighbours)),
     }
 
 

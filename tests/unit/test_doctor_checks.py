@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cniroute import doctor
+from cniroute import PYTHON_LAUNCH, doctor
 from cniroute.errors import CommandFailed
 from cniroute.journal import Journal
 from cniroute.runner import Runner
@@ -16,12 +16,16 @@ MISSING = (127, "", "env: 'X': No such file or directory\n")
 
 
 def node_programs(host, **answers):
-    """/usr/bin/env PATH=... PROGRAM ...: answered from GOOD, overridden by `answers` (program -> answer)."""
+    """/usr/bin/env PATH=... PROGRAM ...: answered from GOOD, overridden by `answers` (program -> answer); python3
+    as the plugin's header starts it, through /bin/sh."""
     table = {**GOOD, **answers}
 
     def env(args):
         assert args[0] == f"PATH={doctor.NODE_PATH}", args  # the runtime's PATH, not ours
         program = args[1]
+        if program == "/bin/sh":
+            assert args[2:] == ["-c", f'{PYTHON_LAUNCH} -c "$0"', doctor.PYTHON_PROBE], args
+            program = "python3"
         if program == "ip" and args[2:] == ["-V"]:
             return 0, "ip utility, iproute2-6.1.0\n", ""
         return table[program]
@@ -40,11 +44,11 @@ def prerequisites(host, routes_via_host=False):
 def test_a_node_with_everything(host):
     node_programs(host)
     found = prerequisites(host)
-    assert found == {"python3": ("OK", "/usr/bin/python3 is Python 3.11.2 (`#!/usr/bin/env python3` finds it)"),
+    assert found == {"python3": ("OK", "/usr/bin/python3 is Python 3.11.2 (the plugin's `exec python3` finds it)"),
                      "ip -json": ("OK", "ip utility, iproute2-6.1.0"),
                      "nsenter": ("OK", "nsenter from util-linux 2.38.1"), "nft": ("OK", "nftables v1.0.6")}
     assert [argv[:3] for argv in host.calls] == [["/usr/bin/env", f"PATH={doctor.NODE_PATH}", program] for program
-                                                in ("python3", "ip", "ip", "nsenter", "nft")]  # probes, nothing else
+                                                in ("/bin/sh", "ip", "ip", "nsenter", "nft")]  # probes, nothing else
 
 
 @pytest.mark.parametrize("answer,verdict,found", [
@@ -52,7 +56,7 @@ def test_a_node_with_everything(host):
     ((0, "/usr/bin/python3\n3.8.10\n", ""), "FAIL", "/usr/bin/python3 is Python 3.8.10; route needs Python 3.9 or "
                                                      "newer"),
     ((0, "/usr/bin/python3\n3.10.12\n", ""), "OK", "Python 3.10.12"),  # compared as numbers, not text
-    (MISSING, "FAIL", "no python3 runs: `/usr/bin/env python3` with PATH="),
+    (MISSING, "FAIL", "no python3 runs: `/bin/sh -c 'exec python3 -S -E'` with PATH="),
     ((1, "", "Traceback (most recent call last):\n  ...\n"), "FAIL", "no python3 runs"),
 ])
 def test_python3(host, answer, verdict, found):

@@ -1,9 +1,12 @@
 """Issue #13 at the unit level: what schemas/config.json promises (every bound and pattern, through the entry
 point), the refusals of route replay and the journal's escaping, and the faults only e2e races caught before
 (a timeout's code, the lock's exclusivity)."""
+import fcntl
 import io
 import json
 import os
+import threading
+import time
 
 import pytest
 from helpers import call, netconf, prev_result
@@ -266,6 +269,40 @@ def test_the_shim_lock_is_exclusive(tmp_path):
         pass
     with lock.held(path, 0.05):  # and released after
         pass
+
+
+def test_a_waiter_gets_the_lock_when_it_is_released_from_any_thread(tmp_path):
+    path, order = str(tmp_path / "lock"), []
+
+    def second():
+        with lock.held(path, 30.0):
+            order.append("second")
+
+    with lock.held(path, 1.0):
+        waiter = threading.Thread(target=second)  # not the main thread: no signals involved
+        waiter.start()
+        waiter.join(0.2)
+        order.append("first")
+    waiter.join(30.0)
+    assert order == ["first", "second"]
+
+
+def test_a_waiter_that_gave_up_leaves_the_lock_free(tmp_path):
+    """Its wait goes on in the kernel after the timeout; when that ends, the lock it got is dropped at once."""
+    path = str(tmp_path / "lock")
+    before = sorted(os.listdir("/proc/self/fd"))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another holder
+    with pytest.raises(TryAgainLater), lock.held(path, 0.05):
+        pass
+    os.close(fd)  # the abandoned wait ends now
+    with lock.held(path, 5.0):
+        pass
+    for _ in range(500):  # and its thread closes its descriptor
+        if sorted(os.listdir("/proc/self/fd")) == before:
+            break
+        time.sleep(0.01)
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 # --- state ------------------------------------------------------------------------------------------------------------
