@@ -22,6 +22,7 @@ Needs PyPI (or a pip cache/mirror configured for pip); nothing else.
 import argparse
 import hashlib
 import json
+import marshal
 import os
 import shutil
 import stat
@@ -38,6 +39,10 @@ from cniroute import PYTHON_LAUNCH  # noqa: E402  (the package's __init__ import
 # The shell runs python3 on this very file, which then runs the zip after the header; `#!/usr/bin/env python3`
 # could not pass PYTHON_LAUNCH's options portably (`env -S` is GNU's).
 HEADER = f'#!/bin/sh\n{PYTHON_LAUNCH} "$0" "$@"\n'.encode()
+
+# What a CNI call imports, as bytecode in a section of its own between the header and the zip (see BOOT).
+CODE_SECTION = ("cniroute", "sh")
+CODE_MARK = b"#route-code\n"
 
 # Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
 # (compiled), hence 4.17.3, whose dependencies on Python >= 3.9 are only attrs and pyrsistent.
@@ -78,15 +83,23 @@ prepare():
   * the archive is opened once and imported from through /proc/self/fd/N, so a later import (jsonschema,
     sh and the person commands are imported lazily) reads this very file even if `route install`
     renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
+  * the code section between the header and the zip (CODE_MARK, the bytecode's magic number, its length,
+    then a marshalled {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}) holds what
+    a CNI call imports, cniroute and sh: read at once from that descriptor and served by Bundled, a dict
+    lookup and an exec where zipimport would search the zip's directory and reopen the file for each module
+    (a tenth of an ADD's CPU). Bytecode for another Python (another magic number) is not used: zipimport
+    then compiles their sources from the zip, as it does for every other package.
   * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
     takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
 Like the start of cniroute.cli, this runs on any python3 (Python 3.4's syntax, nothing newer called), so that a
 python3 too old for the plugin gets to cli's version check and answers code 106, not a traceback.
 """
+import marshal
 import os
 import sys
 
 ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pinning
+CODE_MARK = CODE_MARK_VALUE
 
 
 def prepare():
@@ -95,6 +108,7 @@ def prepare():
     prefixes = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
     stdlib = [p for p in sys.path[1:]
               if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
+    fd = None
     try:
         fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
         pinned = "/proc/self/fd/%d" % fd
@@ -103,6 +117,9 @@ def prepare():
     except OSError:
         pinned = archive
     sys.path[:] = [pinned] + stdlib
+    table = _code_section(fd) if fd is not None else None
+    if table is not None:
+        sys.meta_path.insert(0, Bundled(pinned, table))
     sys.modules.setdefault("pvectorc", None)  # `from pvectorc import pvector` -> ImportError -> pure Python
     if (3, 9) <= sys.version_info < (3, 10):
         import zipfile
@@ -115,7 +132,69 @@ def _join(one, path, parts):
     for part in parts:
         path = one(path, part)
     return path
-'''
+
+
+def _code_section(fd):
+    """The code section's table, or None: no section, or bytecode for another Python."""
+    head = os.pread(fd, 4096, 0)
+    start = head.find(CODE_MARK)
+    if start < 0:
+        return None
+    start += len(CODE_MARK)
+    magic, size = head[start:start + 4], int.from_bytes(head[start + 4:start + 12], "little")
+    from importlib.util import MAGIC_NUMBER
+
+    if magic != MAGIC_NUMBER:
+        return None
+    data = os.pread(fd, size, start + 12)
+    return marshal.loads(data) if len(data) == size else None
+
+
+class Bundled(object):
+    """Finds and loads the modules of the code section; reads data files for them (schemas, _bundle.json), from
+    the section or else the zip. `archive`, as a zipimporter has it: install.running_artifact() reads it."""
+
+    def __init__(self, archive, table):
+        self.archive = archive
+        self.modules = table["modules"]
+        self.data = table["data"]
+
+    def find_spec(self, name, path=None, target=None):
+        found = self.modules.get(name)
+        if found is None:
+            return None
+        from importlib.machinery import ModuleSpec
+
+        where = self.archive + "/" + name.replace(".", "/")
+        spec = ModuleSpec(name, self, origin=where + ("/__init__.pyc" if found[0] else ".pyc"), is_package=found[0])
+        spec.has_location = True  # __file__, as zipimport gives it
+        if found[0]:
+            spec.submodule_search_locations = [where]
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        exec(marshal.loads(self.modules[module.__name__][1]), module.__dict__)
+
+    def is_package(self, name):
+        return self.modules[name][0]
+
+    def get_data(self, path):
+        inside = path[len(self.archive) + 1:] if path.startswith(self.archive + "/") else None
+        if inside in self.data:
+            return self.data[inside]
+        return self._zip().get_data(path)
+
+    def get_source(self, name):  # for tracebacks
+        return self._zip().get_source(name)
+
+    def _zip(self):
+        import zipimport
+
+        return zipimport.zipimporter(self.archive)
+'''.replace("CODE_MARK_VALUE", repr(CODE_MARK))
 
 
 def main(argv=None):
@@ -206,12 +285,14 @@ def write_zipapp(stage, output):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         files += [os.path.join(root, n) for n in names]
     entries = sorted(os.path.relpath(p, stage).replace(os.sep, "/") for p in files)
+    section, in_section = code_section(stage, entries)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = output + ".tmp"
     with open(tmp, "wb") as f:
         f.write(HEADER)
+        f.write(section)
         with zipfile.ZipFile(f, "w") as z:
-            for name in entries:
+            for name in (e for e in entries if e not in in_section):
                 info = zipfile.ZipInfo(name, ZIP_TIME)
                 # Bytecode is stored: zipimport would inflate every module a call imports, ~8% of an ADD's
                 # CPU. Sources (read only by another minor version of Python) and data stay deflated.
@@ -224,6 +305,30 @@ def write_zipapp(stage, output):
         os.fsync(f.fileno())
     os.chmod(tmp, 0o755)
     os.replace(tmp, output)
+
+
+def code_section(stage, entries):
+    """The code section (see BOOT) of the packages in CODE_SECTION: their bytecode, and the data files of
+    cniroute; and the names whose bytecode it holds, which the zip then leaves out (their sources stay)."""
+    modules, data, magics = {}, {}, set()
+    for name in entries:
+        parts = name.split("/")
+        top = parts[0]
+        if top not in CODE_SECTION or len(parts) == 1:
+            continue
+        with open(os.path.join(stage, name), "rb") as f:
+            content = f.read()
+        if name.endswith(".pyc"):
+            package = parts[-1] == "__init__.pyc"
+            module = ".".join(parts[:-1] if package else parts[:-1] + [parts[-1][:-4]])
+            modules[module] = (package, content[16:])  # after the pyc header: magic, flags, hash
+            magics.add(content[:4])
+        elif not name.endswith(".py") and top == "cniroute":
+            data[name] = content
+    [magic] = magics
+    table = marshal.dumps({"modules": modules, "data": data}, 2)  # version 2: no references, reproducible
+    held = {name for name in entries if name.endswith(".pyc") and name.split("/")[0] in CODE_SECTION}
+    return CODE_MARK + magic + len(table).to_bytes(8, "little") + table, held
 
 
 def check(output, python):

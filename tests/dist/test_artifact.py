@@ -1,5 +1,7 @@
 """dist/route is one executable zipapp that a bare python3 runs: bundled pure-Python deps, legacy .pyc used."""
+import importlib.util
 import json
+import marshal
 import os
 import shutil
 import stat
@@ -47,6 +49,14 @@ print(json.dumps({
 '''
 
 
+def code_section(data):
+    """The table of the code section between the header and the zip, as _route_boot reads it."""
+    start = data.index(build_dist.CODE_MARK) + len(build_dist.CODE_MARK)
+    assert data[start:start + 4] == importlib.util.MAGIC_NUMBER  # built for this python (conftest, dist_route)
+    size = int.from_bytes(data[start + 4:start + 12], "little")
+    return marshal.loads(data[start + 12:start + 12 + size])
+
+
 def entries(path):
     with zipfile.ZipFile(path) as z:
         return {info.filename: info for info in z.infolist()}
@@ -61,15 +71,24 @@ def test_one_executable_zipapp_with_the_package_schemas_and_pinned_deps(dist_rou
     for schema in (REPO / "schemas").glob("*.json"):
         with zipfile.ZipFile(dist_route) as z:
             assert z.read(f"cniroute/schemas/{schema.name}") == schema.read_bytes(), schema.name
+    # cniroute's and sh's bytecode is in the code section (below), their sources in the zip; the rest of the
+    # bundle in the legacy layout: a .pyc beside every .py, no __pycache__, nothing compiled for a platform
+    section = code_section(data)
     for module in (REPO / "lib" / "cniroute").glob("*.py"):
-        assert f"cniroute/{module.name}" in names and f"cniroute/{module.stem}.pyc" in names, module.name
-    for top in ("sh/__init__.py", "jsonschema/__init__.py", "attr/__init__.py", "attrs/__init__.py",
-                "pyrsistent/__init__.py"):
+        name = "cniroute" if module.stem == "__init__" else f"cniroute.{module.stem}"
+        assert f"cniroute/{module.name}" in names and name in section["modules"], module.name
+    assert section["modules"]["cniroute"][0] and section["modules"]["sh"][0] and "sh/__init__.py" in names
+    assert not [n for n in names if n.endswith(".pyc") and n.split("/")[0] in ("cniroute", "sh")]
+    for top in ("jsonschema/__init__.py", "attr/__init__.py", "attrs/__init__.py", "pyrsistent/__init__.py"):
         assert top in names and top + "c" in names, top
-    # legacy layout only: a .pyc beside every .py, no __pycache__, nothing compiled for a platform
     assert not [n for n in names if "__pycache__" in n]
     assert not [n for n in names if n.endswith((".so", ".pyd", ".dll", ".dylib"))]
-    assert not [n for n in names if n.endswith(".py") and n + "c" not in names]
+    assert not [n for n in names if n.endswith(".py") and n + "c" not in names and n.split("/")[0] not in
+                ("cniroute", "sh")]
+    with zipfile.ZipFile(dist_route) as z:
+        assert {path: z.read(path) for path in section["data"]} == section["data"]  # the same data files
+        assert sorted(section["data"]) == sorted(n for n in names if n.startswith("cniroute/")
+                                                 and not n.endswith((".py", ".pyc")))
     assert not [n for n in names if n.startswith(("jsonschema/tests/", "bin/"))]
     # every bundled distribution keeps its licence
     for name, version in BUNDLED.items():
