@@ -113,10 +113,13 @@ def test_state_without_route_and_route_without_state(topo, route_plugin, tmp_pat
     assert our_routes(topo) == []
 
 
+HUNG = "sleep 2963"  # an ip that hangs, with a command line nothing else on the machine has (pgrep is global)
+
+
 def test_a_hung_ip_gives_a_cni_error_not_a_hung_runtime(topo, route_plugin, tmp_path):
     fake = tmp_path / "fakebin"
     fake.mkdir()
-    (fake / "ip").write_text("#!/bin/sh\nexec sleep 300\n")
+    (fake / "ip").write_text(f"#!/bin/sh\nexec {HUNG}\n")
     (fake / "ip").chmod(0o755)
     conf = config(tmp_path, prev=["192.168.2.70/16"], ipTimeoutSeconds=1)
     for verb in ("ADD", "DEL", "CHECK"):
@@ -125,7 +128,7 @@ def test_a_hung_ip_gives_a_cni_error_not_a_hung_runtime(topo, route_plugin, tmp_
         elapsed = time.monotonic() - started
         assert code == 1 and out["code"] == 101 and "timed out after 1" in out["msg"], (verb, out)
         assert elapsed < 15, f"{verb} took {elapsed:.1f} s"  # a bound for a hang, not a performance target
-    assert not subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True).stdout, "the hung ip was left"
+    assert not subprocess.run(["pgrep", "-fx", HUNG], capture_output=True).stdout, "the hung ip was left"
 
 
 def test_64_parallel_adds_then_64_parallel_dels(topo, route_plugin, tmp_path):
