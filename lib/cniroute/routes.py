@@ -2,6 +2,7 @@
 import ipaddress
 
 from . import iproute
+from .errors import CommandFailed
 
 # ip answers each `route show to exact P` with a dump of the whole table, filtered in ip: a few prefixes are
 # cheaper looked up one by one (a node has thousands of routes), more read the table once.
@@ -46,10 +47,12 @@ def restore(runner, prefixes, shim):
 
 
 def remove(runner, prefixes, shim):
-    """Delete our routes to these prefixes; what is already gone, or somebody else's, is left alone."""
+    """Delete our routes to these prefixes; what is already gone (or goes meanwhile), or somebody else's, is left
+    alone."""
     for prefix, found in observe(runner, prefixes).items():
         if any(is_ours(route, shim) for route in found):
-            runner.change(iproute.delete_route(prefix, shim))
+            _delete(runner, iproute.delete_route(prefix, shim),
+                    lambda p=prefix: any(is_ours(route, shim) for route in observe(runner, [p])[p]))
 
 
 def neighbours(runner, prefixes):
@@ -64,7 +67,21 @@ def forget_neighbours(runner, entries, shim):
     set by hand (PERMANENT, NOARP) stay."""
     for entry in entries:
         if entry.get("dev") == shim and "dst" in entry and not {"PERMANENT", "NOARP"} & set(entry.get("state", ())):
-            runner.change(iproute.delete_neighbour(entry["dst"], shim))
+            address = entry["dst"]
+            _delete(runner, iproute.delete_neighbour(address, shim),
+                    lambda a=address: any(e.get("dev") == shim for e in neighbours(runner, [iproute.host_prefix(a)])))
+
+
+def _delete(runner, argv, still_there):
+    """Run the delete `argv`. If it fails, `still_there()` reads again: what went away between our read and the
+    delete (a flush by someone else, the kernel's own expiry of a neighbour entry) is what the delete wanted, and
+    DEL must not fail for it."""
+    try:
+        runner.change(argv)
+    except CommandFailed:
+        if still_there():
+            raise
+        runner.journal.comment("gone before the delete: fine")
 
 
 def addresses(prefixes):

@@ -322,3 +322,36 @@ def test_add_and_del_forget_the_nodes_cached_mac_of_the_pod_address(monkeypatch,
     host.add_neighbour("192.168.1.2", "eno1.host")
     assert call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="b")[0] == 0
     assert [n["dst"] for n in host.neighbours] == ["192.168.1.3"]
+
+
+def vanishing_before(host, words, remove):
+    """Run `remove()` (someone else's flush, the kernel's expiry) just before the plugin's `ip WORDS...`."""
+    execute = host.execute
+
+    def racing(argv, stdin, timeout):
+        if argv[1:1 + len(words)] == words:
+            remove()
+        return execute(argv, stdin, timeout)
+
+    host.execute = racing
+
+
+def test_what_goes_away_between_the_read_and_the_delete_fails_neither_add_nor_del(monkeypatch, host, tmp_path):
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.9/16")
+    host.add_neighbour("192.168.1.2", "eno1.host")
+    vanishing_before(host, ["neigh", "del"], host.neighbours.clear)
+    add(monkeypatch, host, tmp_path, "b", "192.168.1.2/16")
+    vanishing_before(host, ["route", "del"], lambda: setattr(host, "routes", [r for r in host.routes
+                                                                        if r["dst"] != "192.168.1.2/32"]))
+    code, out, _ = call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="b")
+    assert code == 0, out
+    failed = [c for c in host.changes() if c[1:3] in (["neigh", "del"], ["route", "del"])]
+    assert len(failed) == 2  # both deletes ran, and failed: the things were gone
+
+
+def test_a_delete_that_fails_while_the_route_is_still_there_fails_del(monkeypatch, host, tmp_path):
+    add(monkeypatch, host, tmp_path, "a", "192.168.1.2/16")
+    host.failures[("route", "del")] = (2, "RTNETLINK answers: Operation not permitted\n")
+    code, out, _ = call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="a")
+    assert code == 1 and "Operation not permitted" in out["details"], out
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"]
