@@ -187,8 +187,9 @@ class Bundled(object):
             return self.data[inside]
         return self._zip().get_data(path)
 
-    def get_source(self, name):  # for tracebacks
-        return self._zip().get_source(name)
+    def get_source(self, name):  # for tracebacks: the module's source, which the zip holds
+        where = self.archive + "/" + name.replace(".", "/") + ("/__init__.py" if self.modules[name][0] else ".py")
+        return self._zip().get_data(where).decode("utf-8")
 
     def _zip(self):
         import zipimport

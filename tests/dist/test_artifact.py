@@ -161,6 +161,20 @@ def test_bytecode_is_used_no_module_is_compiled_and_pyrsistent_is_pure(dist_rout
     assert not [p for p in probe["path"] if "site-packages" in p or "dist-packages" in p]
 
 
+def test_a_traceback_through_the_code_section_shows_the_source_lines(dist_route, bare_python, bare_env):
+    """Person commands can end in a traceback: its lines come from the sources in the zip, for modules (and
+    packages) the code section loaded."""
+    probe = ("import sys, traceback; sys.path.insert(0, sys.argv[1]); import _route_boot; _route_boot.prepare()\n"
+             "import cniroute, cniroute.config\n"
+             "print(type(cniroute.config.__loader__).__name__, cniroute.__loader__.get_source('cniroute')[:3])\n"
+             "try:\n    cniroute.config.load({'cniVersion': '1.0.0', 'name': 'n', 'type': 'route', 'master': 5})\n"
+             "except Exception:\n    traceback.print_exc()\n")
+    proc = subprocess.run([str(bare_python / "python3"), "-c", probe, str(dist_route)], env=bare_env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == 'Bundled """\n', proc
+    assert 'File "cniroute/config.py"' in proc.stderr and "    schema.validate(document" in proc.stderr, proc.stderr
+
+
 def test_site_packages_and_pythonpath_cannot_shadow_the_bundle(dist_route, tmp_path, run_route):
     evil = tmp_path / "evil"
     for module in ("jsonschema", "attrs", "pyrsistent", "cniroute"):
