@@ -415,26 +415,14 @@ class Doctor:
             return ok(subject, "not asked: this is not PID 1's network namespace, the only one NetworkManager and "
                                "systemd-networkd manage")
         found, fix = [], []
-        nm = self._tool(["-t", "-f", "DEVICE,STATE", "device", "status"], "nmcli")
-        state = nm.status == 0 and nm_state(nm.out, shim_name)
-        if state and state != "unmanaged":
-            found.append(f"NetworkManager manages it ({state}), and may take it down or strip its addresses")
-            fix += ["# tell NetworkManager to leave it alone (merge with an unmanaged-devices= line you have):",
-                    f"printf '[keyfile]\\nunmanaged-devices=interface-name:%s\\n' {shlex.quote(shim_name)} > "
-                    f"/etc/NetworkManager/conf.d/90-cni-route-{shim_name}.conf",
-                    "nmcli general reload conf"]
-        else:
-            found.append("NetworkManager: " + _absent_or_idle(nm))
-        networkd = self._tool(["list", "--no-legend", "--no-pager", shim_name], "networkctl")
-        state = networkd.status == 0 and networkd_state(networkd.out, shim_name)
-        if state and state != "unmanaged":
-            found.append(f"systemd-networkd manages it ({state}), and may reconfigure it")
-            fix += ["# tell systemd-networkd to leave it alone:",
-                    f"printf '[Match]\\nName=%s\\n\\n[Link]\\nUnmanaged=yes\\n' {shlex.quote(shim_name)} > "
-                    f"/etc/systemd/network/00-cni-route-{shim_name}.network",
-                    "networkctl reload"]
-        else:
-            found.append("systemd-networkd: " + _absent_or_idle(networkd))
+        for manager in NETWORK_MANAGERS:
+            done = self._tool(manager.query(shim_name), manager.program)
+            state = done.status == 0 and manager.state(done.out, shim_name)
+            if state and state != "unmanaged":
+                found.append(f"{manager.name} manages it ({state}), and {manager.risk}")
+                fix += manager.fix(shim_name)
+            else:
+                found.append(f"{manager.name}: " + _absent_or_idle(done))
         return Check(subject, WARN if fix else OK, "; ".join(found), tuple(fix))
 
     def _tool(self, args, program):
@@ -571,6 +559,32 @@ def networkd_state(output, name):
         if len(words) >= 5 and words[1] == name:
             return words[-1]
     return None
+
+
+class NetworkManager(namedtuple("NetworkManager", "name program query state risk fix")):
+    """A network manager that may claim the shim: its tool, the tool's arguments for a shim (`query`), the
+    parser of its answer into the shim's state (`state`), what it may do to a shim it manages, and the
+    commands that make it leave the shim alone (`fix`)."""
+
+    __slots__ = ()
+
+
+NETWORK_MANAGERS = (
+    NetworkManager(
+        "NetworkManager", "nmcli", lambda shim: ["-t", "-f", "DEVICE,STATE", "device", "status"], nm_state,
+        "may take it down or strip its addresses",
+        lambda shim: ["# tell NetworkManager to leave it alone (merge with an unmanaged-devices= line you have):",
+                      f"printf '[keyfile]\\nunmanaged-devices=interface-name:%s\\n' {shlex.quote(shim)} > "
+                      f"/etc/NetworkManager/conf.d/90-cni-route-{shim}.conf",
+                      "nmcli general reload conf"]),
+    NetworkManager(
+        "systemd-networkd", "networkctl", lambda shim: ["list", "--no-legend", "--no-pager", shim], networkd_state,
+        "may reconfigure it",
+        lambda shim: ["# tell systemd-networkd to leave it alone:",
+                      f"printf '[Match]\\nName=%s\\n\\n[Link]\\nUnmanaged=yes\\n' {shlex.quote(shim)} > "
+                      f"/etc/systemd/network/00-cni-route-{shim}.network",
+                      "networkctl reload"]),
+)
 
 
 def _describe(conf):
