@@ -69,7 +69,7 @@ def forget_neighbours(runner, entries, shim):
         if entry.get("dev") == shim and "dst" in entry and not {"PERMANENT", "NOARP"} & set(entry.get("state", ())):
             address = entry["dst"]
             _delete(runner, iproute.delete_neighbour(address, shim),
-                    lambda a=address: any(e.get("dev") == shim for e in neighbours(runner, [iproute.host_prefix(a)])))
+                    lambda a=address: any(e.get("dev") == shim for e in runner.read([iproute.show_neighbours(a)])))
 
 
 def _delete(runner, argv, still_there):
