@@ -20,6 +20,7 @@ PROBE_LIMIT of them, waiting PROBE_WAIT s for each.
 import ipaddress
 import json
 import os
+import re
 import shlex
 import socket
 import time
@@ -38,7 +39,7 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 GRAVITY = (OK, WARN, FAIL)
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")  # what libcni reads from a conf dir
-# A runtime's PATH (README, What a node needs): the plugin's header searches it for python3 (PYTHON_LAUNCH), and
+# A runtime's PATH (docs/install.md#what-a-node-needs): the plugin's header searches it for python3 (PYTHON_LAUNCH), and
 # the plugin for ip, nsenter and nft.
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
@@ -55,7 +56,30 @@ class Check(namedtuple("Check", "subject verdict found fix")):
 
     def to_json(self, scope):
         return {"scope": scope, "subject": self.subject, "verdict": self.verdict, "found": self.found,
-                "fix": list(self.fix)}
+                "fix": list(self.fix), "docs": docs_page(self.subject)}
+
+
+# The section of docs/doctor.md that explains each check, by the shape of its subject: the first that matches.
+DOCS_PAGE = "docs/doctor.md"
+DOCS_SECTIONS = (
+    (r"python3|ip -json|nsenter|nft|reading the node", "the-nodes-programs"),
+    (r"kube-proxy", "kube-proxy"),
+    (r"config|config .+|master|record .+", "configs-and-records"),
+    (r"master \S+", "the-master"),
+    (r"shim \S+", "the-shim"),
+    (r"\S+ addresses", "the-shims-addresses"),
+    (r"\S+ sysctls", "the-shims-sysctls"),
+    (r"\S+ managers", "network-managers"),
+    (r"rp_filter|arp_ignore", "rp_filter-and-arp_ignore"),
+    (r"IPv[46] forwarding|masquerade \S+", "routeviahost-forwarding-and-the-masquerade-rule"),
+    (r"pod \S+", "pod-addresses"),
+)
+
+
+def docs_page(subject):
+    """Where docs/doctor.md explains the check of *subject*, e.g. "docs/doctor.md#pod-addresses"."""
+    anchor = next((a for pattern, a in DOCS_SECTIONS if re.fullmatch(pattern, subject)), None)
+    return f"{DOCS_PAGE}#{anchor}" if anchor else DOCS_PAGE
 
 
 def ok(subject, found):
@@ -634,6 +658,8 @@ def render_text(sections, stamp):
         for check in section.checks:
             lines.append(f"  {check.verdict:<4}  {check.subject:<{width}}  {check.found}")
             lines += [" " * (width + 10) + ("fix: " if i == 0 else "     ") + line for i, line in enumerate(check.fix)]
+            if check.verdict != OK:
+                lines.append(" " * (width + 10) + "see: " + docs_page(check.subject))
     summary = ", ".join(f"{n} {verdict}" for verdict, n in counts(sections).items())
     lines += ["", summary + (": exit 1" if failed(sections) else ": nothing fails")]
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ def require_python():
         raise UnsuitableInterpreter(
             "{} is Python {}; route needs Python {}.{} or newer".format(sys.executable, version_found(), *OLDEST),
             "a runtime runs the plugin with the first `python3` on its PATH: install python3 {}.{} or newer "
-            "there, or keep this node out of the networks that chain route (README, What a node needs)"
+            "there, or keep this node out of the networks that chain route (docs/install.md#what-a-node-needs)"
             .format(*OLDEST))
 
 
@@ -40,4 +40,4 @@ def require_packages():
             "{} (python {}) lacks {}, which route needs".format(sys.executable, version_found(), " and ".join(missing)),
             "either install them for that python3: `{} -m pip install -r {}`, ".format(sys.executable, REQUIREMENTS)
             + "or use the one-file build, which carries them: `python3 tools/build_dist.py` in the source tree, "
-            "then `dist/route install` (see README, Install)")
+            "then `dist/route install` (see docs/install.md)")

@@ -8,14 +8,21 @@ from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, rec
 from .errors import UnsuitableInterpreter
 
 COMMANDS = (replay, doctor, install, reconcile)
+# The page of docs/ (in the source tree) that explains each command; every --help names it.
+MANUAL = {"replay": "docs/debugging.md", "doctor": "docs/doctor.md", "install": "docs/install.md",
+          "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md"}
 
 
 def build_parser():
-    top = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.")
+    top = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.",
+                                  epilog="manual: README.md and docs/ in the source tree; " + ", ".join(
+                                      f"{verb}: {page}" for verb, page in MANUAL.items()))
     top.add_argument("--version", action="store_true", help="print the version and exit")
     sub = top.add_subparsers(dest="verb")
     for command in COMMANDS:
         command.add_parser(sub)
+    for verb, parser in sub.choices.items():
+        parser.epilog = f"manual: {MANUAL[verb]}"
     return top
 
 

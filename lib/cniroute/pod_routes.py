@@ -2,7 +2,7 @@
 
 A pod route is [destination, gateway]:
 - [<node address>/32, None]: `dev <ifname> scope link`, to a node address outside the pod's subnets that the
-  shim carries (README, "Node layouts"): the pod reaches the node on its own link, through the shim;
+  shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
 - [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
 """

@@ -36,7 +36,7 @@ Outcome = namedtuple("Outcome", "shim problems changes journal logs")
 
 
 def add_parser(sub):
-    p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see README, Self-healing)",
+    p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see docs/self-healing.md)",
                        description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                    help="the plugin's stateDir (default %(default)s)")
@@ -117,7 +117,7 @@ def reconcile_shim(runner, store, shim_name):
         if len(masters) > 1:
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
-        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (README)
+        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
         try:
             node = Node.observe(runner)
             shim.require_master(node, master)

@@ -132,7 +132,7 @@ def _word_matches(word, pattern, kinds):
 
 
 def add_parser(sub):
-    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see README, Debugging)")
+    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see docs/debugging.md)")
     p.add_argument("--container", help="only blocks of this container ID")
     p.add_argument("--command", choices=["ADD", "DEL", "CHECK", "GC", "STATUS", "RECONCILE"],
                    help="only blocks of this verb (RECONCILE: route reconcile's)")

@@ -358,8 +358,8 @@ def _no_version(name):
     raise _NoSuchPackage(name)
 
 
-# What sh uses of each module at import and in every call, answered without importing it (see README,
-# Performance, for what each costs). Only importlib.metadata answers differently: it knows no distribution,
+# What sh uses of each module at import and in every call, answered without importing it (see
+# docs/performance.md for what each costs). Only importlib.metadata answers differently: it knows no distribution,
 # so sh takes its own fallback, __version__ = "unknown", instead of loading email, zipfile, csv...
 _STAND_INS = {
     "asyncio": {"get_running_loop": _running_loop, "Queue": _async_queue},  # `await` needs a running loop

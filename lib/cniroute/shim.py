@@ -4,7 +4,7 @@ The kernel does not pass frames between a macvlan's master and its children, but
 the same master reach each other; the shim is such a sibling in the node's namespace. It carries copies of
 the node's addresses (the master's, or those the node has elsewhere: node.Node.shim_addresses), so that pods'
 ARP and neighbour solicitations for the node are answered on it even with arp_ignore set, and IPv6 works at
-all (see README, "Dual stack and hardened nodes" and "Node layouts").
+all (see docs/how-it-works.md and docs/node-layouts.md).
 
 The shim's MAC is derived from the master's permanent MAC and the shim's name (`stable_mac`), so a shim that
 is deleted and made again (a networkd restart, `route reconcile`) has the MAC the pods have cached for the

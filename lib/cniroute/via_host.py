@@ -54,7 +54,7 @@ def programs_missing(runner):
 def require_programs(runner):
     found = programs_missing(runner)
     if found:
-        raise HostNotReady("; ".join(found), "install nftables and util-linux (see README, What a node needs)")
+        raise HostNotReady("; ".join(found), "install nftables and util-linux (see docs/install.md#what-a-node-needs)")
 
 
 def ensure_masquerade(runner, shim):

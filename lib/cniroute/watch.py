@@ -1,4 +1,4 @@
-"""`route reconcile --watch`: stay running and keep the node's shims and pod routes in shape (README, Self-healing).
+"""`route reconcile --watch`: stay running and keep the node's shims and pod routes in shape (docs/self-healing.md).
 
 It follows `ip -json monitor link address route` (started through the runner, as every ip call) and runs a
 pass (reconcile.py) once the node's links, addresses or routes have changed: when the events have settled for

@@ -1,5 +1,5 @@
-"""deploy/'s Kubernetes manifests against the API schemas of every Kubernetes version we claim (README, Install on a
-cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors): the
+"""deploy/'s Kubernetes manifests against the API schemas of every Kubernetes version we claim (docs/install.md,
+Install on a cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors): the
 DaemonSet as it is, and as the GKE overlay patches it. The Multus NetworkAttachmentDefinition is a custom resource
 whose schema the validator does not ship; test_deploy.py checks the chain it carries."""
 import copy
@@ -17,7 +17,7 @@ except ImportError:  # CI installs requirements-dev.txt (tools/setup.sh); elsewh
     pytest.skip("kubernetes-validate is not installed: pip install -r requirements-dev.txt", allow_module_level=True)
 
 DEPLOY = REPO / "deploy"
-KUBERNETES = [f"1.{minor}" for minor in range(30, 38)]  # README: "Kubernetes 1.30 to 1.37"
+KUBERNETES = [f"1.{minor}" for minor in range(30, 38)]  # docs/install.md: "Kubernetes 1.30 to 1.37"
 
 
 def daemonset():
@@ -39,8 +39,8 @@ def with_gke_overlay(document):
     return patched
 
 
-def test_the_readme_claims_the_versions_tested():
-    assert f"Kubernetes {KUBERNETES[0]} to {KUBERNETES[-1]}" in (REPO / "README.md").read_text()
+def test_the_install_page_claims_the_versions_tested():
+    assert f"Kubernetes {KUBERNETES[0]} to {KUBERNETES[-1]}" in (REPO / "docs" / "install.md").read_text()
 
 
 @pytest.mark.parametrize("version", KUBERNETES)

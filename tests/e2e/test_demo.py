@@ -14,7 +14,7 @@ import netns
 
 
 def test_demo_runs_the_main_job(route_plugin):
-    # As the README says, with the node's python3; a source tree's bin/route needs this (the development)
+    # As docs/development.md says, with the node's python3; a source tree's bin/route needs this (the development)
     # interpreter, which the demo then names in the wrapper it puts into CNI_PATH.
     argv = [str(REPO / "tools" / "demo.sh")] if netns.is_one_file_build(route_plugin) else \
         [sys.executable, str(REPO / "tools" / "demo.py")]

@@ -1,5 +1,5 @@
-"""Node layouts, for real: a master without an address, the node's address on a second NIC (README, "Node
-layouts"). Dual stack with a master that has only IPv4 is in test_dual_stack.py."""
+"""Node layouts, for real: a master without an address, the node's address on a second NIC
+(docs/node-layouts.md). Dual stack with a master that has only IPv4 is in test_dual_stack.py."""
 import json
 import subprocess
 

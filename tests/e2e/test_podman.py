@@ -189,7 +189,7 @@ def test_route_via_host_in_a_podman_container(bed, topo):
         assert {"dst": dst, "gateway": NODE_IP, "dev": "eth0", "protocol": PROTO, "flags": []} in routes, routes
     assert nft_tables(topo) == [CNI_ROUTE_TABLE]
     rules = topo.node_exec(["nft", "list", "table", *CNI_ROUTE_TABLE], check=True, timeout=TIMEOUT).stdout
-    for family in ("ip", "ip6"):  # the shim's rule per family (README, "What is masqueraded")
+    for family in ("ip", "ip6"):  # the shim's rule per family (docs/services.md, "What is masqueraded")
         assert f'masquerade comment "{SHIM} {family}"' in rules, rules
     assert shim_routes(topo) == routed(ip)
     assert ping_from(bed, "client", NODE_LOCAL)  # through the shim to the node, and back by the pod's route

@@ -1,5 +1,5 @@
-"""Pod IPs that would cut the node off, for real: ADD refuses them and the node keeps its gateway (README, "Pod
-IPs that would cut the node off")."""
+"""Pod IPs that would cut the node off, for real: ADD refuses them and the node keeps its gateway (docs/node-layouts.md,
+"Pod IPs that would cut the node off")."""
 import json
 
 import pytest

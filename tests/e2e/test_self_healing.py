@@ -4,7 +4,7 @@ three pods made through the real libcni chain, and the node's network changed un
 The watcher runs as a node runs it (netns.Watcher: `ip netns exec NODE env -i PATH=... route reconcile
 --watch`), with --interval 60, so that a repair within the 10 s bound below can only come from its ip monitor.
 The bounds are generous limits for "within about a second" promises, not performance targets: the repair
-times are measured by tools/heal_bench.py (README, Self-healing).
+times are measured by tools/heal_bench.py (docs/self-healing.md).
 """
 import contextlib
 import fcntl

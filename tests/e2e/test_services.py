@@ -86,7 +86,7 @@ def test_del_cleans_the_pod_routes_and_the_table_after_the_last_pod(cni, topo, c
 @pytest.mark.parametrize("family", [4, 6])
 def test_kube_proxys_dnat_is_masqueraded_in_either_mode_and_family(cni, topo, dual_chain, servers, tool, family):
     """kube-proxy's nftables mode writes nft DNAT, its iptables mode the xt DNAT target: both are netfilter NAT.
-    (IPVS, the third mode, is not in this kernel: see README, "Services", for why the rule covers it too.)"""
+    (IPVS, the third mode, is not in this kernel: see docs/services.md for why the rule covers it too.)"""
     for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
         assert topo.node_exec(["sysctl", "-qw", f"{key}=1"]).returncode == 0
     node, lan, vip = (NODE_IP, LAN_IP, "10.96.0.10") if family == 4 else (NODE_IP6, LAN_IP6, "fd00:96::10")

@@ -1,4 +1,4 @@
-"""The example conflists in net.d/ are what the README says: valid for the plugin, chained after macvlan."""
+"""The example conflists in net.d/ are what docs/configuration.md says: valid for the plugin, chained after macvlan."""
 import glob
 import json
 import os

@@ -1,0 +1,190 @@
+"""README.md and docs/ as a reader gets them: a short README that starts with the two commands, the pages docs/
+must have, every relative link and #anchor resolving, no history of the project's own work, the embedded files
+as they are in the repository, config entries the plugin accepts, and doctor's and the commands' pointers into
+docs/ landing on a section that exists. (The demo's example outputs are checked against a run of the demo in
+tests/e2e/test_demo.py; the commands the pages show run in tests/system and tests/e2e, test_docs_commands.py.)"""
+import json
+import re
+from pathlib import Path
+
+import docs_examples
+import pytest
+
+from cniroute import config, doctor, person
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+# docs/, one page per topic. Every one must exist, except those other branches bring (MERGED_BY_LEAD): a link
+# to one of those may dangle until it is merged, and then it is checked like any other.
+PAGES = {"how-it-works.md", "configuration.md", "node-layouts.md", "services.md", "self-healing.md", "doctor.md",
+         "debugging.md", "development.md", "install.md", "performance.md", "multus.md"}
+MERGED_BY_LEAD = {"multus.md"}
+TWO_COMMANDS = (
+    "tools/setup.sh && tools/demo.sh    # set up (apt, .venv, dist/route) and run the demo: the seed's functional "
+    "test, on throw-away namespaces\n"
+    "tools/test.sh                      # run every test: lint, unit, golden logs, the one-file build, end-to-end "
+    "through the real libcni and podman (root)\n")
+# The project's own issues and rounds of work are no part of the product's pages.
+HISTORY = re.compile(r"\bissues? #?\d+|\bthis round\b|\bfirst round\b|\bearlier rounds?\b|"
+                     r"\bbefore (this|the) round\b|\bthe issue's\b|\bA/B\b|\bearlier versions?\b", re.I)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def documents():
+    return [README, *sorted((REPO / "docs").glob("*.md"))]
+
+
+def prose(text):
+    """The text without fenced blocks and inline code, where a `](` is no link."""
+    text = re.sub(r"^```.*?^```$", "", text, flags=re.M | re.S)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchor(heading):
+    """GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped, spaces to `-`."""
+    text = re.sub(r"`", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path):
+    text = re.sub(r"^```.*?^```$", "", path.read_text(), flags=re.M | re.S)
+    return {anchor(m[1]) for m in re.finditer(r"^#+ (.+)$", text, re.M)}
+
+
+def test_the_readme_is_short_and_starts_with_the_two_commands():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 300
+    first = re.search(r"^```sh\n(.*?)^```", text, re.S | re.M)
+    assert first[1] == TWO_COMMANDS
+
+
+def test_docs_has_its_pages_and_no_others():
+    present = {p.name for p in (REPO / "docs").glob("*.md")}
+    assert present <= PAGES, present - PAGES
+    assert present >= PAGES - MERGED_BY_LEAD, PAGES - MERGED_BY_LEAD - present
+
+
+def test_the_readme_links_every_page():
+    linked = {target for target in LINK.findall(prose(README.read_text())) if target.startswith("docs/")}
+    assert {f"docs/{page}" for page in PAGES} <= linked
+
+
+def links():
+    for document in documents():
+        for target in LINK.findall(prose(document.read_text())):
+            if not re.match(r"[a-z]+:", target):
+                yield pytest.param(document, target, id=f"{document.relative_to(REPO)}->{target}")
+
+
+@pytest.mark.parametrize("document, target", list(links()))
+def test_every_relative_link_and_anchor_resolves(document, target):
+    path, _, fragment = target.partition("#")
+    resolved = (document.parent / path).resolve() if path else document
+    if not resolved.exists() and resolved.parent == REPO / "docs" and resolved.name in MERGED_BY_LEAD:
+        return  # a page another branch brings: checked once it is here
+    assert resolved.exists(), f"{document.name}: {target} does not exist"
+    assert REPO in resolved.parents or resolved == REPO, f"{target} leaves the repository"
+    if fragment:
+        assert resolved.suffix == ".md", f"{target}: an anchor into a file that is not a page"
+        assert fragment in anchors(resolved), f"{document.name}: no section #{fragment} in {resolved.name}"
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda p: p.name)
+def test_the_pages_tell_the_product_not_its_history(document):
+    found = [m[0] for m in HISTORY.finditer(document.read_text())]
+    assert found == [], found
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda p: p.name)
+def test_every_marker_is_known_and_marks_a_block(document):
+    text = document.read_text()
+    marked = docs_examples.marked_blocks(text)
+    assert len(marked) == len(docs_examples.MARKER.findall(text)), "a marker not right before a fenced block"
+    for kind, name, body, _ in marked:
+        known = {"example": docs_examples.EXTRACTORS, "test": docs_examples.TESTED_BY}.get(kind)
+        assert name in known if known is not None else (REPO / name).is_file(), f"{kind}: {name}"
+        assert body.strip(), f"{kind}: {name} is empty: run tools/docs_examples.py"
+
+
+def test_every_demo_example_is_shown():
+    shown = {name for d in documents() for kind, name, _, _ in docs_examples.marked_blocks(d.read_text())
+             if kind == "example"}
+    assert shown == set(docs_examples.EXTRACTORS)
+
+
+def test_the_embedded_files_are_the_repositorys():
+    assert docs_examples.stale_files() == [], "run tools/docs_examples.py"
+
+
+def route_entries():
+    return [body for d in documents() for kind, name, body, _ in docs_examples.marked_blocks(d.read_text())
+            if kind == "test" and name == "route-entry"]
+
+
+def test_the_pages_show_route_entries():
+    assert len(route_entries()) >= 3
+
+
+@pytest.mark.parametrize("entry", route_entries())
+def test_the_route_entries_shown_are_accepted(entry):
+    conf = config.load({**json.loads(entry), "cniVersion": "1.0.0", "name": "docs"})
+    assert conf.master == json.loads(entry)["master"]
+
+
+def test_the_stable_text_hides_what_changes_between_runs():
+    one = ("# == route 0.1.0 | 2026-12-02T18:08:18.348Z | ADD | pid 11461\n"
+           "# netns: /var/run/netns/rtt-pod-11305-ff52b32a\n"
+           "ip link add name eno1.host link eno1 address 22:65:2b:6d:19:94 type macvlan mode bridge\n"
+           "# exit 0 in 3.9 ms\n")
+    two = ("# == route 0.1.0 | 2026-12-03T01:00:00.001Z | ADD | pid 4\n"
+           "# netns: /var/run/netns/rtt-pod-7-00aa11bb\n"
+           "ip link add name eno1.host link eno1 address 02:00:00:00:00:01 type macvlan mode bridge\n"
+           "# exit 0 in 12.0 ms\n")
+    assert docs_examples.mask(one) == docs_examples.mask(two)
+    assert docs_examples.stabilize(one) != docs_examples.stabilize(two)  # durations are the run's own
+    assert docs_examples.mask(one) != docs_examples.mask(one.replace("eno1.host", "eno2.host"))
+
+
+# --- the pointers into docs/ ---
+
+def test_every_doctor_section_exists():
+    sections = anchors(REPO / "docs" / "doctor.md")
+    for _, section in doctor.DOCS_SECTIONS:
+        assert section in sections, section
+
+
+@pytest.mark.parametrize("subject, section", [
+    ("python3", "the-nodes-programs"), ("ip -json", "the-nodes-programs"), ("nft", "the-nodes-programs"),
+    ("reading the node", "the-nodes-programs"), ("kube-proxy", "kube-proxy"),
+    ("config /etc/cni/net.d/x.conflist", "configs-and-records"), ("config", "configs-and-records"),
+    ("master", "configs-and-records"), ("record c1@eth0", "configs-and-records"), ("master eno1", "the-master"),
+    ("shim eno1.host", "the-shim"), ("eno1.host addresses", "the-shims-addresses"),
+    ("eno1.host sysctls", "the-shims-sysctls"), ("eno1.host managers", "network-managers"),
+    ("rp_filter", "rp_filter-and-arp_ignore"), ("arp_ignore", "rp_filter-and-arp_ignore"),
+    ("IPv6 forwarding", "routeviahost-forwarding-and-the-masquerade-rule"),
+    ("masquerade eno1.host", "routeviahost-forwarding-and-the-masquerade-rule"),
+    ("pod 192.168.1.2", "pod-addresses"), ("pod fd00::100", "pod-addresses")])
+def test_each_doctor_check_points_to_its_section(subject, section):
+    assert doctor.docs_page(subject) == f"docs/doctor.md#{section}"
+
+
+def test_doctor_prints_the_section_under_what_is_not_ok():
+    sections = [doctor.Section("network default", "network default", [
+        doctor.ok("master eno1", "up"),
+        doctor.Check("pod 192.168.1.2", doctor.FAIL, "no route", ("ip route replace 192.168.1.2/32 dev eno1.host",))])]
+    text = doctor.render_text(sections, "2026-01-01T00:00:00Z")
+    assert re.search(r"^ +fix: ip route replace .*\n +see: docs/doctor\.md#pod-addresses$", text, re.M), text
+    assert text.count("see: ") == 1
+    checks = json.loads(doctor.render_json(sections, "2026-01-01T00:00:00Z"))["checks"]
+    assert [c["docs"] for c in checks] == ["docs/doctor.md#the-master", "docs/doctor.md#pod-addresses"]
+
+
+def test_every_command_names_its_manual_page():
+    parser = person.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "verb").choices
+    assert set(commands) == set(person.MANUAL)
+    for verb, sub in commands.items():
+        page = person.MANUAL[verb]
+        assert f"manual: {page}" in sub.format_help(), verb
+        assert (REPO / page).is_file(), page
+    assert all(page in parser.format_help() for page in person.MANUAL.values())
