@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import docs_examples
 from e2e_support import LAN_IP, NODE_IP, REPO
 
 import netns
@@ -49,3 +50,6 @@ def test_demo_runs_the_main_job(route_plugin):
     assert len(names) == 3 and netns.existing(names) == [], names
     tmp = re.search(r"^removed (/\S+)$", out, re.M)
     assert tmp and not os.path.exists(tmp[1]), report
+    # README.md and docs/ show what this run shows (a source tree's bin/route is installed without `route install`)
+    if netns.is_one_file_build(route_plugin):
+        assert docs_examples.stale_examples(out) == [], f"run tools/docs_examples.py\n{report}"
