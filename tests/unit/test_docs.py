@@ -112,6 +112,14 @@ def test_every_demo_example_is_shown():
     assert shown == set(docs_examples.EXTRACTORS)
 
 
+def test_the_module_map_names_every_module_and_no_other():
+    page = (REPO / "docs" / "how-it-works.md").read_text()
+    block = re.search(r"^## The module map\n.*?^```\n(.*?)^```", page, re.M | re.S)[1]
+    inside = block[block.index("lib/cniroute/\n"):block.index("\nschemas/")]
+    named = set(re.findall(r"\b(\w+\.py)\b", inside))
+    assert named == {p.name for p in (REPO / "lib" / "cniroute").glob("*.py")}
+
+
 def test_the_embedded_files_are_the_repositorys():
     assert docs_examples.stale_files() == [], "run tools/docs_examples.py"
 
