@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 MARKED = re.compile(r"^<!-- (example|file|test): (\S+) -->\n(```[^\n]*\n)(.*?)^```$", re.M | re.S)
 MARKER = re.compile(r"^<!-- (example|file|test): .*-->$", re.M)
 # Which test runs the blocks of each `test` kind: every line of a shell or node block must exit 0.
-TESTED_BY = {"shell": "tests/system/test_docs_commands.py",  # any machine, from the source tree
-             "node": "tests/e2e/test_docs_commands.py",      # root: a node namespace with one pod attached
+TESTED_BY = {"shell": "tests/system/test_docs_shell_commands.py",  # any machine, from the source tree
+             "node": "tests/e2e/test_docs_node_commands.py",      # root: a node namespace with one pod attached
              "route-entry": "tests/unit/test_docs.py"}       # a `route` entry the plugin accepts
 
 

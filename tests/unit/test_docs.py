@@ -2,7 +2,8 @@
 must have, every relative link and #anchor resolving, no history of the project's own work, the embedded files
 as they are in the repository, config entries the plugin accepts, and doctor's and the commands' pointers into
 docs/ landing on a section that exists. (The demo's example outputs are checked against a run of the demo in
-tests/e2e/test_demo.py; the commands the pages show run in tests/system and tests/e2e, test_docs_commands.py.)"""
+tests/e2e/test_demo.py; the commands the pages show run in tests/system/test_docs_shell_commands.py
+and tests/e2e/test_docs_node_commands.py.)"""
 import json
 import re
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The commands README.md and docs/ show for any machine (`<!-- test: shell -->` blocks) work as printed: each
 line, run from the source tree with Debian's default PATH, exits 0. (Those that need a node are in
-tests/e2e/test_docs_commands.py.)"""
+tests/e2e/test_docs_node_commands.py.)"""
 import os
 import subprocess
 from pathlib import Path
