@@ -31,6 +31,7 @@ MARKER = re.compile(r"^<!-- (example|file|test): .*-->$", re.M)
 # Which test runs the blocks of each `test` kind: every line of a shell or node block must exit 0.
 TESTED_BY = {"shell": "tests/system/test_docs_shell_commands.py",  # any machine, from the source tree
              "node": "tests/e2e/test_docs_node_commands.py",      # root: a node namespace with one pod attached
+             "nft-table": "tests/e2e/test_docs_node_commands.py",  # what `nft list table` shows after such an ADD
              "route-entry": "tests/unit/test_docs.py"}       # a `route` entry the plugin accepts
 
 

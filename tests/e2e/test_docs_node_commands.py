@@ -1,4 +1,5 @@
-"""The node commands README.md and docs/ show (`<!-- test: node -->` blocks) work as printed, on a node.
+"""The node commands README.md and docs/ show (`<!-- test: node -->` blocks) work as printed, on a node; and
+the nft table they show (`<!-- test: nft-table -->`) is the one an ADD with routeViaHost makes.
 
 A throw-away node namespace with one pod attached through the real libcni (the seed's chain, logging to
 /var/log/cni-route.log, state in the default /run/cni-route), and a mount namespace of the test's own in which
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import docs_examples
 import pytest
-from e2e_support import REPO
+from e2e_support import REPO, add_pod, node_sysctl
 
 import netns
 
@@ -84,3 +85,18 @@ def test_the_node_commands_of_the_docs_work(topo, cnidriver, tmp_path, route_plu
         if rc != "0":
             failures.append(f"{page}: {command}\n  exit {rc}: {(tmp_path / f'out.{i}').read_text()[-2000:]}")
     assert failures == [], "\n".join(failures)
+
+
+def test_the_nft_table_shown_is_the_one_add_makes(cni, topo, chain):
+    shown = [body for page in docs_examples.pages()
+             for kind, name, body, _ in docs_examples.marked_blocks(page.read_text())
+             if kind == "test" and name == "nft-table"]
+    assert len(shown) == 1, shown
+    entry = json.loads(next(body for page in docs_examples.pages()
+                            for kind, name, body, _ in docs_examples.marked_blocks(page.read_text())
+                            if kind == "test" and name == "route-entry" and "routeViaHost" in body))
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)
+    add_pod(cni, chain(routeViaHost=entry["routeViaHost"]))
+    listed = topo.node_exec(["nft", "list", "table", "inet", "cni_route"])
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == shown[0]
