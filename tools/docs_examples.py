@@ -117,8 +117,10 @@ def stabilize(text: str) -> str:
 
 
 def mask(text: str) -> str:
-    """What must not differ between a page and a run: also durations and what the node's programs are."""
+    """What must not differ between a page and a run: also durations, what the node's programs are, and which of
+    the states of a neighbour that answered the doctor found (REACHABLE turns STALE after 15 to 45 s)."""
     text = re.sub(r"\bin \d+\.\d+ ms\b", "in N ms", stabilize(text))
+    text = re.sub(r"\bneighbour (REACHABLE|STALE|DELAY|PROBE)\b", "neighbour ANSWERED", text)
     return re.sub(r"(?m)^(  \w+ +(?:python3|ip -json|nsenter|nft) +).*$", r"\1...", text)
 
 

@@ -152,6 +152,9 @@ def test_the_stable_text_hides_what_changes_between_runs():
     assert docs_examples.mask(one) == docs_examples.mask(two)
     assert docs_examples.stabilize(one) != docs_examples.stabilize(two)  # durations are the run's own
     assert docs_examples.mask(one) != docs_examples.mask(one.replace("eno1.host", "eno2.host"))
+    answered = "  OK    pod 192.168.1.2      demo-dac178f5ff23@eth0, route on eno1.host, neighbour REACHABLE"
+    assert docs_examples.mask(answered) == docs_examples.mask(answered.replace("REACHABLE", "STALE"))
+    assert docs_examples.mask(answered) != docs_examples.mask(answered.replace("REACHABLE", "FAILED"))
 
 
 # --- the pointers into docs/ ---
