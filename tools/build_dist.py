@@ -31,18 +31,43 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "lib"))
-from cniroute import PYTHON_LAUNCH  # noqa: E402  (the package's __init__ imports nothing)
+from cniroute import PYTHON_LAUNCH, SUPPORTED_VERSIONS  # noqa: E402  (the package's __init__ imports nothing)
+from cniroute.errors import DamagedBuild  # noqa: E402  (errors imports nothing)
 
-# The shell runs python3 on this very file, which then runs the zip after the header; `#!/usr/bin/env python3`
-# could not pass PYTHON_LAUNCH's options portably (`env -S` is GNU's).
-HEADER = f'#!/bin/sh\n{PYTHON_LAUNCH} "$0" "$@"\n'.encode()
+# What starts every call, in Python 3.4's syntax (an old python3 must get to cli's version check): the header runs
+# it with `-c` (no runpy, which the zip run as a script imports: ~4 ms of CPU), and it is __main__.py as well, for
+# `python3 dist/route`. It imports _route_boot from the zip; anything that keeps the file from starting (a file cut
+# short, damaged: _route_boot.start checks the code section against its checksum and the file against its size)
+# is answered as the plugin answers, CNI error JSON on stdout, code DamagedBuild.code.
+LAUNCHER = """import sys
+if sys.argv[0] == "-c":  # the header: argv and path as `python3 FILE ARGS` has them
+    del sys.argv[0]
+    sys.path[0] = sys.argv[0]
+try:
+    import _route_boot
+    run = _route_boot.start()
+except Exception as e:
+    import json
+    sys.stdout.write(json.dumps({"cniVersion": SUPPORTED, "code": CODE, "msg": "the plugin file cannot run",
+                                 "details": "%s is damaged or cut short (%s: %s): install it again"
+                                            % (sys.argv[0], type(e).__name__, e)}) + "\\n")
+    sys.exit(1)
+run()
+""".replace("SUPPORTED", json.dumps(SUPPORTED_VERSIONS[-1])).replace("CODE", str(DamagedBuild.code))
+
+# The shell runs python3 (found on the runtime's PATH) with PYTHON_LAUNCH's options on LAUNCHER and this file;
+# `#!/usr/bin/env python3` could not pass options portably (`env -S` is GNU's).
+HEADER = f"#!/bin/sh\n{PYTHON_LAUNCH} -c '{LAUNCHER}' \"$0\" \"$@\"\n".encode()
+assert "'" not in LAUNCHER  # it is quoted for the shell
 
 # What a CNI call imports, as bytecode in a section of its own between the header and the zip (see BOOT).
 CODE_SECTION = ("cniroute", "sh")
 CODE_MARK = b"#route-code\n"
+SIZE_AT = len(CODE_MARK) + 16  # where the section holds the file's size (see BOOT)
 
 # Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
 # (compiled), hence 4.17.3, whose dependencies on Python >= 3.9 are only attrs and pyrsistent.
@@ -59,47 +84,53 @@ DROP_SUFFIXES = (".pyi",)
 # Fixed zip metadata so that the same inputs give the same bytes (zip times are local, 2 s resolution).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
-MAIN = '''\
-"""route, the chained CNI plugin, as one file: see cniroute/_bundle.json for what is inside."""
-import gc
-
-import _route_boot
-
-gc.disable()  # a call lives ~50 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
-_route_boot.prepare()
-from cniroute.cli import run  # noqa: E402
-
-run()
-'''
+MAIN = LAUNCHER
 
 BOOT = '''\
 """Start-up of the one-file build (dist/route), before any bundled package is imported.
 
+start(): prepare(), then the plugin's entry (cniroute.cli.run), with the collector off. Raises when the file is
+cut short or damaged, which the launcher (LAUNCHER in tools/build_dist.py) answers in CNI terms.
+
 prepare():
-  * sys.path becomes [the archive] + the interpreter's standard library: the node's site-packages,
-    user site and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the
-    node's pyrsistent, another jsonschema, ...).
+  * sys.path becomes the interpreter's standard library + [the archive]: the node's site-packages, user site
+    and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the node's pyrsistent,
+    another jsonschema, ...). The archive comes last, so that an import of the standard library never
+    searches the zip (zipimport would read its directory once more, for the pinned path).
   * pyrsistent's C extension is blocked: its pure-Python vector is what runs.
   * the archive is opened once and imported from through /proc/self/fd/N, so a later import (jsonschema,
     sh and the person commands are imported lazily) reads this very file even if `route install`
     renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
   * the code section between the header and the zip (CODE_MARK, the bytecode's magic number, its length,
-    then a marshalled {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}) holds what
+    its CRC-32, the whole file's size, then a marshalled {"modules": {name: (is package, code)},
+    "data": {path in the zip: bytes}}) holds what
     a CNI call imports, cniroute and sh: read at once from that descriptor and served by Bundled, a dict
     lookup and an exec where zipimport would search the zip's directory and reopen the file for each module
     (a tenth of an ADD's CPU). Bytecode for another Python (another magic number) is not used: zipimport
-    then compiles their sources from the zip, as it does for every other package.
+    then compiles their sources from the zip, as it does for every other package. A file of another size
+    than built (cut short) or a section whose checksum differs (damaged) raises ValueError.
   * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
     takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
 Like the start of cniroute.cli, this runs on any python3 (Python 3.4's syntax, nothing newer called), so that a
 python3 too old for the plugin gets to cli's version check and answers code 106, not a traceback.
 """
+import gc
 import marshal
 import os
 import sys
+import zlib
 
 ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pinning
 CODE_MARK = CODE_MARK_VALUE
+
+
+def start():
+    """What the launcher runs: the plugin's entry point, ready to call."""
+    gc.disable()  # a call lives ~40 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
+    prepare()
+    from cniroute.cli import run
+
+    return run
 
 
 def prepare():
@@ -116,7 +147,7 @@ def prepare():
             raise OSError("no /proc")
     except OSError:
         pinned = archive
-    sys.path[:] = [pinned] + stdlib
+    sys.path[:] = stdlib + [pinned]
     table = _code_section(fd) if fd is not None else None
     if table is not None:
         sys.meta_path.insert(0, Bundled(pinned, table))
@@ -141,13 +172,18 @@ def _code_section(fd):
     if start < 0:
         return None
     start += len(CODE_MARK)
-    magic, size = head[start:start + 4], int.from_bytes(head[start + 4:start + 12], "little")
-    from importlib.util import MAGIC_NUMBER
-
-    if magic != MAGIC_NUMBER:
+    magic, size, crc, total = (head[start:start + 4], int.from_bytes(head[start + 4:start + 12], "little"),
+                               int.from_bytes(head[start + 12:start + 16], "little"),
+                               int.from_bytes(head[start + 16:start + 24], "little"))
+    if os.fstat(fd).st_size != total:
+        raise ValueError("%d bytes, built with %d" % (os.fstat(fd).st_size, total))
+    # importlib.util's, without importing it (Python 3.4 has no _frozen_importlib_external: no bytecode for it)
+    if magic != getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
         return None
-    data = os.pread(fd, size, start + 12)
-    return marshal.loads(data) if len(data) == size else None
+    data = os.pread(fd, size, start + 24)
+    if zlib.crc32(data) != crc:
+        raise ValueError("the code section's checksum differs from the build's")
+    return marshal.loads(data)
 
 
 class Bundled(object):
@@ -302,6 +338,9 @@ def write_zipapp(stage, output):
                 info.create_system = 3  # unix, whatever builds it
                 with open(os.path.join(stage, name), "rb") as src:
                     z.writestr(info, src.read(), compresslevel=9)
+        size = f.tell()
+        f.seek(len(HEADER) + SIZE_AT)
+        f.write(size.to_bytes(8, "little"))
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o755)
@@ -329,7 +368,9 @@ def code_section(stage, entries):
     [magic] = magics
     table = marshal.dumps({"modules": modules, "data": data}, 2)  # version 2: no references, reproducible
     held = {name for name in entries if name.endswith(".pyc") and name.split("/")[0] in CODE_SECTION}
-    return CODE_MARK + magic + len(table).to_bytes(8, "little") + table, held
+    # The whole file's size is not known yet: write_zipapp puts it in at SIZE_AT, once the zip is written.
+    return CODE_MARK + magic + len(table).to_bytes(8, "little") + zlib.crc32(table).to_bytes(4, "little") \
+        + bytes(8) + table, held
 
 
 def check(output, python):

@@ -54,7 +54,8 @@ def code_section(data):
     start = data.index(build_dist.CODE_MARK) + len(build_dist.CODE_MARK)
     assert data[start:start + 4] == importlib.util.MAGIC_NUMBER  # built for this python (conftest, dist_route)
     size = int.from_bytes(data[start + 4:start + 12], "little")
-    return marshal.loads(data[start + 12:start + 12 + size])
+    assert int.from_bytes(data[start + 16:start + 24], "little") == len(data)  # the size it checks at start
+    return marshal.loads(data[start + 24:start + 24 + size])
 
 
 def entries(path):
@@ -64,7 +65,8 @@ def entries(path):
 
 def test_one_executable_zipapp_with_the_package_schemas_and_pinned_deps(dist_route):
     data = dist_route.read_bytes()
-    assert data.startswith(build_dist.HEADER) and build_dist.HEADER == b'#!/bin/sh\nexec python3 -S -E "$0" "$@"\n'
+    assert data.startswith(build_dist.HEADER)
+    assert build_dist.HEADER == b"#!/bin/sh\nexec python3 -S -E -c '" + build_dist.LAUNCHER.encode() + b"' \"$0\" \"$@\"\n"
     assert stat.S_IMODE(dist_route.stat().st_mode) == 0o755
     names = entries(dist_route)
     assert "__main__.py" in names and "__main__.pyc" in names and "_route_boot.pyc" in names
@@ -153,7 +155,7 @@ def test_bytecode_is_used_no_module_is_compiled_and_pyrsistent_is_pure(dist_rout
     files = {name: path for name, path in probe["files"].items() if path is not None}
     assert len(files) > 40, files
     assert {name for name, path in files.items() if not path.endswith(".pyc")} == set(), files
-    pinned = probe["path"][0]
+    pinned = probe["path"][-1]  # after the standard library
     assert pinned.startswith("/proc/self/fd/"), probe["path"]
     assert all(path.startswith(pinned + "/") for path in files.values() if "_route_boot" not in path), files
     assert [f for f in probe["compiled"] if f.endswith(".py")] == []  # attrs still generates methods: fine

@@ -2,12 +2,16 @@
 import json
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import REPO, sha256
+
+sys.path.insert(0, str(REPO / "tools"))
+import build_dist  # noqa: E402
 
 CONFLIST = REPO / "deploy" / "net.d" / "10-macvlan-route.conflist"
 ADD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/nonexistent", "CNI_IFNAME": "eth0",
@@ -39,6 +43,9 @@ def variant(src, dst, tag):
             new.writestr("0-padding-" + tag, os.urandom(50_000))
             for info in old.infolist():
                 new.writestr(info, old.read(info))
+        size = f.tell()
+        f.seek(data.index(build_dist.CODE_MARK) + build_dist.SIZE_AT)  # its size, which it checks at start
+        f.write(size.to_bytes(8, "little"))
     os.chmod(dst, 0o755)
     return Path(dst)
 
