@@ -53,9 +53,9 @@ def code_section(data):
     """The table of the code section between the header and the zip, as _route_boot reads it."""
     start = data.index(build_dist.CODE_MARK) + len(build_dist.CODE_MARK)
     assert data[start:start + 4] == importlib.util.MAGIC_NUMBER  # built for this python (conftest, dist_route)
-    size = int.from_bytes(data[start + 4:start + 12], "little")
-    assert int.from_bytes(data[start + 16:start + 24], "little") == len(data)  # the size it checks at start
-    return marshal.loads(data[start + 24:start + 24 + size])
+    assert int.from_bytes(data[start + 4:start + 12], "little") == len(data)  # the size it checks at start
+    boot, size = int.from_bytes(data[start + 24:start + 28], "little"), int.from_bytes(data[start + 28:start + 36], "little")
+    return marshal.loads(data[start + 40 + boot:start + 40 + boot + size])
 
 
 def entries(path):

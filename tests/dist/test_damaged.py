@@ -37,7 +37,7 @@ DAMAGES = {
     "cut in the middle": cut(lambda d: len(d) // 2),
     "cut in the zip's directory": cut(lambda d: len(d) - 100),
     "a byte of the code section": flipped(lambda d: section_start(d) + 200_000),
-    "the code section's recorded size": flipped(lambda d: section_start(d) + build_dist.SIZE_AT),
+    "the code section's recorded size": flipped(lambda d: section_start(d) + build_dist.SEAL_AT),
     "the zip's end record": flipped(lambda d: d.rindex(b"PK\x05\x06")),
 }
 

@@ -37,15 +37,13 @@ def conf_dir(host):
 def variant(src, dst, tag):
     """Another valid build: the same files behind a padding entry, so every offset in the zip differs."""
     data = Path(src).read_bytes()
-    with zipfile.ZipFile(src) as old, open(dst, "wb") as f:
+    with zipfile.ZipFile(src) as old, open(dst, "w+b") as f:
         f.write(data[:min(info.header_offset for info in old.infolist())])  # the header before the zip
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as new:
             new.writestr("0-padding-" + tag, os.urandom(50_000))
             for info in old.infolist():
                 new.writestr(info, old.read(info))
-        size = f.tell()
-        f.seek(data.index(build_dist.CODE_MARK) + build_dist.SIZE_AT)  # its size, which it checks at start
-        f.write(size.to_bytes(8, "little"))
+        build_dist.seal(f)  # its size and its zip directory's checksum, which it checks at start
     os.chmod(dst, 0o755)
     return Path(dst)
 
