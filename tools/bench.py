@@ -34,7 +34,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import netns  # noqa: E402
 
-SEED_BUILD = os.path.join(REPO, "..", "shared", "anchors", "build.sh")
+# The seed's build script, in the shared/ beside the clone (or beside the directory of worktrees that holds it).
+SEED_BUILD = next((path for path in (os.path.join(REPO, *[".."] * up, "shared", "anchors", "build.sh") for up in (1, 2))
+                   if os.path.exists(path)), os.path.join(REPO, "..", "shared", "anchors", "build.sh"))
 BUILD_DIST = os.path.join(REPO, "tools", "build_dist.py")
 TARGET, AIM = 6, 5  # route / seed, each verb's median
 PARALLEL_TARGET = 8  # route / seed, the wall time of --parallel ADDs at once, in every run
