@@ -51,9 +51,9 @@ BOOT_ROOM = 1 << 16  # the header and _route_boot's bytecode are within the file
 # checks the file's size and the CRC-32 of the code section and of the zip's directory against the build's) is
 # answered as the plugin answers: CNI error JSON on stdout, code DamagedBuild.code.
 LAUNCHER = """import sys
-if sys.argv[0] == "-c":  # the header: argv and path as `python3 FILE ARGS` has them
+if sys.argv[0] == "-c":  # the header: argv as `python3 FILE ARGS` has it
     del sys.argv[0]
-    sys.path[0] = sys.argv[0]
+del sys.path[0]  # the current directory (-c) or the zip: no import searches either before prepare()
 try:
     import marshal, os
     fd = os.open(sys.argv[0], os.O_RDONLY)
@@ -64,8 +64,10 @@ try:
         boot = sys.modules["_route_boot"] = type(sys)("_route_boot")  # its bytecode, from the code section
         exec(marshal.loads(head[at + 40:at + 40 + int.from_bytes(head[at + 24:at + 28], "little")]), vars(boot))
     else:  # bytecode for another Python: the source, from the zip
+        sys.path.insert(0, sys.argv[0])
         import _route_boot as boot
-    run = boot.start()
+        del sys.path[0]
+    run = boot.start(sys.argv[0])
 except Exception as e:
     import json
     sys.stdout.write(json.dumps({"cniVersion": SUPPORTED, "code": CODE, "msg": "the plugin file cannot run",
@@ -102,10 +104,10 @@ MAIN = LAUNCHER
 BOOT = '''\
 """Start-up of the one-file build (dist/route), before any bundled package is imported.
 
-start(): prepare(), then the plugin's entry (cniroute.cli.run), with the collector off. Raises when the file is
-cut short or damaged, which the launcher (LAUNCHER in tools/build_dist.py) answers in CNI terms.
+start(archive): prepare(archive), then the plugin's entry (cniroute.cli.run), with the collector off. Raises when
+the file is cut short or damaged, which the launcher (LAUNCHER in tools/build_dist.py) answers in CNI terms.
 
-prepare():
+prepare(archive=None):
   * sys.path becomes the interpreter's standard library + [the archive]: the node's site-packages, user site
     and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the node's pyrsistent,
     another jsonschema, ...). The archive comes last, so that an import of the standard library never
@@ -139,20 +141,21 @@ ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pin
 CODE_MARK = CODE_MARK_VALUE
 
 
-def start():
+def start(archive):
     """What the launcher runs: the plugin's entry point, ready to call."""
     gc.disable()  # a call lives ~40 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
-    prepare()
+    prepare(archive)
     from cniroute.cli import run
 
     return run
 
 
-def prepare():
+def prepare(archive=None):
+    """`archive`: the file, when it is not sys.path[0] (the launcher takes that off first)."""
     global ARCHIVE
-    archive = ARCHIVE = os.path.abspath(sys.path[0])
+    archive = ARCHIVE = os.path.abspath(sys.path.pop(0) if archive is None else archive)
     prefixes = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
-    stdlib = [p for p in sys.path[1:]
+    stdlib = [p for p in sys.path
               if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
     fd = None
     try:

@@ -216,3 +216,15 @@ def test_other_pythons_run_it_from_the_sources(dist_route, version, python, bare
     assert json.loads(proc.stdout)["code"] == 7, (version, proc.stdout, proc.stderr)
     proc = subprocess.run([str(python), str(dist_route), "--version"], env=bare_env, capture_output=True, text=True)
     assert f"python {version}." in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_call_reads_no_zip_directory_and_looks_for_no_package(dist_route, bare_python, bare_env):
+    """The file's own launcher (from its header) runs _route_boot from the code section, so zipimport never reads
+    the zip's directory; and the one-file build's start looks for no package (importlib.util is not imported)."""
+    launcher = dist_route.read_bytes().split(b" -c '", 1)[1].split(b"' \"$0\"", 1)[0].decode()
+    proc = subprocess.run([str(bare_python / "python3"), "-S", "-E", "-v", "-c", launcher, str(dist_route)],
+                          input=VERSION_IN, capture_output=True, text=True, timeout=60,
+                          env={**bare_env, "CNI_COMMAND": "VERSION"})
+    assert proc.returncode == 0 and "supportedVersions" in proc.stdout, proc
+    assert "zipimport: found" not in proc.stderr
+    assert "import 'importlib.util'" not in proc.stderr
