@@ -8,11 +8,13 @@ alike. What is measured by default is what a node runs: the one-file build, buil
 (the first on the node's PATH) by tools/build_dist.py.
 
   tools/bench.py [--plugin FILE] [--vs PATH | --vs-seed] [--n 40] [--routes 1000] [--parallel 64]
-                 [--json bench-results.json]
+                 [--parallel-runs 3] [--json bench-results.json]
 
-Reports, per verb, the median and p90 of the wall time and the median CPU time (user + system of the whole
-call: launcher, interpreter and the ip processes it runs), the same with --routes other pod routes on the
-shim, and --parallel concurrent ADDs: wall time, CPU per call, routes present afterwards. Needs root.
+Reports, per verb (ADD, CHECK, DEL), the median and p90 of the wall time and the median CPU time (user + system
+of the whole call: launcher, interpreter and the ip processes it runs): with no other pod, with --routes other
+IPv4 pod routes on the shim, and on a dual-stack shim with --routes other IPv6 pods (each call's pod then has an
+IPv4 and an IPv6 address); --parallel concurrent ADDs (before the IPv6 pods), --parallel-runs times in a row:
+wall time, CPU per call, routes present afterwards. Needs root.
 """
 import argparse
 import json
@@ -32,18 +34,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import netns  # noqa: E402
 
-SEED_BUILD = os.path.join(REPO, "..", "shared", "anchors", "build.sh")
+# The seed's build script, in the shared/ beside the clone (or beside the directory of worktrees that holds it).
+SEED_BUILD = next((path for path in (os.path.join(REPO, *[".."] * up, "shared", "anchors", "build.sh") for up in (1, 2))
+                   if os.path.exists(path)), os.path.join(REPO, "..", "shared", "anchors", "build.sh"))
 BUILD_DIST = os.path.join(REPO, "tools", "build_dist.py")
-TARGET, AIM = 10, 8  # route / seed, issue 17
+TARGET, AIM = 6, 5  # route / seed, each verb's median
+PARALLEL_TARGET = 8  # route / seed, the wall time of --parallel ADDs at once, in every run
+VERBS = ("ADD", "CHECK", "DEL")
 
 
 def conf(ip, state_dir, verb_version="1.0.0"):
+    """The chained config of a pod at `ip`, an IPv4 address or "IPv4,IPv6" for a dual-stack pod."""
+    ips = [{"interface": 0, "address": address + ("/64" if ":" in address else "/16"),
+            "gateway": "fd00::1" if ":" in address else "192.168.0.1"} for address in ip.split(",")]
     return json.dumps({
         "cniVersion": verb_version, "name": "bench", "type": "route", "master": "eno1", "bridge": "eno1.host",
         "stateDir": state_dir,
         "prevResult": {"cniVersion": verb_version,
                        "interfaces": [{"name": "eth0", "mac": "02:00:00:00:00:01", "sandbox": "/var/run/netns/x"}],
-                       "ips": [{"interface": 0, "address": ip + "/16", "gateway": "192.168.0.1"}]}})
+                       "ips": ips}})
 
 
 def children_cpu_ms():
@@ -72,11 +81,17 @@ class Bed:
         samples = [self.call("/bin/true", "VERSION", "", "") for _ in range(n)]
         return [round(statistics.median(s), 2) for s in zip(*samples)]
 
-    def fill(self, count):
-        """`count` unrelated pod routes on the shim, as if that many pods were running."""
-        lines = "".join(f"route replace 10.{200 + i // 65536}.{i // 256 % 256}.{i % 256}/32 dev eno1.host scope link\n"
-                        for i in range(count))
-        subprocess.run(["ip", "-n", self.topo.node, "-batch", "-"], input=lines, text=True, check=True)
+    def fill(self, count, ipv6=False):
+        """`count` unrelated pod routes on the shim, as if that many pods were running (IPv6 pods: /128 routes,
+        all of scope global, as the plugin makes them)."""
+        if ipv6:
+            lines = "".join(f"route replace fd00:200::{i // 65536:x}:{i % 65536:x}/128 dev eno1.host proto 201\n"
+                            for i in range(count))
+        else:
+            lines = "".join(f"route replace 10.{200 + i // 65536}.{i // 256 % 256}.{i % 256}/32 dev eno1.host "
+                            "scope link\n" for i in range(count))
+        subprocess.run(["ip", "-n", self.topo.node, *(["-6"] if ipv6 else []), "-batch", "-"], input=lines,
+                       text=True, check=True)
 
     def routes_present(self, ips):
         out = subprocess.run(["ip", "-n", self.topo.node, "-json", "route", "show", "dev", "eno1.host"],
@@ -91,13 +106,15 @@ def stats(samples):
             "cpu": round(statistics.median(cpus), 2)}
 
 
-def series(bed, plugins, n, tag):
-    """n rounds of ADD, CHECK, DEL per plugin, interleaved."""
-    times = {p: {"ADD": [], "CHECK": [], "DEL": []} for p in plugins}
+def series(bed, plugins, n, tag, dual_stack=False):
+    """n rounds of ADD, CHECK, DEL per plugin, interleaved; `dual_stack`: pods with an IPv6 address too."""
+    times = {p: {verb: [] for verb in VERBS} for p in plugins}
     for i in range(n):
         for j, plugin in enumerate(plugins):
             ip, cid = f"192.168.{10 + j}.{i % 250 + 2}", f"{tag}-{j}-{i}"
-            for verb in ("ADD", "CHECK", "DEL"):
+            if dual_stack:
+                ip += f",fd00::{10 + j:x}:{i % 250 + 2:x}"
+            for verb in VERBS:
                 times[plugin][verb].append(bed.call(plugin, verb, ip, cid))
     return {p: {verb: stats(v) for verb, v in t.items()} for p, t in times.items()}
 
@@ -141,18 +158,19 @@ def runnable(plugin, directory):
 
 
 def ratios(report, mine, other, routes, count):
-    """route over the other plugin (and ADD with routes over ADD without): what the targets are about."""
-    def add(key, field, plugin):
-        return report[key][plugin]["ADD"][field]
-
-    with_routes = f"routes={routes}"
-    found = {"add_with_routes_over_add": round(add(with_routes, "median", mine) / add("routes=0", "median", mine), 2)}
+    """route over the other plugin, per case and verb (median wall, median CPU) and per parallel run; and route's
+    ADD with routes over its ADD without."""
+    cases = ("routes=0", f"routes={routes}", f"ipv6_pods={routes}")
+    found = {"add_with_routes_over_add": round(report[cases[1]][mine]["ADD"]["median"]
+                                               / report[cases[0]][mine]["ADD"]["median"], 2)}
     if other:
-        wall = [report[f"parallel={count}"][p]["wall_ms"] for p in (mine, other)]
-        compared = (("add", "routes=0", "median"), ("add_with_routes", with_routes, "median"),
-                    ("add_cpu", "routes=0", "cpu"))
-        found.update({f"{name}_over_other": round(add(key, field, mine) / add(key, field, other), 2)
-                      for name, key, field in compared}, parallel_wall_over_other=round(wall[0] / wall[1], 2))
+        for case in cases:
+            for verb in VERBS:
+                for field in ("median", "cpu"):
+                    found[f"{case} {verb} {field}"] = round(report[case][mine][verb][field]
+                                                            / report[case][other][verb][field], 2)
+        runs = zip(report[f"parallel={count}"][mine], report[f"parallel={count}"][other])
+        found["parallel wall"] = [round(m["wall_ms"] / o["wall_ms"], 2) for m, o in runs]
     return found
 
 
@@ -164,6 +182,7 @@ def main():
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=64)
+    parser.add_argument("--parallel-runs", type=int, default=3, help="how many times in a row (default 3)")
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()
     other = args.vs
@@ -191,8 +210,12 @@ def main():
             report["routes=0"] = series(bed, plugins, args.n, "r0")
             bed.fill(args.routes)
             report[f"routes={args.routes}"] = series(bed, plugins, args.n, "rN")
-            report[f"parallel={args.parallel}"] = {p: parallel(bed, p, args.parallel, f"par{j}-")
-                                                    for j, p in enumerate(plugins)}
+            report[f"parallel={args.parallel}"] = {p: [] for p in plugins}
+            for run in range(args.parallel_runs):  # each run: the plugins one after the other
+                for j, p in enumerate(plugins):
+                    report[f"parallel={args.parallel}"][p].append(parallel(bed, p, args.parallel, f"par{run}{j}-"))
+            bed.fill(args.routes, ipv6=True)
+            report[f"ipv6_pods={args.routes}"] = series(bed, plugins, args.n, "r6", dual_stack=True)
         finally:
             bed.topo.close()
     report["load_average_after"] = os.getloadavg()
@@ -200,7 +223,7 @@ def main():
     print_report(report, plugins, names, args)
     with open(args.json, "w") as f:
         json.dump({**report, **{k: {names[p]: v for p, v in report[k].items()} for k in report
-                                if k.startswith(("routes=", "parallel="))}}, f, indent=2)
+                                if k.startswith(("routes=", "ipv6_pods=", "parallel="))}}, f, indent=2)
     print(f"wrote {args.json}")
 
 
@@ -209,26 +232,30 @@ def print_report(report, plugins, names, args):
           f"load average {report['load_average_before'][0]:.2f} before, {report['load_average_after'][0]:.2f} after")
     launch = report["launch_overhead_ms"]
     print(f"launch (ip netns exec + env), included below: {launch['wall']:.1f} ms wall, {launch['cpu']:.1f} ms CPU")
-    print(f"{'':14} {'':8} {'ADD med':>8} {'p90':>7} {'CPU':>6}   {'CHECK med':>9} {'CPU':>6}   "
-          f"{'DEL med':>8} {'p90':>7} {'CPU':>6}   (ms; CPU = user+sys median)")
-    for key in ("routes=0", f"routes={args.routes}"):
+    print(f"{'':15} {'':10} {'ADD med':>8} {'p90':>6} {'CPU':>6}   {'CHECK med':>9} {'p90':>6} {'CPU':>6}   "
+          f"{'DEL med':>8} {'p90':>6} {'CPU':>6}   (ms; CPU = user+sys median)")
+    cases = ("routes=0", f"routes={args.routes}", f"ipv6_pods={args.routes}")
+    for key in cases:
         for p in plugins:
             r = report[key][p]
-            print(f"{key:14} {names[p]:8} {r['ADD']['median']:8.1f} {r['ADD']['p90']:7.1f} {r['ADD']['cpu']:6.1f}   "
-                  f"{r['CHECK']['median']:9.1f} {r['CHECK']['cpu']:6.1f}   "
-                  f"{r['DEL']['median']:8.1f} {r['DEL']['p90']:7.1f} {r['DEL']['cpu']:6.1f}")
+            print(f"{key:15} {names[p]:10} " + "   ".join(
+                f"{r[verb]['median']:{9 if verb == 'CHECK' else 8}.1f} {r[verb]['p90']:6.1f} {r[verb]['cpu']:6.1f}"
+                for verb in VERBS))
     for p in plugins:
-        par = report[f"parallel={args.parallel}"][p]
-        print(f"parallel={args.parallel:<5} {names[p]:8} wall {par['wall_ms']} ms, CPU {par['cpu_per_call_ms']:.1f} ms "
-              f"per call, routes present {par['routes_present']}/{par['of']}")
+        runs = report[f"parallel={args.parallel}"][p]
+        print(f"parallel={args.parallel:<6} {names[p]:10} " + "; ".join(
+            f"wall {run['wall_ms']} ms, CPU {run['cpu_per_call_ms']:.1f}/call, {run['routes_present']}/{run['of']}"
+            for run in runs))
     r = report["ratios"]
     print(f"ADD with {args.routes} routes / ADD with none (route): {r['add_with_routes_over_add']:.2f}  "
           "(target <= 1.3)")
     if len(plugins) == 2:
-        print(f"route / {names[plugins[1]]}: ADD median {r['add_over_other']:.1f}x, with {args.routes} routes "
-              f"{r['add_with_routes_over_other']:.1f}x, {args.parallel} parallel ADDs' wall "
-              f"{r['parallel_wall_over_other']:.1f}x (target <= {TARGET}x, aim {AIM}x); ADD CPU "
-              f"{r['add_cpu_over_other']:.1f}x")
+        print(f"route / {names[plugins[1]]}, median wall (CPU), target <= {TARGET}x, aim {AIM}x:")
+        for key in cases:
+            print(f"  {key:15} " + "  ".join(f"{verb} {r[f'{key} {verb} median']:.1f}x ({r[f'{key} {verb} cpu']:.1f}x)"
+                                             for verb in VERBS))
+        print(f"  {args.parallel} parallel ADDs' wall, each run: "
+              + ", ".join(f"{ratio:.1f}x" for ratio in r["parallel wall"]) + f" (target <= {PARALLEL_TARGET}x)")
 
 
 if __name__ == "__main__":

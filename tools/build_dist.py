@@ -31,18 +31,58 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "lib"))
-from cniroute import PYTHON_LAUNCH  # noqa: E402  (the package's __init__ imports nothing)
-
-# The shell runs python3 on this very file, which then runs the zip after the header; `#!/usr/bin/env python3`
-# could not pass PYTHON_LAUNCH's options portably (`env -S` is GNU's).
-HEADER = f'#!/bin/sh\n{PYTHON_LAUNCH} "$0" "$@"\n'.encode()
+from cniroute import PYTHON_LAUNCH, SUPPORTED_VERSIONS  # noqa: E402  (the package's __init__ imports nothing)
+from cniroute.errors import DamagedBuild  # noqa: E402  (errors imports nothing)
 
 # What a CNI call imports, as bytecode in a section of its own between the header and the zip (see BOOT).
 CODE_SECTION = ("cniroute", "sh")
 CODE_MARK = b"#route-code\n"
+SEAL_AT = len(CODE_MARK) + 4  # where the section holds the file's size and the zip directory's place and CRC (seal)
+BOOT_ROOM = 1 << 16  # the header and _route_boot's bytecode are within the file's first BOOT_ROOM bytes
+
+# What starts every call, in Python 3.4's syntax (an old python3 must get to cli's version check): the header runs
+# it with `-c`, and it is __main__.py as well, for `python3 dist/route`. It runs _route_boot from its bytecode at
+# the start of the code section (importing it from the zip would read the zip's directory: ~1.5 ms of CPU), or
+# from the zip for another Python. Anything that keeps the file from starting (cut short, damaged: _route_boot
+# checks the file's size and the CRC-32 of the code section and of the zip's directory against the build's) is
+# answered as the plugin answers: CNI error JSON on stdout, code DamagedBuild.code.
+LAUNCHER = """import sys
+if sys.argv[0] == "-c":  # the header: argv as `python3 FILE ARGS` has it
+    del sys.argv[0]
+del sys.path[0]  # the current directory (-c) or the zip: no import searches either before prepare()
+try:
+    import marshal, os
+    fd = os.open(sys.argv[0], os.O_RDONLY)
+    head = os.pread(fd, BOOT_ROOM, 0)
+    os.close(fd)
+    at = head.index(MARK) + len(MARK)
+    if head[at:at + 4] == getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
+        boot = sys.modules["_route_boot"] = type(sys)("_route_boot")  # its bytecode, from the code section
+        exec(marshal.loads(head[at + 40:at + 40 + int.from_bytes(head[at + 24:at + 28], "little")]), vars(boot))
+    else:  # bytecode for another Python: the source, from the zip
+        sys.path.insert(0, sys.argv[0])
+        import _route_boot as boot
+        del sys.path[0]
+    run = boot.start(sys.argv[0])
+except Exception as e:
+    import json
+    sys.stdout.write(json.dumps({"cniVersion": SUPPORTED, "code": CODE, "msg": "the plugin file cannot run",
+                                 "details": "%s is damaged or cut short (%s: %s): install it again"
+                                            % (sys.argv[0], type(e).__name__, e)}) + "\\n")
+    sys.exit(1)
+run()
+""".replace("SUPPORTED", json.dumps(SUPPORTED_VERSIONS[-1])).replace("CODE", str(DamagedBuild.code)) \
+    .replace("BOOT_ROOM", str(BOOT_ROOM)).replace("MARK", repr(CODE_MARK).replace("'", '"'))
+
+# The shell runs python3 (found on the runtime's PATH) with PYTHON_LAUNCH's options on LAUNCHER and this file;
+# `#!/usr/bin/env python3` could not pass options portably (`env -S` is GNU's).
+HEADER = f"#!/bin/sh\n{PYTHON_LAUNCH} -c '{LAUNCHER}' \"$0\" \"$@\"\n".encode()
+assert "'" not in LAUNCHER  # it is quoted for the shell
+
 
 # Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
 # (compiled), hence 4.17.3, whose dependencies on Python >= 3.9 are only attrs and pyrsistent.
@@ -59,54 +99,63 @@ DROP_SUFFIXES = (".pyi",)
 # Fixed zip metadata so that the same inputs give the same bytes (zip times are local, 2 s resolution).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
-MAIN = '''\
-"""route, the chained CNI plugin, as one file: see cniroute/_bundle.json for what is inside."""
-import gc
-
-import _route_boot
-
-gc.disable()  # a call lives ~50 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
-_route_boot.prepare()
-from cniroute.cli import run  # noqa: E402
-
-run()
-'''
+MAIN = LAUNCHER
 
 BOOT = '''\
 """Start-up of the one-file build (dist/route), before any bundled package is imported.
 
-prepare():
-  * sys.path becomes [the archive] + the interpreter's standard library: the node's site-packages,
-    user site and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the
-    node's pyrsistent, another jsonschema, ...).
+start(archive): prepare(archive), then the plugin's entry (cniroute.cli.run), with the collector off. Raises when
+the file is cut short or damaged, which the launcher (LAUNCHER in tools/build_dist.py) answers in CNI terms.
+
+prepare(archive=None):
+  * sys.path becomes the interpreter's standard library + [the archive]: the node's site-packages, user site
+    and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the node's pyrsistent,
+    another jsonschema, ...). The archive comes last, so that an import of the standard library never
+    searches the zip (zipimport would read its directory once more, for the pinned path).
   * pyrsistent's C extension is blocked: its pure-Python vector is what runs.
   * the archive is opened once and imported from through /proc/self/fd/N, so a later import (jsonschema,
     sh and the person commands are imported lazily) reads this very file even if `route install`
     renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
-  * the code section between the header and the zip (CODE_MARK, the bytecode's magic number, its length,
-    then a marshalled {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}) holds what
+  * the code section between the header and the zip (CODE_MARK; the bytecode's magic number, 4 bytes; the whole
+    file's size, 8; where the zip's directory starts, 8, and the CRC-32 from there to the end, 4; the length of
+    this module's own bytecode, 4, and of the table, 8; the CRC-32 of both, 4;
+    this module's marshalled bytecode, which the launcher runs; then the table, a marshalled
+    {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}) holds what
     a CNI call imports, cniroute and sh: read at once from that descriptor and served by Bundled, a dict
     lookup and an exec where zipimport would search the zip's directory and reopen the file for each module
     (a tenth of an ADD's CPU). Bytecode for another Python (another magic number) is not used: zipimport
-    then compiles their sources from the zip, as it does for every other package.
+    then compiles their sources from the zip, as it does for every other package. A file of another size
+    than built (cut short) or a section whose checksum differs (damaged) raises ValueError.
   * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
     takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
 Like the start of cniroute.cli, this runs on any python3 (Python 3.4's syntax, nothing newer called), so that a
 python3 too old for the plugin gets to cli's version check and answers code 106, not a traceback.
 """
+import gc
 import marshal
 import os
 import sys
+import zlib
 
 ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pinning
 CODE_MARK = CODE_MARK_VALUE
 
 
-def prepare():
+def start(archive):
+    """What the launcher runs: the plugin's entry point, ready to call."""
+    gc.disable()  # a call lives ~40 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
+    prepare(archive)
+    from cniroute.cli import run
+
+    return run
+
+
+def prepare(archive=None):
+    """`archive`: the file, when it is not sys.path[0] (the launcher takes that off first)."""
     global ARCHIVE
-    archive = ARCHIVE = os.path.abspath(sys.path[0])
+    archive = ARCHIVE = os.path.abspath(sys.path.pop(0) if archive is None else archive)
     prefixes = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
-    stdlib = [p for p in sys.path[1:]
+    stdlib = [p for p in sys.path
               if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
     fd = None
     try:
@@ -116,7 +165,7 @@ def prepare():
             raise OSError("no /proc")
     except OSError:
         pinned = archive
-    sys.path[:] = [pinned] + stdlib
+    sys.path[:] = stdlib + [pinned]
     table = _code_section(fd) if fd is not None else None
     if table is not None:
         sys.meta_path.insert(0, Bundled(pinned, table))
@@ -141,13 +190,24 @@ def _code_section(fd):
     if start < 0:
         return None
     start += len(CODE_MARK)
-    magic, size = head[start:start + 4], int.from_bytes(head[start + 4:start + 12], "little")
-    from importlib.util import MAGIC_NUMBER
-
-    if magic != MAGIC_NUMBER:
+    magic, total, directory, directory_crc, boot, size, crc = (
+        head[start:start + 4], _number(head, start + 4, 8), _number(head, start + 12, 8), _number(head, start + 20, 4),
+        _number(head, start + 24, 4), _number(head, start + 28, 8), _number(head, start + 36, 4))
+    if os.fstat(fd).st_size != total:
+        raise ValueError("%d bytes, built with %d" % (os.fstat(fd).st_size, total))
+    if zlib.crc32(os.pread(fd, total - directory, directory)) != directory_crc:
+        raise ValueError("the zip directory's checksum differs from the build's")
+    # importlib.util's, without importing it (Python 3.4 has no _frozen_importlib_external: no bytecode for it)
+    if magic != getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
         return None
-    data = os.pread(fd, size, start + 12)
-    return marshal.loads(data) if len(data) == size else None
+    data = os.pread(fd, boot + size, start + 40)
+    if zlib.crc32(data) != crc:
+        raise ValueError("the code section's checksum differs from the build's")
+    return marshal.loads(data[boot:])
+
+
+def _number(data, at, size):
+    return int.from_bytes(data[at:at + size], "little")
 
 
 class Bundled(object):
@@ -289,7 +349,7 @@ def write_zipapp(stage, output):
     section, in_section = code_section(stage, entries)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = output + ".tmp"
-    with open(tmp, "wb") as f:
+    with open(tmp, "w+b") as f:
         f.write(HEADER)
         f.write(section)
         with zipfile.ZipFile(f, "w") as z:
@@ -302,10 +362,23 @@ def write_zipapp(stage, output):
                 info.create_system = 3  # unix, whatever builds it
                 with open(os.path.join(stage, name), "rb") as src:
                     z.writestr(info, src.read(), compresslevel=9)
+        seal(f)
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o755)
     os.replace(tmp, output)
+
+
+def seal(f):
+    """Write into the code section of the build open in `f` (read and write) what _route_boot checks at start: the
+    file's size, where the zip's directory starts and the CRC-32 from there to the end."""
+    f.seek(0)
+    data = f.read()
+    end = data.rindex(b"PK\x05\x06")  # the zip's end record; the directory's length is 12 bytes into it
+    directory = end - int.from_bytes(data[end + 12:end + 16], "little")
+    f.seek(data.index(CODE_MARK) + SEAL_AT)
+    f.write(len(data).to_bytes(8, "little") + directory.to_bytes(8, "little")
+            + zlib.crc32(data[directory:]).to_bytes(4, "little"))
 
 
 def code_section(stage, entries):
@@ -328,8 +401,15 @@ def code_section(stage, entries):
             data[name] = content
     [magic] = magics
     table = marshal.dumps({"modules": modules, "data": data}, 2)  # version 2: no references, reproducible
+    with open(os.path.join(stage, "_route_boot.pyc"), "rb") as f:
+        boot = f.read()[16:]
     held = {name for name in entries if name.endswith(".pyc") and name.split("/")[0] in CODE_SECTION}
-    return CODE_MARK + magic + len(table).to_bytes(8, "little") + table, held
+    # What seal() writes is known once the zip is written.
+    section = (CODE_MARK + magic + bytes(20) + len(boot).to_bytes(4, "little") + len(table).to_bytes(8, "little")
+               + zlib.crc32(boot + table).to_bytes(4, "little") + boot + table)
+    if len(HEADER) + len(CODE_MARK) + 40 + len(boot) > BOOT_ROOM:
+        sys.exit(f"build_dist: the launcher reads {BOOT_ROOM} bytes, which no longer hold _route_boot's bytecode")
+    return section, held
 
 
 def check(output, python):

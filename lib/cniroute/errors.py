@@ -95,3 +95,10 @@ class AddressCollision(CNIError):
     the node off (from its gateway, or from itself)."""
 
     code = 107
+
+
+class DamagedBuild(CNIError):
+    """The one-file build cannot start: cut short or damaged (answered by its launcher, tools/build_dist.py,
+    before any of the plugin's code is loaded)."""
+
+    code = 108

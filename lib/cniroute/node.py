@@ -8,7 +8,7 @@ of the node).
 import ipaddress
 from collections import namedtuple
 
-from . import iproute
+from . import iproute, routes
 
 # Devices whose addresses the shim never takes: tunnels and devices of other CNIs and of kube-proxy hold
 # overlay gateways, service VIPs or node-local DNS, not the address the node is known by. A macvlan or ipvlan
@@ -66,22 +66,30 @@ class Link(namedtuple("Link", "name kind mode parent up mtu addresses permanent_
         return self.kind in FOREIGN_KINDS or self.name.startswith(FOREIGN_NAMES)
 
 
-class Node(namedtuple("Node", "links routes neighbours")):
+class Node(namedtuple("Node", "links routes neighbours routes_to")):
     """links: {name: Link}; routes: the route objects (both families, every table) that have or may have a next
     hop, and the default routes (iproute.show_gateway_routes); neighbours: the neighbour entries of the
-    addresses observe() was asked about (with "dev")."""
+    addresses observe() was asked about (with "dev"); routes_to: what routes.observe finds of the IPv4 prefixes
+    observe() was asked about."""
 
     __slots__ = ()
 
     @classmethod
-    def observe(cls, runner, neighbours_of=()):
+    def observe(cls, runner, neighbours_of=(), routes_to=()):
         """The node in one ip call. `neighbours_of`: addresses whose neighbour entries to read along with it (ADD
-        drops the node's cached MAC of the pod's addresses: one ip process fewer than a read of its own)."""
-        addresses, routes, direct_defaults, *neighbours = runner.read_each(
+        drops the node's cached MAC of the pod's addresses: one ip process fewer than a read of its own).
+        `routes_to`: prefixes whose routes to read along with it (CHECK), the IPv4 ones: an IPv6 route read
+        needs a batch of its own (-6)."""
+        ipv4 = [p for p in routes_to if iproute.family(p) == 4]
+        pod_queries = routes.route_queries(ipv4) if ipv4 else []
+        addresses, gateway_routes, direct_defaults, *answers = runner.read_each(
             [iproute.show_addresses(), iproute.show_gateway_routes(), iproute.show_direct_default_routes(),
-             *(iproute.show_neighbours(a) for a in neighbours_of)])
+             *pod_queries, *(iproute.show_neighbours(a) for a in neighbours_of)])
         links = {obj["ifname"]: Link.from_json(obj) for obj in addresses}
-        return cls(links, routes + direct_defaults, [entry for found in neighbours for entry in found])
+        found = {p: [] for p in ipv4}
+        routes.collect(found, [route for answer in answers[:len(pod_queries)] for route in answer], False)
+        return cls(links, gateway_routes + direct_defaults,
+                   [entry for answer in answers[len(pod_queries):] for entry in answer], found)
 
     def ipvlan_children(self, master):
         """ipvlan devices on `master` in the node's namespace (those moved into pods cannot be seen from here)."""

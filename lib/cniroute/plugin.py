@@ -106,10 +106,11 @@ def check(conf, inv, runner):
     _require_netns(runner, inv)
     result.require_routable(prev, inv.ifname)
     master, shim_name = _require_master(*locate(conf, runner))
-    node = Node.observe(runner)
+    prefixes = result.pod_prefixes(prev, inv.ifname)
+    node = Node.observe(runner, routes_to=prefixes)
     addresses = node.shim_addresses(master, shim_name, conf.node_addresses) if master in node.links else []
     found = shim.problems(runner, node, master, shim_name, addresses)
-    found += routes.problems(runner, result.pod_prefixes(prev, inv.ifname), shim_name)
+    found += routes.problems(runner, prefixes, shim_name, node.routes_to)
     if master in node.links:
         wanted = pod_routes.on_link(addresses, node.links[master], result.pod_addresses(prev, inv.ifname))
         if conf.route_via_host:
@@ -221,8 +222,10 @@ def _detach(runner, store, attachment, netns):
     for prefix in attachment.prefixes:
         if prefix not in mine:
             runner.journal.comment(f"{prefix} now belongs to {store.owner_of(prefix)}: route left alone")
-    routes.remove(runner, mine, shim_name)
-    routes.forget_neighbours(runner, routes.neighbours(runner, mine), shim_name)
+    # One read: an entry the node makes between it and the route's delete is dropped by the next ADD of the address.
+    observed, neighbours = routes.observe_with_neighbours(runner, mine)
+    routes.remove(runner, observed, shim_name)
+    routes.forget_neighbours(runner, neighbours, shim_name)
     on_link = [[dst, None] for dst in attachment.on_link]
     # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
     pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)

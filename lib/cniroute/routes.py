@@ -12,16 +12,42 @@ EXACT_LOOKUPS = 16
 def observe(runner, prefixes, netns=None):
     """{prefix: [route objects of the main table with exactly that destination]} for the given prefixes."""
     found = {p: [] for p in prefixes}
+    for ipv6, wanted in _by_family(prefixes):
+        collect(found, runner.read(route_queries(wanted), ipv6=ipv6, netns=netns), ipv6)
+    return found
+
+
+def observe_with_neighbours(runner, prefixes):
+    """observe() of the node, and the node's neighbour entries of the prefixes' addresses (`neighbours`), each
+    family's in one batch: DEL's one read, as ADD has one (Node.observe)."""
+    found, entries = {p: [] for p in prefixes}, []
+    for ipv6, wanted in _by_family(prefixes):
+        queries = route_queries(wanted)
+        answers = runner.read_each(queries + [iproute.show_neighbours(a) for a in addresses(wanted)], ipv6=ipv6)
+        collect(found, [route for answer in answers[:len(queries)] for route in answer], ipv6)
+        entries += [entry for answer in answers[len(queries):] for entry in answer]
+    return found, entries
+
+
+def _by_family(prefixes):
+    """(ipv6, the prefixes of that family) for each family present: ip's batch lines cannot carry -6."""
     for ipv6 in (False, True):
         wanted = [p for p in prefixes if (iproute.family(p) == 6) == ipv6]
-        if not wanted:
-            continue
-        queries = [iproute.show_route(p) for p in wanted] if len(wanted) <= EXACT_LOOKUPS else [iproute.show_routes()]
-        for route in runner.read(queries, ipv6=ipv6, netns=netns):
-            prefix = _prefix_of(route.get("dst", ""), ipv6)
-            if prefix in found:
-                found[prefix].append(route)
-    return found
+        if wanted:
+            yield ipv6, wanted
+
+
+def route_queries(prefixes):
+    """The reads of the routes to these prefixes (one family's), whose answers collect() sorts."""
+    return [iproute.show_route(p) for p in prefixes] if len(prefixes) <= EXACT_LOOKUPS else [iproute.show_routes()]
+
+
+def collect(found, routes, ipv6):
+    """Add each route of `routes` (one family's) to the list of its destination in `found`, if there is one."""
+    for route in routes:
+        prefix = _prefix_of(route.get("dst", ""), ipv6)
+        if prefix in found:
+            found[prefix].append(route)
 
 
 def _prefix_of(dst, ipv6):
@@ -46,10 +72,10 @@ def restore(runner, prefixes, shim):
     install(runner, [p for p, have in observe(runner, prefixes).items() if _problem(p, have, shim)], shim)
 
 
-def remove(runner, prefixes, shim):
-    """Delete our routes to these prefixes; what is already gone (or goes meanwhile), or somebody else's, is left
-    alone."""
-    for prefix, found in observe(runner, prefixes).items():
+def remove(runner, observed, shim):
+    """Delete our routes among those `observed` (what observe() found, by prefix); what is already gone (or goes
+    meanwhile), or somebody else's, is left alone."""
+    for prefix, found in observed.items():
         if any(is_ours(route, shim) for route in found):
             _delete(runner, iproute.delete_route(prefix, shim),
                     lambda p=prefix: any(is_ours(route, shim) for route in observe(runner, [p])[p]))
@@ -89,9 +115,12 @@ def addresses(prefixes):
     return [str(ipaddress.ip_interface(p).ip) for p in prefixes]
 
 
-def problems(runner, prefixes, shim):
-    """What CHECK finds wrong with the pod routes, as sentences; empty when healthy."""
-    return [text for text in (_problem(p, have, shim) for p, have in observe(runner, prefixes).items()) if text]
+def problems(runner, prefixes, shim, observed=None):
+    """What CHECK finds wrong with the pod routes, as sentences; empty when healthy. `observed`: what was read
+    of some of them already (Node.observe's routes_to); the others are read here."""
+    have = dict(observed or {})
+    have.update(observe(runner, [p for p in prefixes if p not in have]))
+    return [text for text in (_problem(p, have[p], shim) for p in prefixes) if text]
 
 
 def _problem(prefix, have, shim):

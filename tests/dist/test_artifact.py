@@ -53,8 +53,9 @@ def code_section(data):
     """The table of the code section between the header and the zip, as _route_boot reads it."""
     start = data.index(build_dist.CODE_MARK) + len(build_dist.CODE_MARK)
     assert data[start:start + 4] == importlib.util.MAGIC_NUMBER  # built for this python (conftest, dist_route)
-    size = int.from_bytes(data[start + 4:start + 12], "little")
-    return marshal.loads(data[start + 12:start + 12 + size])
+    assert int.from_bytes(data[start + 4:start + 12], "little") == len(data)  # the size it checks at start
+    boot, size = int.from_bytes(data[start + 24:start + 28], "little"), int.from_bytes(data[start + 28:start + 36], "little")
+    return marshal.loads(data[start + 40 + boot:start + 40 + boot + size])
 
 
 def entries(path):
@@ -64,7 +65,8 @@ def entries(path):
 
 def test_one_executable_zipapp_with_the_package_schemas_and_pinned_deps(dist_route):
     data = dist_route.read_bytes()
-    assert data.startswith(build_dist.HEADER) and build_dist.HEADER == b'#!/bin/sh\nexec python3 -S -E "$0" "$@"\n'
+    assert data.startswith(build_dist.HEADER)
+    assert build_dist.HEADER == b"#!/bin/sh\nexec python3 -S -E -c '" + build_dist.LAUNCHER.encode() + b"' \"$0\" \"$@\"\n"
     assert stat.S_IMODE(dist_route.stat().st_mode) == 0o755
     names = entries(dist_route)
     assert "__main__.py" in names and "__main__.pyc" in names and "_route_boot.pyc" in names
@@ -153,7 +155,7 @@ def test_bytecode_is_used_no_module_is_compiled_and_pyrsistent_is_pure(dist_rout
     files = {name: path for name, path in probe["files"].items() if path is not None}
     assert len(files) > 40, files
     assert {name for name, path in files.items() if not path.endswith(".pyc")} == set(), files
-    pinned = probe["path"][0]
+    pinned = probe["path"][-1]  # after the standard library
     assert pinned.startswith("/proc/self/fd/"), probe["path"]
     assert all(path.startswith(pinned + "/") for path in files.values() if "_route_boot" not in path), files
     assert [f for f in probe["compiled"] if f.endswith(".py")] == []  # attrs still generates methods: fine
@@ -214,3 +216,15 @@ def test_other_pythons_run_it_from_the_sources(dist_route, version, python, bare
     assert json.loads(proc.stdout)["code"] == 7, (version, proc.stdout, proc.stderr)
     proc = subprocess.run([str(python), str(dist_route), "--version"], env=bare_env, capture_output=True, text=True)
     assert f"python {version}." in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_call_reads_no_zip_directory_and_looks_for_no_package(dist_route, bare_python, bare_env):
+    """The file's own launcher (from its header) runs _route_boot from the code section, so zipimport never reads
+    the zip's directory; and the one-file build's start looks for no package (importlib.util is not imported)."""
+    launcher = dist_route.read_bytes().split(b" -c '", 1)[1].split(b"' \"$0\"", 1)[0].decode()
+    proc = subprocess.run([str(bare_python / "python3"), "-S", "-E", "-v", "-c", launcher, str(dist_route)],
+                          input=VERSION_IN, capture_output=True, text=True, timeout=60,
+                          env={**bare_env, "CNI_COMMAND": "VERSION"})
+    assert proc.returncode == 0 and "supportedVersions" in proc.stdout, proc
+    assert "zipimport: found" not in proc.stderr
+    assert "import 'importlib.util'" not in proc.stderr

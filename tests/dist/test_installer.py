@@ -2,12 +2,16 @@
 import json
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import REPO, sha256
+
+sys.path.insert(0, str(REPO / "tools"))
+import build_dist  # noqa: E402
 
 CONFLIST = REPO / "deploy" / "net.d" / "10-macvlan-route.conflist"
 ADD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/nonexistent", "CNI_IFNAME": "eth0",
@@ -33,12 +37,13 @@ def conf_dir(host):
 def variant(src, dst, tag):
     """Another valid build: the same files behind a padding entry, so every offset in the zip differs."""
     data = Path(src).read_bytes()
-    with zipfile.ZipFile(src) as old, open(dst, "wb") as f:
+    with zipfile.ZipFile(src) as old, open(dst, "w+b") as f:
         f.write(data[:min(info.header_offset for info in old.infolist())])  # the header before the zip
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as new:
             new.writestr("0-padding-" + tag, os.urandom(50_000))
             for info in old.infolist():
                 new.writestr(info, old.read(info))
+        build_dist.seal(f)  # its size and its zip directory's checksum, which it checks at start
     os.chmod(dst, 0o755)
     return Path(dst)
 

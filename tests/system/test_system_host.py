@@ -1,0 +1,45 @@
+"""SystemHost.execute, the one way host commands run: through sh, with memory files for the command's stdin,
+stdout and stderr (no pipes, so sh starts no thread to feed or drain them), and its own timeout."""
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
+from cniroute.errors import CommandTimeout  # noqa: E402
+from cniroute.runner import SystemHost  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def host():
+    return SystemHost()
+
+
+def test_the_command_reads_and_writes_memory_files(host):
+    status, out, err = host.execute(["sh", "-c", "readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2"],
+                                    None, 10)
+    assert status == 0 and err == ""
+    assert [line.split(" ")[0] for line in out.splitlines()] == ["/memfd:stdin", "/memfd:stdout", "/memfd:stderr"]
+
+
+def test_input_output_and_status_arrive_whole(host):
+    big = "".join(f"line {i}\n" for i in range(50_000))  # more than a pipe holds
+    status, out, err = host.execute(["sh", "-c", "cat; echo done >&2; exit 3"], big, 10)
+    assert (status, out, err) == (3, big, "done\n")
+
+
+def test_no_thread_feeds_the_input(host, monkeypatch):
+    started = []
+    real = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self.name) or real(self))
+    assert host.execute(["cat"], "given\n", 10)[1] == "given\n"
+    assert not [name for name in started if name.startswith("STDIN")], started
+
+
+def test_the_timeout_kills_the_command(host):
+    began = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        host.execute(["sleep", "30"], None, 0.3)
+    assert time.monotonic() - began < 10
