@@ -25,7 +25,7 @@ def load(name):
 
 
 def daemonset():
-    ds = load("daemonset.yaml")
+    ds = load("base/daemonset.yaml")
     assert ds["apiVersion"] == "apps/v1" and ds["kind"] == "DaemonSet"
     return ds
 
@@ -75,12 +75,13 @@ def test_daemonset_checks_the_node_then_installs_with_an_init_container_then_run
 
 
 def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
-    text = (DEPLOY / "daemonset.yaml").read_text()
+    text = (DEPLOY / "base" / "daemonset.yaml").read_text()
     assert re.search(r"path: /opt/cni/bin\s+# CNI_BIN_DIR.*GKE: /home/kubernetes/bin", text)
     assert "/home/kubernetes/bin" in text.split("apiVersion")[0]  # documented in the header too
-    assert load("kustomization.yaml")["resources"] == ["daemonset.yaml"]
+    assert load("base/kustomization.yaml")["resources"] == ["daemonset.yaml"]
+    assert load("kustomization.yaml")["resources"] == ["base"]
     overlay = yaml.safe_load((DEPLOY / "gke" / "kustomization.yaml").read_text())
-    assert overlay["resources"] == ["../daemonset.yaml"]
+    assert overlay["resources"] == ["../base"]  # kustomize loads only files in or below an overlay
     [patch] = overlay["patches"]
     assert patch["target"] == {"kind": "DaemonSet", "name": "route-install"}
     [op] = yaml.safe_load(patch["patch"])
