@@ -8,11 +8,12 @@ import shlex
 import shutil
 import subprocess
 
+import manifests
 import pytest
 import yaml
 from conftest import REPO
 
-from cniroute import config, person
+from cniroute import config, doctor, person
 
 DEPLOY = REPO / "deploy"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # busybox-static (tools/setup.sh): runs in any root
@@ -25,7 +26,7 @@ def load(name):
 
 
 def daemonset():
-    ds = load("base/daemonset.yaml")
+    ds = manifests.daemonset()
     assert ds["apiVersion"] == "apps/v1" and ds["kind"] == "DaemonSet"
     return ds
 
@@ -166,7 +167,7 @@ def fake_node_root(root, name):
     return root
 
 
-def install_step(dist_route, tmp_path, bare_env, node_root):
+def install_step(dist_route, tmp_path, bare_env, node_root, capabilities=None):
     """The init container's command exactly as in the YAML, `route` found on PATH as in the image, each mount a
     link from a fake container root to where its hostPath is in the fake node root."""
     spec = daemonset()["spec"]["template"]["spec"]
@@ -186,6 +187,8 @@ def install_step(dist_route, tmp_path, bare_env, node_root):
     argv = [mounts.get(a, a) for a in init["command"]]
     assert [a.replace(str(container_root), "") for a in argv] == init["command"]
     env = dict(bare_env, PATH=f"{image_bin}:{bare_env['PATH']}")
+    if capabilities is not None:  # root's capabilities limited to these, as a container's are
+        argv = ["setpriv", f"--bounding-set=-all{''.join(',+' + c.lower() for c in capabilities)}", *argv]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -262,4 +265,22 @@ def test_a_node_that_cannot_run_the_plugin_gets_nothing_and_one_line_saying_why(
     assert line.startswith(f"route install: refused, nothing changed: the node ({tmp_path}/container/node) cannot "
                            "run route: "), line
     assert NODES[name][2] in line, line
+    assert doctor.PYTHON_PROBE not in line, line  # the probe's source is no reason
     assert list((node / "opt" / "cni" / "bin").iterdir()) == []  # not even a temp file
+
+
+def test_without_sys_chroot_the_refusal_says_so_and_blames_nothing_on_the_node(dist_route, tmp_path, bare_env):
+    """A container without the SYS_CHROOT capability the DaemonSet adds cannot run one program of the node: the
+    refusal names the capability, not python3, iproute2 or nsenter, which are all there."""
+    node = fake_node_root(tmp_path / "node", "good")
+    [init] = daemonset()["spec"]["template"]["spec"]["initContainers"]
+    added = init["securityContext"]["capabilities"]["add"]
+    assert "SYS_CHROOT" in added, added
+    proc = install_step(dist_route, tmp_path, bare_env, node, capabilities=[c for c in added if c != "SYS_CHROOT"])
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("route install: refused, nothing changed: cannot look at the node's programs: "), line
+    assert "Operation not permitted" in line and line.endswith("needs the SYS_CHROOT capability)"), line
+    for blamed in ("python3", "iproute2", "nsenter"):
+        assert blamed not in line, line
+    assert list((node / "opt" / "cni" / "bin").iterdir()) == []
