@@ -45,6 +45,7 @@ TOOLS = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-
 # The socket path must fit a sockaddr_un (108 bytes); pytest's tmp_path may not.
 STATE_PREFIX = "/run/rtt-cri-"
 TIMEOUT = 60
+CONFLIST = "10-rtt.conflist"
 
 
 def check_tools() -> None:
@@ -198,6 +199,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     # -- networks and sandboxes ---------------------------------------------------------------------------------
     def network(self, cni_version: str = "1.0.0", with_route: bool = True) -> str:
         """Write the conflist macvlan + host-local (+ route), the one containerd uses; returns its name."""
+        conf = self.conflist(cni_version, with_route)
+        # written in place: containerd 1.6's watcher misses a conflist moved in from another directory
+        (self.conf_dir / CONFLIST).write_text(json.dumps(conf, indent=2))
+        return conf["name"]
+
+    def conflist(self, cni_version: str = "1.0.0", with_route: bool = True) -> dict:
         name = f"rtt-cri-{self.tag}"
         macvlan = {"type": "macvlan", "master": MASTER, "mode": "bridge",
                    "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir), "subnet": "192.168.0.0/16",
@@ -205,10 +212,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                             "routes": [{"dst": "0.0.0.0/0"}]}}
         route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(self.route_state),
                  "logFile": str(self.route_log)}
-        conf = {"cniVersion": cni_version, "name": name, "plugins": [macvlan, route] if with_route else [macvlan]}
-        # written in place: containerd 1.6's watcher misses a conflist moved in from another directory
-        (self.conf_dir / "10-rtt.conflist").write_text(json.dumps(conf, indent=2))
-        return name
+        return {"cniVersion": cni_version, "name": name, "plugins": [macvlan, route] if with_route else [macvlan]}
+
+    def network_ready(self) -> tuple[bool, str]:
+        """containerd's NetworkReady condition: whether it has loaded a conflist, and why not."""
+        return self.client.conditions()["NetworkReady"]
 
     def run_sandbox(self, name: str) -> str:
         """RunPodSandbox for a pod `name` in namespace rtt, as the kubelet asks; returns the sandbox's ID."""

@@ -7,6 +7,7 @@ Only the fields we set or read are known: protobuf readers skip the others.
     client = CriClient("/path/containerd.sock")
     client.version()                              -> {"runtime_name": ..., "runtime_version": ..., ...}
     client.has_image("localhost/rtt-pause:1")     -> bool
+    client.conditions()                           -> {"NetworkReady": (False, "cni config load failed: ..."), ...}
     sandbox = client.run_pod_sandbox(PodSandbox("web", "default", uid, cgroup_parent="/rtt-..."))
     client.sandbox_status(sandbox)                -> {"state": "SANDBOX_READY", "ip": "192.168.1.2", "info": {...}}
     client.stop_pod_sandbox(sandbox); client.remove_pod_sandbox(sandbox)
@@ -133,6 +134,12 @@ class CriClient:
         answer = self.call("Version", _field(1, "v1"))
         return {name: _text(answer, number) for number, name in
                 ((1, "version"), (2, "runtime_name"), (3, "runtime_version"), (4, "runtime_api_version"))}
+
+    def conditions(self) -> dict[str, tuple[bool, str]]:
+        """Status: the runtime's conditions (RuntimeReady, NetworkReady) as {type: (status, message)}."""
+        status = decode(self.call("Status", b"")[1][0])
+        found = (decode(condition) for condition in status.get(1, []))
+        return {_text(c, 1): (bool(c.get(2, [0])[0]), _text(c, 4)) for c in found}
 
     def has_image(self, reference: str) -> bool:
         """ImageStatus: whether the runtime's CRI knows the image (an empty status when it does not)."""

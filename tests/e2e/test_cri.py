@@ -143,3 +143,37 @@ def test_sandboxes_outlive_a_containerd_restart_and_stop_after_it(bed, topo):
     assert shim_routes(topo) == [] and bed.attachments(network) == [] and bed.leases(network) == []
     assert bed.cni_results(network) == []
 
+
+
+def wait_network_ready(bed, timeout):
+    deadline = time.monotonic() + timeout
+    while not bed.network_ready()[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return bed.network_ready()
+
+
+def test_a_conflist_route_install_writes_into_the_conf_dir_is_taken_up_without_a_restart(tmp_path, topo,
+                                                                                         route_plugin):
+    if not netns.is_one_file_build(route_plugin):
+        pytest.skip("route install installs only the one-file build (ROUTE_PLUGIN=dist/route)")
+    with cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as bed:
+        assert bed.network_ready()[0] is False  # no conflist yet
+        conflist = tmp_path / "route.conflist"
+        conflist.write_text(json.dumps(bed.conflist()))
+        netns.run([str(route_plugin), "install", "--bin-dir", str(bed.bin_dir), "--conf-dir", str(bed.conf_dir),
+                   "--conflist", str(conflist)], env=netns.runtime_env(), timeout=TIMEOUT)
+        assert wait_network_ready(bed, 10)[0], bed.network_ready()
+        ip = bed.client.sandbox_status(bed.run_sandbox("web"))["ip"]
+        assert shim_routes(topo) == [ip] and ping_from_node(topo, ip)
+
+
+def test_containerd_1_6_misses_a_conflist_moved_in_from_another_directory(bed, tmp_path):
+    """Why the docs say to write a conflist into containerd's conf dir (as route install does), not to move one
+    in: Debian 12's containerd (1.6) does not take it up until it restarts."""
+    conflist = tmp_path / "moved.conflist"
+    conflist.write_text(json.dumps(bed.conflist()))
+    conflist.rename(bed.conf_dir / cri_bed.CONFLIST)
+    assert wait_network_ready(bed, 5)[0] is False
+    bed.stop()
+    bed.start()
+    assert wait_network_ready(bed, 10)[0], bed.network_ready()
