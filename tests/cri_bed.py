@@ -31,7 +31,7 @@ from pathlib import Path
 
 import netns
 from cri_client import CriClient, CriError, PodSandbox
-from podman_bed import CGROUP_ROOT, CNI_RESULTS, _mounts_under, is_static
+from podman_bed import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups
 
 CATATONIT = Path("/usr/bin/catatonit")
 PAUSE_IMAGE = "localhost/rtt-pause:1"
@@ -259,11 +259,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 except CriError as e:
                     leaks.append(f"sandbox {sandbox[:12]}: {e}")
         self.stop()
-        leaks += [f"process {pid}" for pid in self._end_processes()]
-        for point in _mounts_under(self.root) + _mounts_under(self.state):
+        leaks += [f"process {pid}" for pid in end_processes(self._processes, timeout=10.0)]
+        for point in mounts_under(self.root) + mounts_under(self.state):
             leaks.append(f"mount {point}")
             netns.run(["umount", "-l", point], check=False, timeout=TIMEOUT)
-        leaks += [f"cgroup {path}" for path in self._remove_cgroups()]
+        leaks += [f"cgroup {path}" for path in remove_cgroups(self.cgroup_parent)]
         for conf in self.conf_dir.glob("*.conflist"):
             for result in self.cni_results(json.loads(conf.read_text())["name"]):
                 leaks.append(f"CNI result {result.name}")
@@ -289,30 +289,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                     pids.add(int(entry.name))
             except OSError:
                 pass
-        for procs in CGROUP_ROOT.glob(f"*{self.cgroup_parent}/**/cgroup.procs"):
-            pids.update(int(pid) for pid in procs.read_text().split())
-        return sorted(pids - {os.getpid()})
-
-    def _end_processes(self, timeout: float = 10.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while (pids := self._processes()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return pids
-
-    def _remove_cgroups(self) -> list[str]:
-        stuck = []
-        for top in CGROUP_ROOT.glob(f"*{self.cgroup_parent}"):
-            for folder in sorted((entry[0] for entry in os.walk(top)), key=len, reverse=True):
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    stuck.append(folder)
-        return stuck
+        return sorted((pids | cgroup_pids(self.cgroup_parent)) - {os.getpid()})
 
     def __enter__(self) -> ContainerdBed:
         return self

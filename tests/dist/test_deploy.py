@@ -96,7 +96,9 @@ def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
 def test_containerfile():
     text = (DEPLOY / "Containerfile").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert re.fullmatch(r"FROM (docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
+    # the base is a build argument (tools/build-image.sh --base), python:3-slim unless told
+    assert re.fullmatch(r"ARG BASE=(docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
+    assert lines[1] == "FROM ${BASE}", lines[1]
     assert "COPY dist/route /usr/local/bin/route" in lines
     [install] = [line for line in lines if "apt-get install" in line]  # the watcher runs ip and nft
     assert {"iproute2", "nftables"} <= set(install.split())
