@@ -39,7 +39,8 @@ MASTER = netns.NODE_IF
 SHIM = f"{MASTER}.host"
 # containerd 1.6 puts every shim's socket in /run/containerd/s whatever its state dir; libcni caches results in
 # /var/lib/cni. Children before parents.
-MACHINE_PATHS = (Path("/run/containerd/s"), Path("/run/containerd"), CNI_RESULTS, CNI_RESULTS.parent)
+SHIM_SOCKETS = Path("/run/containerd/s")
+MACHINE_PATHS = (SHIM_SOCKETS, SHIM_SOCKETS.parent, CNI_RESULTS, CNI_RESULTS.parent)
 TOOLS = {"containerd": "containerd", "ctr": "containerd", "containerd-shim-runc-v2": "containerd", "runc": "runc",
          "nsenter": "util-linux"}
 # The socket path must fit a sockaddr_un (108 bytes); pytest's tmp_path may not.
@@ -98,7 +99,8 @@ class ContainerdBed:
         self._results_before = set(os.listdir(CNI_RESULTS)) if CNI_RESULTS.is_dir() else set()
         self.process: subprocess.Popen | None = None
         self.client: CriClient | None = None
-        self.sandboxes: set[str] = set()
+        self.sandboxes: set[str] = set()  # not removed yet
+        self._started: set[str] = set()
         try:
             self.conf_dir.mkdir(parents=True)
             self.bin_dir.mkdir()
@@ -223,7 +225,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         pod = PodSandbox(name, "rtt", str(uuid.uuid4()), cgroup_parent=self.cgroup_parent)
         sandbox = self.client.run_pod_sandbox(pod)
         self.sandboxes.add(sandbox)
+        self._started.add(sandbox)
         return sandbox
+
+    def shim_socket(self, sandbox: str) -> Path:
+        """Where containerd 1.6 puts the socket of a sandbox's shim: named by the sha256 of
+        <containerd's socket>/<namespace>/<ID>, in /run/containerd/s whatever the state dir."""
+        return SHIM_SOCKETS / hashlib.sha256(f"{self.socket}/k8s.io/{sandbox}".encode()).hexdigest()
 
     def remove_sandbox(self, sandbox: str) -> None:
         self.client.stop_pod_sandbox(sandbox)
@@ -265,6 +273,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                     leaks.append(f"sandbox {sandbox[:12]}: {e}")
         self.stop()
         leaks += [f"process {pid}" for pid in end_processes(self._processes, timeout=10.0)]
+        for sandbox in self._started:  # a shim that was killed leaves its socket behind
+            socket = self.shim_socket(sandbox)
+            if socket.exists():
+                leaks.append(f"shim socket {socket}")
+                socket.unlink()
         for point in mounts_under(self.root) + mounts_under(self.state):
             leaks.append(f"mount {point}")
             netns.run(["umount", "-l", point], check=False, timeout=TIMEOUT)
