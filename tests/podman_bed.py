@@ -34,7 +34,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ class PodmanBed:
         leaks += [f"runc container {cid}" for cid in self._remove_runc_leftovers()]
         leaks += [f"process {pid}" for pid in self._end_processes()]
         sandboxes = sorted(path for path in self._sandboxes if os.path.lexists(path))
-        mounts = _mounts_under(self.root) + _mounts_under(self.run_root)
+        mounts = mounts_under(self.root) + mounts_under(self.run_root)
         leaks += [f"netns {path}" for path in sandboxes] + [f"mount {point}" for point in mounts]
         for point in mounts + sandboxes:
             netns.run(["umount", "-l", point], check=False, timeout=TIMEOUT)
@@ -309,17 +309,9 @@ class PodmanBed:
                     shutil.rmtree(label.removeprefix("bundle="), ignore_errors=True)
         return ids
 
-    def _end_processes(self, timeout: float = 15.0) -> list[int]:
+    def _end_processes(self) -> list[int]:
         """Wait for conmon and `podman container cleanup` to end; kill and return what is still running then."""
-        deadline = time.monotonic() + timeout
-        while (pids := self._processes()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return pids
+        return end_processes(self._processes)
 
     def _processes(self) -> list[int]:
         """The bed's processes: conmon and podman naming its directory, and whatever is in its cgroups."""
@@ -332,21 +324,12 @@ class PodmanBed:
                     pids.add(int(entry.name))
             except OSError:  # it ended meanwhile, or is a kernel thread
                 pass
-        for procs in CGROUP_ROOT.glob(f"*/{self.cgroup_parent}/**/cgroup.procs"):
-            pids.update(int(pid) for pid in procs.read_text().split())
-        return sorted(pids - {os.getpid()})
+        return sorted((pids | cgroup_pids(self.cgroup_parent)) - {os.getpid()})
 
     def _remove_cgroups(self) -> list[str]:
         """Remove the bed's cgroup parent in every hierarchy: podman leaves conmon's cgroup and, in the named
         systemd and the unified hierarchies, the pods' behind. Returns what could not be removed."""
-        stuck = []
-        for top in CGROUP_ROOT.glob(f"*/{self.cgroup_parent}"):
-            for folder in sorted((entry[0] for entry in os.walk(top)), key=len, reverse=True):
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    stuck.append(folder)
-        return stuck
+        return remove_cgroups(self.cgroup_parent)
 
     def __enter__(self) -> PodmanBed:
         return self
@@ -363,7 +346,38 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _mounts_under(path: Path) -> list[str]:
+def cgroup_pids(parent: str) -> set[int]:
+    """The processes in the cgroup `parent` (a directory under each hierarchy's root) and below, in any hierarchy."""
+    return {int(pid) for procs in CGROUP_ROOT.glob(f"*/{parent.lstrip('/')}/**/cgroup.procs")
+            for pid in procs.read_text().split()}
+
+
+def remove_cgroups(parent: str) -> list[str]:
+    """Remove the cgroup `parent` and those below it in every hierarchy; returns what could not be removed."""
+    stuck = []
+    for top in CGROUP_ROOT.glob(f"*/{parent.lstrip('/')}"):
+        for folder in sorted((entry[0] for entry in os.walk(top)), key=len, reverse=True):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                stuck.append(folder)
+    return stuck
+
+
+def end_processes(find: Callable[[], list[int]], timeout: float = 15.0) -> list[int]:
+    """Wait for find() to find no process; kill and return those it still finds then."""
+    deadline = time.monotonic() + timeout
+    while (pids := find()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def mounts_under(path: Path) -> list[str]:
     """Mount points below *path*, deepest first (podman's per-container shm tmpfs, while it lives)."""
     prefix = f"{path}/"
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]

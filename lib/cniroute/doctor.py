@@ -43,7 +43,9 @@ CONF_SUFFIXES = (".conflist", ".conf", ".json")  # what libcni reads from a conf
 # the plugin for ip, nsenter and nft.
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
-PYTHON_STARTED = ["/bin/sh", "-c", f'{PYTHON_LAUNCH} -c "$0"', PYTHON_PROBE]  # as dist/route's header starts it
+# As dist/route's header starts it. $0 is the name sh puts before its own errors ("sh: 1: exec: python3: not
+# found"): the probe goes in $1, or a node without python3 would be told the probe's source.
+PYTHON_STARTED = ["/bin/sh", "-c", f'{PYTHON_LAUNCH} -c "$1"', "sh", PYTHON_PROBE]
 PROBE_LIMIT = 32
 PROBE_WAIT = 1
 ARP_IGNORE_NEVER = 8  # "do not reply for all local addresses"; 0-3 answer for the shim's own addresses, 4-7 all

@@ -32,6 +32,7 @@ VERBS = ("install", "uninstall")
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 BUNDLE_INFO = "cniroute/_bundle.json"
 DEPENDENCIES = ("sh", "jsonschema", "attrs", "pyrsistent")
+CHROOT_FAILED = 125  # chroot's status when chroot itself fails, not the command it runs (coreutils)
 
 
 class Refused(Exception):
@@ -268,13 +269,18 @@ def _install(prog, args, artifact):
 
 def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
-    from .doctor import FAIL, prerequisites
+    from .doctor import FAIL, _said, prerequisites
     from .journal import Journal
-    from .runner import NodeRoot, Runner
+    from .runner import ANY_STATUS, NodeRoot, Runner
 
     if not os.path.isdir(root):
         raise Refused(f"--node-root {root} is not a directory (is the node's / mounted there?)")
-    checks = prerequisites(Runner(Journal(), host=NodeRoot(root)), routes_via_host=False)
+    runner = Runner(Journal(), host=NodeRoot(root))
+    entered = runner.query([], "true", ok=ANY_STATUS)
+    if entered.status == CHROOT_FAILED:  # every probe would fail the same way, and blame what it probes
+        raise Refused(f"cannot look at the node's programs: {_said(entered)} (chroot {root} needs the "
+                      "SYS_CHROOT capability)")
+    checks = prerequisites(runner, routes_via_host=False)
     missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]
     if missing:
         raise Refused(f"the node ({root}) cannot run route: " + "; ".join(missing))

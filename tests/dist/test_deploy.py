@@ -8,11 +8,12 @@ import shlex
 import shutil
 import subprocess
 
+import manifests
 import pytest
 import yaml
 from conftest import REPO
 
-from cniroute import config, person
+from cniroute import config, doctor, person
 
 DEPLOY = REPO / "deploy"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # busybox-static (tools/setup.sh): runs in any root
@@ -25,7 +26,7 @@ def load(name):
 
 
 def daemonset():
-    ds = load("daemonset.yaml")
+    ds = manifests.daemonset()
     assert ds["apiVersion"] == "apps/v1" and ds["kind"] == "DaemonSet"
     return ds
 
@@ -75,12 +76,13 @@ def test_daemonset_checks_the_node_then_installs_with_an_init_container_then_run
 
 
 def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
-    text = (DEPLOY / "daemonset.yaml").read_text()
+    text = (DEPLOY / "base" / "daemonset.yaml").read_text()
     assert re.search(r"path: /opt/cni/bin\s+# CNI_BIN_DIR.*GKE: /home/kubernetes/bin", text)
     assert "/home/kubernetes/bin" in text.split("apiVersion")[0]  # documented in the header too
-    assert load("kustomization.yaml")["resources"] == ["daemonset.yaml"]
+    assert load("base/kustomization.yaml")["resources"] == ["daemonset.yaml"]
+    assert load("kustomization.yaml")["resources"] == ["base"]
     overlay = yaml.safe_load((DEPLOY / "gke" / "kustomization.yaml").read_text())
-    assert overlay["resources"] == ["../daemonset.yaml"]
+    assert overlay["resources"] == ["../base"]  # kustomize loads only files in or below an overlay
     [patch] = overlay["patches"]
     assert patch["target"] == {"kind": "DaemonSet", "name": "route-install"}
     [op] = yaml.safe_load(patch["patch"])
@@ -94,7 +96,9 @@ def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
 def test_containerfile():
     text = (DEPLOY / "Containerfile").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert re.fullmatch(r"FROM (docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
+    # the base is a build argument (tools/build-image.sh --base), python:3-slim unless told
+    assert re.fullmatch(r"ARG BASE=(docker\.io/library/)?python:3(\.\d+)?-slim", lines[0]), lines[0]
+    assert lines[1] == "FROM ${BASE}", lines[1]
     assert "COPY dist/route /usr/local/bin/route" in lines
     [install] = [line for line in lines if "apt-get install" in line]  # the watcher runs ip and nft
     assert {"iproute2", "nftables"} <= set(install.split())
@@ -165,7 +169,7 @@ def fake_node_root(root, name):
     return root
 
 
-def install_step(dist_route, tmp_path, bare_env, node_root):
+def install_step(dist_route, tmp_path, bare_env, node_root, capabilities=None):
     """The init container's command exactly as in the YAML, `route` found on PATH as in the image, each mount a
     link from a fake container root to where its hostPath is in the fake node root."""
     spec = daemonset()["spec"]["template"]["spec"]
@@ -185,6 +189,8 @@ def install_step(dist_route, tmp_path, bare_env, node_root):
     argv = [mounts.get(a, a) for a in init["command"]]
     assert [a.replace(str(container_root), "") for a in argv] == init["command"]
     env = dict(bare_env, PATH=f"{image_bin}:{bare_env['PATH']}")
+    if capabilities is not None:  # root's capabilities limited to these, as a container's are
+        argv = ["setpriv", f"--bounding-set=-all{''.join(',+' + c.lower() for c in capabilities)}", *argv]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -261,4 +267,22 @@ def test_a_node_that_cannot_run_the_plugin_gets_nothing_and_one_line_saying_why(
     assert line.startswith(f"route install: refused, nothing changed: the node ({tmp_path}/container/node) cannot "
                            "run route: "), line
     assert NODES[name][2] in line, line
+    assert doctor.PYTHON_PROBE not in line, line  # the probe's source is no reason
     assert list((node / "opt" / "cni" / "bin").iterdir()) == []  # not even a temp file
+
+
+def test_without_sys_chroot_the_refusal_says_so_and_blames_nothing_on_the_node(dist_route, tmp_path, bare_env):
+    """A container without the SYS_CHROOT capability the DaemonSet adds cannot run one program of the node: the
+    refusal names the capability, not python3, iproute2 or nsenter, which are all there."""
+    node = fake_node_root(tmp_path / "node", "good")
+    [init] = daemonset()["spec"]["template"]["spec"]["initContainers"]
+    added = init["securityContext"]["capabilities"]["add"]
+    assert "SYS_CHROOT" in added, added
+    proc = install_step(dist_route, tmp_path, bare_env, node, capabilities=[c for c in added if c != "SYS_CHROOT"])
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("route install: refused, nothing changed: cannot look at the node's programs: "), line
+    assert "Operation not permitted" in line and line.endswith("needs the SYS_CHROOT capability)"), line
+    for blamed in ("python3", "iproute2", "nsenter"):
+        assert blamed not in line, line
+    assert list((node / "opt" / "cni" / "bin").iterdir()) == []

@@ -1,13 +1,13 @@
-"""deploy/'s Kubernetes manifests against the API schemas of every Kubernetes version we claim (docs/install.md,
-Install on a cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors): the
-DaemonSet as it is, and as the GKE overlay patches it. The Multus NetworkAttachmentDefinition is a custom resource
-whose schema the validator does not ship; test_deploy.py checks the chain it carries."""
-import copy
+"""deploy/'s Kubernetes manifests as `kubectl apply -k` renders them (the real kustomize: tests/manifests.py) for
+`deploy/` and `deploy/gke`, against the API schemas of every Kubernetes version we claim (docs/install.md, Install
+on a cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors). The Multus
+NetworkAttachmentDefinition is a custom resource whose schema the validator does not ship; test_deploy.py checks
+the chain it carries."""
 import os
 
 import pytest
-import yaml
 from conftest import REPO
+from manifests import VARIANTS, daemonset, render
 
 try:
     import kubernetes_validate
@@ -16,27 +16,12 @@ except ImportError:  # CI installs requirements-dev.txt (tools/setup.sh); elsewh
         raise
     pytest.skip("kubernetes-validate is not installed: pip install -r requirements-dev.txt", allow_module_level=True)
 
-DEPLOY = REPO / "deploy"
 KUBERNETES = [f"1.{minor}" for minor in range(30, 38)]  # docs/install.md: "Kubernetes 1.30 to 1.37"
 
 
-def daemonset():
-    return yaml.safe_load((DEPLOY / "daemonset.yaml").read_text())
-
-
-def with_gke_overlay(document):
-    """The DaemonSet as `kubectl apply -k deploy/gke` makes it: the overlay's JSON patch applied."""
-    overlay = yaml.safe_load((DEPLOY / "gke" / "kustomization.yaml").read_text())
-    patched = copy.deepcopy(document)
-    for patch in overlay["patches"]:
-        for op in yaml.safe_load(patch["patch"]):
-            assert op["op"] == "replace", op
-            *parents, last = op["path"].lstrip("/").split("/")
-            target = patched
-            for key in parents:
-                target = target[int(key)] if isinstance(target, list) else target[key]
-            target[int(last) if isinstance(target, list) else last] = op["value"]
-    return patched
+@pytest.fixture(scope="module")
+def rendered():
+    return {variant: render(variant) for variant in VARIANTS}
 
 
 def test_the_install_page_claims_the_versions_tested():
@@ -44,10 +29,10 @@ def test_the_install_page_claims_the_versions_tested():
 
 
 @pytest.mark.parametrize("version", KUBERNETES)
-@pytest.mark.parametrize("variant", ["deploy", "deploy/gke"])
-def test_the_daemonset_is_valid_for_every_claimed_kubernetes(version, variant):
-    document = daemonset() if variant == "deploy" else with_gke_overlay(daemonset())
-    assert kubernetes_validate.validate(document, version, strict=True) == version
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_rendered_manifest_is_valid_for_every_claimed_kubernetes(version, variant, rendered):
+    for document in rendered[variant]:
+        assert kubernetes_validate.validate(document, version, strict=True) == version
 
 
 def test_strict_validation_rejects_an_unknown_field():
@@ -59,8 +44,10 @@ def test_strict_validation_rejects_an_unknown_field():
         kubernetes_validate.validate(document, KUBERNETES[0], strict=True)
 
 
-def test_the_gke_overlay_changes_only_the_cni_bin_dir():
-    document, patched = daemonset(), with_gke_overlay(daemonset())
+def test_the_gke_overlay_changes_only_the_cni_bin_dir(rendered):
+    [document], [patched] = rendered["deploy"], rendered["deploy/gke"]
+    assert document["kind"] == "DaemonSet"
+    assert document["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/opt/cni/bin"
     assert patched["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/home/kubernetes/bin"
     patched["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] = "/opt/cni/bin"
     assert patched == document

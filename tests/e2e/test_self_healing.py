@@ -290,11 +290,12 @@ def test_an_add_after_the_masters_address_changed_keeps_the_other_pods_routes(no
 
 
 def test_the_daemonsets_watcher_command_runs_on_a_node(node, tmp_path):
-    """The second container's command exactly as in deploy/daemonset.yaml, `route` found on PATH as in the image,
-    its two mounts mapped: the state dir to this node's, /host/proc/sys to the namespace's own /proc/sys."""
-    import yaml
+    """The second container's command exactly as `kubectl kustomize deploy` renders it, `route` found on PATH as
+    in the image, its two mounts mapped: the state dir to this node's, /host/proc/sys to the namespace's own
+    /proc/sys."""
+    import manifests
 
-    spec = yaml.safe_load((netns.REPO / "deploy" / "daemonset.yaml").read_text())["spec"]["template"]["spec"]
+    spec = manifests.daemonset()["spec"]["template"]["spec"]
     [container] = spec["containers"]
     command = container["command"]
     host_path = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}

@@ -24,7 +24,7 @@ def node_programs(host, **answers):
         assert args[0] == f"PATH={doctor.NODE_PATH}", args  # the runtime's PATH, not ours
         program = args[1]
         if program == "/bin/sh":
-            assert args[2:] == ["-c", f'{PYTHON_LAUNCH} -c "$0"', doctor.PYTHON_PROBE], args
+            assert args[2:] == ["-c", f'{PYTHON_LAUNCH} -c "$1"', "sh", doctor.PYTHON_PROBE], args
             program = "python3"
         if program == "ip" and args[2:] == ["-V"]:
             return 0, "ip utility, iproute2-6.1.0\n", ""
