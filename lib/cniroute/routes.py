@@ -18,13 +18,13 @@ def observe(runner, prefixes, netns=None):
             continue
         queries = [iproute.show_route(p) for p in wanted] if len(wanted) <= EXACT_LOOKUPS else [iproute.show_routes()]
         for route in runner.read(queries, ipv6=ipv6, netns=netns):
-            prefix = _prefix_of(route.get("dst", ""), ipv6)
+            prefix = prefix_of(route.get("dst", ""), ipv6)
             if prefix in found:
                 found[prefix].append(route)
     return found
 
 
-def _prefix_of(dst, ipv6):
+def prefix_of(dst, ipv6):
     """ip prints a /0 as "default" and a host route without its length."""
     if dst in ("default", ""):
         return "::/0" if ipv6 else "0.0.0.0/0"
