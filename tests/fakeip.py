@@ -155,8 +155,12 @@ class FakeHost:
         """Changes, one a line, as ip runs them: it stops at the first that fails, unless forced."""
         err, status = [], 0
         for n, line in enumerate(script.splitlines(), 1):
+            words = shlex.split(line)
             try:
-                self._change(shlex.split(line))
+                for prefix, (_, message) in self.failures.items():
+                    if tuple(words[:len(prefix)]) == prefix:
+                        raise LookupError(message.strip())
+                self._change(words)
             except LookupError as e:
                 err.append(f"{e}\nCommand failed -:{n}")
                 status = 1

@@ -75,7 +75,7 @@ def add(conf, inv, runner):
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-        pod_routes.install(runner, pod_routes.plan(attachment), inv.netns, inv.ifname, seen)
+        pod_routes.install(runner, pod_routes.plan(attachment), inv.netns, inv.ifname)
     return result.render(result.with_routes(prev, pod_routes.as_result(on_link + planned, conf.version)),
                          conf.version)
 

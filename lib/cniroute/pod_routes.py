@@ -41,17 +41,16 @@ def plan(attachment):
 
 
 def observe(runner, netns):
-    """What reply_paths and install need of the pod, in one ip call: (address objects, route objects of every
-    table and both families, IPv4 rule objects)."""
-    return tuple(runner.read_each([iproute.show_addresses(), iproute.show_all_routes(), iproute.show_rules()],
-                                  netns=netns))
+    """What reply_paths needs of the pod, in one ip call: (address objects, route objects of every table and
+    both families)."""
+    return tuple(runner.read_each([iproute.show_addresses(), iproute.show_all_routes()], netns=netns))
 
 
 def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
     """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
     ([dst, gateway]); none when no other interface of the pod has a global address. `node_links` the node's
     Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
-    links, pod_table, _ = seen
+    links, pod_table = seen
     ours = {}  # ifname -> (ifindex, global addresses)
     for link in links:
         found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
@@ -104,20 +103,22 @@ def on_link(addresses, master, pod_addresses):
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
 
 
-def install(runner, pod_plan, netns, ifname, seen=None):
+def install(runner, pod_plan, netns, ifname):
     """Put the plan in the pod: every route and the IPv4 rules in one ip call, the IPv6 rules in another (ip
-    takes a rule's family from its options only). Rules already there stay (`ip rule add` would add a copy);
-    `seen` is observe()'s reading, if the caller has one."""
+    takes a rule's family from its options only). A rule that is there already (a repeated ADD) fails its
+    line, `ip rule add` having no replace: then what is missing, if anything, is what fails the call."""
     commands = [_replace(dst, gateway, ifname) for dst, gateway in pod_plan.routes]
     commands += [iproute.replace_table_route(*route) for route in pod_plan.table_routes]
-    for ipv6 in (False, True):
-        wanted = [rule for rule in pod_plan.rules if _is_ipv6(rule[0]) == ipv6]
-        if wanted:
-            present = seen[2] if seen is not None and not ipv6 else runner.read([iproute.show_rules()], ipv6, netns)
-            commands += [iproute.add_rule(address, table, RULE_PREF) for address, table in wanted
-                         if not any(_is_rule(r, address, table) for r in present)]
-        runner.change_batch(commands, netns, ipv6)
-        commands = []
+    try:
+        for ipv6 in (False, True):
+            commands += [iproute.add_rule(address, table, RULE_PREF) for address, table in pod_plan.rules
+                         if _is_ipv6(address) == ipv6]
+            runner.change_batch(commands, netns, ipv6, force=True)
+            commands = []
+    except CommandFailed as e:
+        missing = problems(runner, pod_plan, netns, ifname)
+        if missing:
+            raise CommandFailed(e.msg, "; ".join([e.details, *missing])) from None
 
 
 def remove(runner, pod_plan, netns, ifname):
