@@ -79,6 +79,11 @@ def get_route(address):
     return ["route", "get", address]
 
 
+def get_route_from(address, source):
+    """The route the kernel picks for a packet to `address` sent from the local address `source` (source rules)."""
+    return ["route", "get", address, "from", source]
+
+
 def show_neighbours(address):
     """The node's neighbour entries (the MACs it has cached) for `address`, on any device ("dev" says which):
     never an error, also when the device of interest does not exist yet, so it can join any batch."""

@@ -43,17 +43,18 @@ def file_stem(owner):
 
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
-                                         "log_file log_max_bytes node_addresses reply_rules reply_routes",
-                                         defaults=([], None, None, None, [], []))):
+                                         "log_file log_max_bytes node_addresses reply_rules reply_routes netns",
+                                         defaults=([], None, None, None, [], [], None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
     network's own calls log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None:
     the automatic choice); in a pod of several interfaces, the reply paths it made there (pod_routes:
-    reply_rules [address, table], reply_routes [table, dst, gateway, dev, onlink, metric]). On disk as
-    schemas/attachment.json (keys containerID, ifname, network, master, bridge, prefixes, viaHost, and
-    optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes: records written before
-    they existed stay readable)."""
+    reply_rules [address, table], reply_routes [table, dst, gateway, dev, onlink, metric]); the CNI_NETNS of
+    the ADD, for readers only (`route doctor`, which checks that it still holds the pod before it looks: DEL
+    changes only the namespace the runtime names then). On disk as schemas/attachment.json (keys containerID,
+    ifname, network, master, bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes,
+    nodeAddresses, replyRules, replyRoutes, netns: records written before they existed stay readable)."""
 
     __slots__ = ()
 
@@ -80,6 +81,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         if self.reply_rules or self.reply_routes:
             document["replyRules"] = [list(rule) for rule in self.reply_rules]
             document["replyRoutes"] = [list(route) for route in self.reply_routes]
+        if self.netns:
+            document["netns"] = self.netns
         return document
 
     @classmethod
@@ -105,7 +108,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
-                   document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes)
+                   document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes, document.get("netns"))
 
 
 def _number(value):

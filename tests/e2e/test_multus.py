@@ -258,3 +258,23 @@ def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
     bed.add(pod, path, "net1")
     assert reply_paths(bed.topo, pod) == []
     assert bed.topo.pod_exec(pod, ["ip", "rule"]).stdout == fresh_rules
+
+
+def doctor(bed, route_plugin):
+    """{subject: check} of `route doctor --json` on the node, for the secondary network."""
+    argv = netns.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
+                             "--state-dir", str(bed.state))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1) and proc.stderr == "", proc
+    return {c["subject"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+def test_doctor_names_a_pod_whose_replies_leave_by_another_interface(bed, route_plugin):
+    pod, cluster, _ = bed.pod()
+    subject = f"pod {bed.cid(pod)}@net1 reply paths"
+    assert doctor(bed, route_plugin)[subject]["verdict"] == "OK"
+    table = next(r["table"] for r in reply_paths(bed.topo, pod) if r.get("src") == cluster[0])
+    assert bed.topo.pod_exec(pod, ["ip", "rule", "del", "from", cluster[0], "lookup", table]).returncode == 0
+    check = doctor(bed, route_plugin)[subject]
+    assert check["verdict"] == "FAIL", check
+    assert f"to {bed.node_addresses[0]} from {cluster[0]} (eth0) out of net1" in check["found"], check
