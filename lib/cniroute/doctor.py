@@ -528,10 +528,10 @@ class Doctor:
         return Check(subject, worst(verdicts), ", ".join(found), tuple(fix))
 
     def _pod_replies(self, record, node):
-        """Whether the pod answers every node address out of the interface the node reaches it by: for each of
-        its interfaces' addresses, the pod's route from there to each node address (rules and tables included).
-        Read in the namespace the ADD recorded, once it is known to still hold this pod (the record's interface
-        with its addresses): a namespace path can be reused."""
+        """Whether a pod of several interfaces answers every node address out of the interface the node reaches
+        it by: for each of its interfaces' addresses, the pod's route from there to each node address (rules and
+        tables included). Read in the namespace the ADD recorded, once it is known to still hold this pod (the
+        record's interface with its addresses): a namespace path can be reused."""
         subject = f"pod {record.owner} reply paths"
         if not record.netns:
             return []  # a record of an older version: where the pod is, nobody told us
@@ -543,6 +543,8 @@ class Doctor:
             return [ok(subject, f"not read: {record.netns} holds no {record.ifname} with {record.prefixes}")]
         sources = {a["local"]: name for name, obj in links.items() if name != "lo"
                    for a in obj.get("addr_info", ()) if a.get("scope") == "global"}
+        if len(set(sources.values())) < 2:
+            return []  # one interface: every reply leaves by it
         targets = list(dict.fromkeys(a.local for link in node.links.values() if link.name != record.shim
                                      for a in link.global_addresses))
         asymmetric = []
