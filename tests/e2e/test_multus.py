@@ -278,3 +278,41 @@ def test_doctor_names_a_pod_whose_replies_leave_by_another_interface(bed, route_
     check = doctor(bed, route_plugin)[subject]
     assert check["verdict"] == "FAIL", check
     assert f"to {bed.node_addresses[0]} from {cluster[0]} (eth0) out of net1" in check["found"], check
+
+
+def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plugin):
+    """The same shape from a real runtime: `podman run --network cluster,lan` (eth0 from ptp, eth1 macvlan +
+    route, no default route): the node pings both of the container's addresses from each of its own, and
+    `podman rm` leaves neither rules nor tables (the namespace goes; the record and routes on the node too)."""
+    from podman_bed import PodmanBed
+
+    try:
+        bed = PodmanBed(tmp_path / "podman", topo, route_plugin)
+    except netns.SetupError as e:
+        pytest.fail(str(e), pytrace=False)
+    with bed:
+        (Path(bed.cni_path) / "ptp").symlink_to(netns.REFERENCE_PLUGINS / "ptp")
+        cluster, lan = f"rtt-cluster-{bed.tag}", f"rtt-lan-{bed.tag}"
+        ptp_ipam = {"type": "host-local", "dataDir": str(bed.root / "ipam"), "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": [[{"subnet": "10.244.0.0/24", "gateway": CLUSTER_GW4}]]}
+        macvlan_ipam = {"type": "host-local", "dataDir": str(bed.root / "ipam"),
+                        "ranges": [[{"subnet": "192.168.0.0/16", "rangeStart": "192.168.1.2",
+                                     "rangeEnd": "192.168.1.254"}]]}
+        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(bed.route_state),
+                 "logFile": str(bed.route_log)}
+        canary = {"type": "canary", "venv": sys.prefix}
+        for name, plugins in ((cluster, [{"type": "ptp", "ipMasq": False, "ipam": ptp_ipam}, canary]),
+                              (lan, [{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": macvlan_ipam},
+                                     route, canary])):
+            (bed.conf_dir / f"{name}.conflist").write_text(
+                json.dumps({"cniVersion": "1.0.0", "name": name, "plugins": plugins}))
+        cid = bed.run("web", f"{cluster},{lan}")
+        addresses = [bed.address("web", cluster), bed.address("web", lan)]
+        assert addresses[0].startswith("10.244.0.") and addresses[1].startswith("192.168.1."), addresses
+        assert bed.attachments(lan) == [f"{cid}@eth1"]
+        unanswered = [f"{source} -> {target}" for target in addresses for source in (NODE_IP, CLUSTER_GW4)
+                      if topo.node_exec(["ping", "-c", "1", "-W", "2", "-I", source, target]).returncode != 0]
+        assert unanswered == []
+        bed.podman("rm", "-f", "-t", "0", "web")
+        assert bed.attachments(lan) == []
+        assert [r for r in json.loads(topo.node_exec(["ip", "-json", "route"]).stdout) if r.get("dev") == SHIM] == []
