@@ -123,6 +123,26 @@ def test_dual_stack_rules_go_in_an_ip_6_batch_of_their_own(monkeypatch, host, tm
     assert pod.rules == [] and table_routes(pod) == []
 
 
+def test_without_nsenter_a_pod_that_needs_nothing_inside_still_gets_its_add(monkeypatch, host, multus_pod, tmp_path):
+    host.on_path.discard("nsenter")
+    code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
+    assert code == 0, (out, err)
+    assert multus_pod.rules == [] and not [argv for argv in host.calls if argv[0] == "nsenter"]
+
+
+def test_two_route_attachments_in_one_pod_share_rules_as_docs_say(monkeypatch, host, multus_pod, tmp_path):
+    """docs/multus.md, what cannot work: the second ADD keeps the first's rules and records them too, so its DEL
+    takes what the first still uses, and the first's CHECK says so."""
+    multus_pod.add_link("net2", addresses=["192.168.2.2/16"])
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    net2 = netconf(tmp_path, prev_result("192.168.2.2/16", ifname="net2"))
+    assert call(monkeypatch, host, "ADD", net2, CNI_IFNAME="net2")[0] == 0
+    assert len(multus_pod.rules) == 3  # eth0's, net1's, net2's: each once
+    assert call(monkeypatch, host, "DEL", net2, CNI_IFNAME="net2")[0] == 0
+    _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
+    assert "no rule from 10.244.0.2 lookup 2010002 in the pod" in out["msg"]
+
+
 def test_a_record_of_an_older_version_still_dels(monkeypatch, host, multus_pod, tmp_path):
     assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
     path = tmp_path / "networks" / "default" / "attachments" / "c1@net1.json"
