@@ -236,6 +236,7 @@ def test_both_dels_in_either_order_leave_nothing(bed, first):
     fresh = pod_state(bed.topo, pod)
     bed.add(pod, path, "eth0")
     bed.add(pod, path, "net1")
+    assert reply_paths(bed.topo, pod) != []
     bed.delete(pod, first)
     bed.delete(pod, "net1" if first == "eth0" else "eth0")
     assert reply_paths(bed.topo, pod) == []
