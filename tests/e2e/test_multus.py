@@ -79,7 +79,9 @@ class Bed:
                         "ranges": [[{"subnet": "192.168.0.0/16", "rangeStart": "192.168.1.2",
                                      "rangeEnd": "192.168.1.254"}],
                                    [{"subnet": "fd00::/64", "rangeStart": "fd00::100", "rangeEnd": "fd00::1ff"}]]}
-        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(self.state)}
+        self.log = tmp_path / "route.log"
+        route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(self.state),
+                 "logFile": str(self.log)}
         self.secondary = self._conflist(tmp_path, SECONDARY_NET, [
             {"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": macvlan_ipam}, route, canary])
 
@@ -228,6 +230,15 @@ def test_del_of_net1_puts_the_pod_back_as_it_was(bed):
     assert reply_paths(bed.topo, pod) != []
     bed.delete(pod, "net1")
     assert pod_state(bed.topo, pod) == before
+
+
+def test_route_replay_takes_every_line_the_add_logged(bed, route_plugin):
+    pod, _, _ = bed.pod()
+    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD", "--dry-run",
+                                            str(bed.log)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "refused" not in proc.stdout, proc
+    assert " rule add from " in proc.stdout and " table 2010" in proc.stdout
+    assert " -6 rule add from " in proc.stdout and " onlink " in proc.stdout
 
 
 @pytest.mark.parametrize("first", ["eth0", "net1"])
