@@ -87,9 +87,8 @@ def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, c
         for address in link.global_addresses:
             via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
             dst = iproute.host_prefix(address.local)
-            if (via and address not in carried and dst not in have and any(n.version == address.ip.version
-                                                                           for n in subnets)
-                    and not any(address.ip in n for n in subnets)):
+            ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
+            if via and ours and address not in carried and dst not in have and not any(address.ip in n for n in ours):
                 have.add(dst)
                 found.append([table, dst, via, ifname, True, None])
     return found
@@ -135,11 +134,11 @@ def remove(runner, pod_plan, netns, ifname):
         for dst, gateway in reversed(pod_plan.routes):
             if any(_is_ours(r, gateway, ifname) for r in found[dst]):
                 runner.change(_delete(dst, gateway, ifname), netns=netns)
-    for ipv6 in (False, True):
+    if pod_plan.rules or pod_plan.table_routes:
         try:
-            runner.change_batch(_reply_path_deletes(runner, pod_plan, netns, ipv6), netns, ipv6, force=True)
-        except CommandFailed:  # something went meanwhile (all ran): fail only for what is still there
-            if _reply_path_deletes(runner, pod_plan, netns, ipv6):
+            _delete_reply_paths(runner, pod_plan, netns)
+        except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
+            if any(_present(runner, pod_plan, netns)):
                 raise
 
 
@@ -150,35 +149,32 @@ def problems(runner, pod_plan, netns, ifname):
         found += [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
                   for dst, gateway in pod_plan.routes if not any(_is_ours(r, gateway, ifname) for r in seen[dst])]
     if pod_plan.rules or pod_plan.table_routes:
-        rules, table = _reply_path_state(runner, pod_plan, netns)
-        found += [f"no rule from {address} lookup {table_id} in the pod" for address, table_id in pod_plan.rules
-                  if not any(_is_rule(r, address, table_id) for r in rules)]
+        rules, table_routes = _present(runner, pod_plan, netns)
+        found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
+                  if [address, table] not in rules]
         found += [f"no route to {route[1]} dev {route[3]} in the pod's table {route[0]}"
-                  for route in pod_plan.table_routes if not any(_is_table_route(r, route) for r in table)]
+                  for route in pod_plan.table_routes if route not in table_routes]
     return found
 
 
-def _reply_path_state(runner, pod_plan, netns):
-    """(rule objects of both families, route objects of every table) in the pod."""
+def _present(runner, pod_plan, netns):
+    """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
     rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
     if any(_is_ipv6(address) for address, _ in pod_plan.rules):
         rules += runner.read([iproute.show_rules()], True, netns)
-    return rules, table
+    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, *rule) for obj in rules)],
+            [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
 
 
-def _reply_path_deletes(runner, pod_plan, netns, ipv6):
-    """The deletes of the plan's rules (of one family) and, with IPv4, of its table routes, that are there."""
-    wanted = [rule for rule in pod_plan.rules if _is_ipv6(rule[0]) == ipv6]
-    if not wanted and (ipv6 or not pod_plan.table_routes):
-        return []
-    present = runner.read([iproute.show_rules()], ipv6, netns)
-    commands = [iproute.delete_rule(address, table, RULE_PREF) for address, table in wanted
-                if any(_is_rule(r, address, table) for r in present)]
-    if not ipv6 and pod_plan.table_routes:
-        table = runner.read([iproute.show_all_routes()], False, netns)
-        commands += [iproute.delete_table_route(*route) for route in reversed(pod_plan.table_routes)
-                     if any(_is_table_route(r, route) for r in table)]
-    return commands
+def _delete_reply_paths(runner, pod_plan, netns):
+    """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
+    rules, table_routes = _present(runner, pod_plan, netns)
+    for ipv6 in (False, True):
+        commands = [iproute.delete_rule(address, table, RULE_PREF) for address, table in rules
+                    if _is_ipv6(address) == ipv6]
+        if not ipv6:
+            commands += [iproute.delete_table_route(*route) for route in reversed(table_routes)]
+        runner.change_batch(commands, netns, ipv6, force=True)
 
 
 def _is_rule(obj, address, table):
