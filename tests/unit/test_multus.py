@@ -63,6 +63,7 @@ def test_the_pod_side_is_one_ip_call_and_the_log_replays(monkeypatch, host, mult
 def test_del_puts_the_pod_back_as_it_was(monkeypatch, host, multus_pod, tmp_path):
     before = json.dumps([multus_pod.routes, multus_pod.rules])
     assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    assert multus_pod.rules and table_routes(multus_pod)
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert json.dumps([multus_pod.routes, multus_pod.rules]) == before
 
@@ -70,6 +71,7 @@ def test_del_puts_the_pod_back_as_it_was(monkeypatch, host, multus_pod, tmp_path
 def test_del_after_the_cluster_network_is_gone(monkeypatch, host, multus_pod, tmp_path):
     """eth0's DEL first: its link and its routes (those of our table too) went with it; the rules did not."""
     assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    assert len(multus_pod.rules) == 2
     multus_pod.delete_link("eth0")
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path, prev=False))[0] == 0
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
