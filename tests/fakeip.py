@@ -12,7 +12,8 @@ DEFAULT_DISABLE_IPV6 = "net/ipv6/conf/default/disable_ipv6"  # what a new link s
 class FakeHost:
     def __init__(self):
         self.links = {}
-        self.routes = []  # dicts: dst (prefix), dev, protocol, scope
+        self.routes = []  # dicts: dst (prefix), dev, protocol, scope, table; gateway, onlink, metric
+        self.rules = []  # dicts: src (address), table (str), priority
         self.neighbours = []  # dicts: dst (address), dev, lladdr, state
         self.calls = []  # every argv run
         self.failures = {}  # tuple of leading argv words -> (status, stderr)
@@ -97,12 +98,21 @@ class FakeHost:
         return name in self.on_path
 
     def execute(self, argv, stdin, timeout):
+        if "-batch" in argv and "-json" not in argv:  # changes: recorded one a line, as the log has them
+            ip = [word for word in argv[:argv.index("-batch")] if word != "-force"]
+            self.calls.extend([*ip, *shlex.split(line)] for line in stdin.splitlines())
+            host = self.pods.get(argv[1][len("--net="):]) if argv[0] == "nsenter" else self
+            if host is None:
+                return 1, "", "nsenter: cannot open the namespace: No such file or directory\n"
+            return host._change_batch(stdin, "-force" in argv)
         if argv[0] in self.programs:
             self.calls.append(list(argv))
             return self.programs[argv[0]](list(argv[1:]))
         if argv[0] == "nsenter":
             self.calls.append(list(argv))
             netns = argv[1][len("--net="):]
+            if netns in self.namespaces and netns not in self.pods:  # a namespace nobody filled: just lo
+                self.pods[netns] = FakeHost()
             if netns not in self.pods:
                 return 1, "", f"nsenter: cannot open {netns}: No such file or directory\n"
             return self.pods[netns].execute(argv[2:], stdin, timeout)
@@ -140,6 +150,23 @@ class FakeHost:
                 err.append(f"{e}\nCommand failed -:{n}")
                 status = 1
         return status, "\n".join(out) + ("\n" if out else ""), "\n".join(err) + ("\n" if err else "")
+
+    def _change_batch(self, script, force):
+        """Changes, one a line, as ip runs them: it stops at the first that fails, unless forced."""
+        err, status = [], 0
+        for n, line in enumerate(script.splitlines(), 1):
+            words = shlex.split(line)
+            try:
+                for prefix, (_, message) in self.failures.items():
+                    if tuple(words[:len(prefix)]) == prefix:
+                        raise LookupError(message.strip())
+                self._change(words)
+            except LookupError as e:
+                err.append(f"{e}\nCommand failed -:{n}")
+                status = 1
+                if not force:
+                    break
+        return status, "", "".join(e + "\n" for e in err)
 
     def _nft(self, w):
         table, chain = ["inet", "cni_route"], ["inet", "cni_route", "postrouting"]
@@ -196,6 +223,13 @@ class FakeHost:
                     if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
+        if words == ["route", "show", "table", "all"]:
+            return [self._route_json(r, with_table=True) for r in self.routes]
+        if words == ["rule", "show"]:
+            rules = [{"priority": 0, "src": "all", "table": "local"}, *(
+                {"priority": r["priority"], "src": r["src"], "table": r["table"]} for r in self.rules
+                if (":" in r["src"]) == ipv6), {"priority": 32766, "src": "all", "table": "main"}]
+            return rules + ([] if ipv6 else [{"priority": 32767, "src": "all", "table": "default"}])
         if words[:3] == ["neigh", "show", "to"] and len(words) == 4:
             return [{"dst": n["dst"], "dev": n["dev"], "lladdr": n["lladdr"], "state": [n["state"]]}
                     for n in self.neighbours if n["dst"] == words[3]]
@@ -235,6 +269,14 @@ class FakeHost:
             if w[2] not in link["addresses"]:
                 raise LookupError("RTNETLINK answers: Cannot assign requested address")
             link["addresses"].remove(w[2])
+        elif w[:2] in (["rule", "add"], ["rule", "del"]):
+            assert w[2::2] == ["from", "lookup", "pref"] and len(w) == 8, w
+            rule = {"src": w[3], "table": w[5], "priority": int(w[7])}
+            if (rule in self.rules) == (w[1] == "add"):
+                raise LookupError("RTNETLINK answers: " + ("File exists" if w[1] == "add" else "No such process"))
+            (self.rules.append if w[1] == "add" else self.rules.remove)(rule)
+        elif w[:2] in (["route", "replace"], ["route", "del"]) and "table" in w:
+            self._table_route(w)
         elif w[:2] == ["route", "replace"] and w[3] == "via":
             self._link(w[6])
             dst = _prefix(w[2])
@@ -258,6 +300,27 @@ class FakeHost:
             self.routes.remove(match[0])
         else:
             raise AssertionError(f"fake ip cannot run {w}")
+
+    def _table_route(self, w):
+        """`route replace|del DST [via GW] dev DEV [onlink|scope link] [metric M] table T proto P` (pod_routes)."""
+        words = dict(zip(w[3::2], w[4::2])) if "onlink" not in w else dict(zip(w[3:7:2], w[4:7:2])) | dict(
+            zip(w[8::2], w[9::2]))
+        route = {"dst": _prefix(w[2]), "dev": words["dev"], "protocol": words["proto"], "table": words["table"],
+                 "scope": "global" if "via" in words else words["scope"]}
+        self._link(route["dev"])
+        if "via" in words:
+            route["gateway"] = words["via"]
+        if "onlink" in w:
+            route["onlink"] = True
+        if "metric" in words:
+            route["metric"] = int(words["metric"])
+        same = [r for r in self.routes if (r["dst"], r.get("table")) == (route["dst"], route["table"])]
+        if w[1] == "replace":
+            self.routes = [r for r in self.routes if r not in same] + [route]
+        elif route in same:
+            self.routes.remove(route)
+        else:
+            raise LookupError("RTNETLINK answers: No such process")
 
     def _link(self, name):
         if name not in self.links:
@@ -296,7 +359,9 @@ class FakeHost:
             obj["table"] = route.get("table", "main")
         obj["protocol"] = route["protocol"] or "unspec"  # with -d, ip always names it; netlink's default is 0
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
-        obj["flags"] = []
+        if "metric" in route:
+            obj["metric"] = route["metric"]
+        obj["flags"] = ["onlink"] if route.get("onlink") else []
         if route.get("nexthops"):
             del obj["dev"]
             obj["nexthops"] = [{**hop, "weight": 1, "flags": []} for hop in route["nexthops"]]

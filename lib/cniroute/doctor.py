@@ -335,6 +335,7 @@ class Doctor:
             checks.append(self._masquerade(shim_name))
         for record in pods:
             checks += [self._pod(store, record, prefix, shim_name, seen, bool(foreign)) for prefix in record.prefixes]
+            checks += self._pod_replies(record, node)
         return checks
 
     def _master(self, network, name, master):
@@ -551,6 +552,42 @@ class Doctor:
         if self.probe:
             found.append(self._ping(address, verdicts, fix))
         return Check(subject, worst(verdicts), ", ".join(found), tuple(fix))
+
+    def _pod_replies(self, record, node):
+        """Whether a pod of several interfaces answers every node address out of the interface the node reaches
+        it by: for each of its interfaces' addresses, the pod's route from there to each node address (rules and
+        tables included). Read in the namespace the ADD recorded, once it is known to still hold this pod (the
+        record's interface with its addresses): a namespace path can be reused."""
+        subject = f"pod {record.owner} reply paths"
+        if not record.netns:
+            return []  # a record of an older version: where the pod is, nobody told us
+        if not self.runner.host.is_network_namespace(record.netns) or not self.runner.has_program("nsenter"):
+            return [ok(subject, f"not read: {record.netns} is no network namespace now (or nsenter is missing)")]
+        links = {obj["ifname"]: obj for obj in self.runner.read([iproute.show_addresses()], netns=record.netns)}
+        held = {a["local"] for a in links.get(record.ifname, {}).get("addr_info", ())}
+        if not set(routes.addresses(record.prefixes)) <= held:
+            return [ok(subject, f"not read: {record.netns} holds no {record.ifname} with {record.prefixes}")]
+        sources = {a["local"]: name for name, obj in links.items() if name != "lo"
+                   for a in obj.get("addr_info", ()) if a.get("scope") == "global"}
+        if len(set(sources.values())) < 2:
+            return []  # one interface: every reply leaves by it
+        targets = list(dict.fromkeys(a.local for link in node.links.values() if link.name != record.shim
+                                     for a in link.global_addresses))
+        asymmetric = []
+        for ipv6 in (False, True):
+            pairs = [(t, s) for s in sources for t in targets if (":" in s) == (":" in t) == ipv6]
+            for way in self.runner.read([iproute.get_route_from(t, s) for t, s in pairs], ipv6, record.netns):
+                if way.get("dev") != sources.get(way.get("from")):
+                    asymmetric.append(f"to {way.get('dst')} from {way.get('from')} ({sources.get(way.get('from'))})"
+                                      f" out of {way.get('dev')}")
+        if not asymmetric:
+            return [ok(subject, f"{', '.join(sorted(set(sources.values())))} answer the node's "
+                                f"{len(targets)} address(es) out of themselves")]
+        return [Check(subject, FAIL, "the pod answers " + "; ".join(asymmetric) + ": the node drops (rp_filter) "
+                      "or never gets those replies, so connections to that address fail",
+                      (f"# its interfaces at {record.ifname}'s ADD got reply paths (docs/multus.md); one that came "
+                       "later, or a pod attached by an older version, has none: re-create the pod, or run its "
+                       f"CHECK, which names what is missing (ip -n ... rule; ip route show table all)",))]
 
     def _ping(self, address, verdicts, fix):
         if self.probes_left == 0:

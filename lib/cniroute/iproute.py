@@ -64,9 +64,24 @@ def show_link(name):
     return ["addr", "show", "dev", name]
 
 
+def show_all_routes():
+    """Every route of every table, both families (in a pod: few)."""
+    return ["route", "show", "table", "all"]
+
+
+def show_rules():
+    """The policy rules of the batch's family."""
+    return ["rule", "show"]
+
+
 def get_route(address):
     """The route the kernel picks for a packet to `address` (rules and every table included)."""
     return ["route", "get", address]
+
+
+def get_route_from(address, source):
+    """The route the kernel picks for a packet to `address` sent from the local address `source` (source rules)."""
+    return ["route", "get", address, "from", source]
 
 
 def show_neighbours(address):
@@ -116,6 +131,30 @@ def replace_gateway_route(cidr, gateway, dev):
 
 def delete_gateway_route(cidr, gateway, dev):
     return ["route", "del", cidr, "via", gateway, "dev", dev, "proto", ROUTE_PROTO]
+
+
+def replace_table_route(table, dst, gateway, dev, onlink, metric):
+    """A route of a reply table in the pod (pod_routes: [table, dst, gateway, dev, onlink, metric])."""
+    return ["route", "replace", dst, *_next_hop(gateway, dev, onlink, metric), "table", str(table),
+            "proto", ROUTE_PROTO]
+
+
+def delete_table_route(table, dst, gateway, dev, onlink, metric):
+    return ["route", "del", dst, *_next_hop(gateway, dev, onlink, metric), "table", str(table), "proto", ROUTE_PROTO]
+
+
+def _next_hop(gateway, dev, onlink, metric):
+    hop = ["via", gateway, "dev", dev, *(["onlink"] if onlink else [])] if gateway else ["dev", dev, "scope", "link"]
+    return hop + (["metric", str(metric)] if metric is not None else [])
+
+
+def add_rule(address, table, pref):
+    """`from address lookup table` in the pod; run in a batch of the address's family (-6)."""
+    return ["rule", "add", "from", address, "lookup", str(table), "pref", str(pref)]
+
+
+def delete_rule(address, table, pref):
+    return ["rule", "del", "from", address, "lookup", str(table), "pref", str(pref)]
 
 
 def delete_neighbour(address, dev):

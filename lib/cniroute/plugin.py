@@ -43,6 +43,7 @@ def add(conf, inv, runner):
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
+    seen = pod_routes.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
     with store.shim_lock(shim_name):
         node = Node.observe(runner, neighbours_of=routes.addresses(prefixes))
         master_link = shim.require_master(node, master)
@@ -56,8 +57,11 @@ def add(conf, inv, runner):
         planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
+        rules, table_routes = pod_routes.reply_paths(seen, inv.ifname, on_link + planned, node.links, addresses,
+                                                     shim_name)
         attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
-                                         log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses)
+                                         log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
+                                         reply_rules=rules, reply_routes=table_routes, netns=inv.netns)
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(attachment)
         for prefix in prefixes:
@@ -71,7 +75,7 @@ def add(conf, inv, runner):
         if planned:
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-        pod_routes.install(runner, on_link + planned, inv.netns, inv.ifname)
+        pod_routes.install(runner, pod_routes.plan(attachment), inv.netns, inv.ifname)
     return result.render(result.with_routes(prev, pod_routes.as_result(on_link + planned, conf.version)),
                          conf.version)
 
@@ -120,7 +124,9 @@ def check(conf, inv, runner):
             wanted += planned
             if not via_host.has_masquerade(runner, shim_name):
                 found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
-        found += pod_routes.problems(runner, wanted, inv.netns, inv.ifname)
+        recorded = Store(conf.state_dir, conf.name, runner.dry_run).attachment(inv.owner)
+        replies = pod_routes.plan(recorded) if recorded is not None else pod_routes.PodPlan([])
+        found += pod_routes.problems(runner, replies._replace(routes=wanted), inv.netns, inv.ifname)
     if found:
         raise CheckFailed("; ".join(found))
     return None
@@ -226,9 +232,8 @@ def _detach(runner, store, attachment, netns):
     observed, neighbours = routes.observe_with_neighbours(runner, mine)
     routes.remove(runner, observed, shim_name)
     routes.forget_neighbours(runner, neighbours, shim_name)
-    on_link = [[dst, None] for dst in attachment.on_link]
     # Only the namespace the runtime names now: a remembered /proc/PID/ns/net may be another pod's by now.
-    pod_routes.remove(runner, on_link + list(attachment.via_host), netns, attachment.ifname)
+    pod_routes.remove(runner, pod_routes.plan(attachment), netns, attachment.ifname)
     if attachment.via_host and not store.any_uses_via_host(shim_name, besides=claimant):  # a kill here is redone
         with store.nft_lock():
             via_host.remove_masquerade(runner, shim_name)

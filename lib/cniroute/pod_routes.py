@@ -5,12 +5,93 @@ A pod route is [destination, gateway]:
   shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
 - [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
+
+In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies must leave
+by the interface their connection came in on, whatever the main table says (our routes there send the node's
+addresses out of ours). So for every interface of the pod with global addresses, ours included, a reply path:
+a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (REPLY_TABLE + the interface's
+ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
+address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
+A rule is [address, table]; a table route [table, dst, gateway or None, dev, onlink, metric or None].
+A pod with one interface gets none of this.
 """
 import ipaddress
+from collections import namedtuple
 
 from . import iproute, routes
+from .errors import CommandFailed
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
+RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
+REPLY_TABLE = 2010000  # + the interface's ifindex in the pod: one table per interface
+
+
+class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
+    """Everything the plugin puts in the pod: `routes` [dst, gateway] in main on our interface (see above),
+    the reply paths' `rules` and `table_routes`."""
+
+    __slots__ = ()
+
+
+def plan(attachment):
+    """The pod-side changes of an attachment, from its record alone (ADD, DEL, CHECK and reconcile use this)."""
+    return PodPlan([[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host],
+                   [list(rule) for rule in attachment.reply_rules or ()],
+                   [list(route) for route in attachment.reply_routes or ()])
+
+
+def observe(runner, netns):
+    """What reply_paths needs of the pod, in one ip call: (address objects, route objects of every table and
+    both families). Without nsenter, nothing: a pod that needs no route of ours inside still gets its ADD."""
+    if not runner.has_program("nsenter"):
+        return [], []
+    return tuple(runner.read_each([iproute.show_addresses(), iproute.show_all_routes()], netns=netns))
+
+
+def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
+    """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
+    ([dst, gateway]); none when no other interface of the pod has a global address. `node_links` the node's
+    Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
+    links, pod_table = seen
+    ours = {}  # ifname -> (ifindex, global addresses)
+    for link in links:
+        found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
+        if found and link.get("ifname") != "lo":
+            ours[link["ifname"]] = (link["ifindex"], found)
+    if ifname not in ours or len(ours) < 2:
+        return [], []
+    rules, table_routes = [], []
+    for name, (ifindex, found) in ours.items():
+        table = REPLY_TABLE + ifindex
+        rules += [[a["local"], table] for a in found]
+        copied = [[table, routes.prefix_of(r["dst"], _is_ipv6_route(r)), r.get("gateway"), name,
+                   "onlink" in r.get("flags", ()), r.get("metric")]
+                  for r in pod_table if r.get("table", "main") == "main" and r.get("dev") == name
+                  and r.get("type", "unicast") == "unicast" and r.get("protocol") != iproute.ROUTE_PROTO]
+        if name == ifname:
+            copied += [[table, dst, gateway, name, False, None] for dst, gateway in main_routes]
+            copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
+        table_routes += sorted(copied, key=lambda route: route[2] is not None)  # next hops' own routes first
+    return rules, table_routes
+
+
+def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, carried, shim):
+    """Routes to the node addresses the shim does not carry (another NIC's, a cluster CNI's host-side veth's),
+    through one it does, onlink: the node may connect to our interface from any of them."""
+    subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in pod_addresses]
+    have = {dst for _, dst, *_ in copied}
+    found = []
+    for link in node_links.values():
+        if link.name == shim:
+            continue
+        for address in link.global_addresses:
+            via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
+            dst = iproute.host_prefix(address.local)
+            ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
+            if via and ours and address not in carried and dst not in have and not any(address.ip in n for n in ours):
+                have.add(dst)
+                found.append([table, dst, via, ifname, True, None])
+    return found
 
 
 def on_link(addresses, master, pod_addresses):
@@ -23,28 +104,97 @@ def on_link(addresses, master, pod_addresses):
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
 
 
-def install(runner, pod_routes, netns, ifname):
-    for dst, gateway in pod_routes:
-        runner.change(_replace(dst, gateway, ifname), netns=netns)
+def install(runner, pod_plan, netns, ifname):
+    """Put the plan in the pod: every route and the IPv4 rules in one ip call, the IPv6 rules in another (ip
+    takes a rule's family from its options only). A rule that is there already (a repeated ADD) fails its
+    line, `ip rule add` having no replace: then what is missing, if anything, is what fails the call."""
+    commands = [_replace(dst, gateway, ifname) for dst, gateway in pod_plan.routes]
+    commands += [iproute.replace_table_route(*route) for route in pod_plan.table_routes]
+    try:
+        for ipv6 in (False, True):
+            commands += [iproute.add_rule(address, table, RULE_PREF) for address, table in pod_plan.rules
+                         if _is_ipv6(address) == ipv6]
+            runner.change_batch(commands, netns, ipv6, force=True)
+            commands = []
+    except CommandFailed as e:
+        missing = problems(runner, pod_plan, netns, ifname)
+        if missing:
+            raise CommandFailed(e.msg, "; ".join([e.details, *missing])) from None
 
 
-def remove(runner, pod_routes, netns, ifname):
-    """Delete our routes in the pod. A pod whose namespace is gone took them along, and so did one whose
-    CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing to do."""
-    if not netns or not pod_routes or not runner.host.is_network_namespace(netns) or not runner.has_program("nsenter"):
+def remove(runner, pod_plan, netns, ifname):
+    """Delete our routes and reply paths in the pod. A pod whose namespace is gone took them along, and so did
+    one whose CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing
+    to do. What went before us (an interface deleted first, with its routes) is fine."""
+    if (not netns or not any(pod_plan) or not runner.host.is_network_namespace(netns)
+            or not runner.has_program("nsenter")):
         return
-    found = routes.observe(runner, [dst for dst, _ in pod_routes], netns=netns)
-    for dst, gateway in reversed(pod_routes):
-        if any(_is_ours(r, gateway, ifname) for r in found[dst]):
-            runner.change(_delete(dst, gateway, ifname), netns=netns)
+    if pod_plan.routes:
+        found = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
+        for dst, gateway in reversed(pod_plan.routes):
+            if any(_is_ours(r, gateway, ifname) for r in found[dst]):
+                runner.change(_delete(dst, gateway, ifname), netns=netns)
+    if pod_plan.rules or pod_plan.table_routes:
+        try:
+            _delete_reply_paths(runner, pod_plan, netns)
+        except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
+            if any(_present(runner, pod_plan, netns)):
+                raise
 
 
-def problems(runner, pod_routes, netns, ifname):
-    if not pod_routes:
-        return []
-    found = routes.observe(runner, [dst for dst, _ in pod_routes], netns=netns)
-    return [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
-            for dst, gateway in pod_routes if not any(_is_ours(r, gateway, ifname) for r in found[dst])]
+def problems(runner, pod_plan, netns, ifname):
+    found = []
+    if pod_plan.routes:
+        seen = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
+        found += [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
+                  for dst, gateway in pod_plan.routes if not any(_is_ours(r, gateway, ifname) for r in seen[dst])]
+    if pod_plan.rules or pod_plan.table_routes:
+        rules, table_routes = _present(runner, pod_plan, netns)
+        found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
+                  if [address, table] not in rules]
+        found += [f"no route to {route[1]} dev {route[3]} in the pod's table {route[0]}"
+                  for route in pod_plan.table_routes if route not in table_routes]
+    return found
+
+
+def _present(runner, pod_plan, netns):
+    """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
+    rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
+    if any(_is_ipv6(address) for address, _ in pod_plan.rules):
+        rules += runner.read([iproute.show_rules()], True, netns)
+    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, *rule) for obj in rules)],
+            [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
+
+
+def _delete_reply_paths(runner, pod_plan, netns):
+    """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
+    rules, table_routes = _present(runner, pod_plan, netns)
+    for ipv6 in (False, True):
+        commands = [iproute.delete_rule(address, table, RULE_PREF) for address, table in rules
+                    if _is_ipv6(address) == ipv6]
+        if not ipv6:
+            commands += [iproute.delete_table_route(*route) for route in reversed(table_routes)]
+        runner.change_batch(commands, netns, ipv6, force=True)
+
+
+def _is_rule(obj, address, table):
+    return obj.get("priority") == RULE_PREF and obj.get("src") == address and str(obj.get("table")) == str(table)
+
+
+def _is_table_route(obj, route):
+    table, dst, gateway, dev, _, _ = route
+    return (str(obj.get("table")) == str(table) and "dst" in obj
+            and routes.prefix_of(obj["dst"], _is_ipv6(dst)) == dst and obj.get("gateway") == gateway
+            and obj.get("dev") == dev and obj.get("protocol") == iproute.ROUTE_PROTO)
+
+
+def _is_ipv6(address):
+    return ":" in address
+
+
+def _is_ipv6_route(obj):
+    """Of a route object of `table all` (which names no family): only IPv6 routes have a router preference."""
+    return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
 def as_result(pod_routes, version):

@@ -46,6 +46,10 @@ def _shapes():
           iproute.add_address(c, i, ipv6=True), iproute.delete_address(c, i), iproute.delete_neighbour(a, i)]
     pod = [iproute.replace_gateway_route(c, a, i), iproute.delete_gateway_route(c, a, i),  # inside the pod
            iproute.replace_route(c, i), iproute.delete_route(c, i)]  # (on-link routes to node addresses)
+    pod += [build(n, c, gateway, i, onlink, metric)
+            for build in (iproute.replace_table_route, iproute.delete_table_route)
+            for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]  # reply tables
+    pod += [[*family, *build(a, n, n)] for build in (iproute.add_rule, iproute.delete_rule) for family in ([], ["-6"])]
     nft_ = [nft.add_table(), nft.add_chain(), *(nft.add_set(p) for p in nft.PROTOS),
             *(nft.add_masquerade(i, p) for p in nft.PROTOS), nft.delete_rule(n), nft.delete_table()]
     sysctl = [[f"{key.format(i)}={value}"] for key, value in shim.SHIM_SYSCTLS]
@@ -92,7 +96,7 @@ def replay(blocks, out, dry_run=False, keep_going=False, host=None, timeout=10.0
             argv = replayable(line)
             if argv is None:
                 out.write("#   refused: not a command this plugin logs (ip link/addr/route/neigh, nsenter --net=..."
-                          " ip route, nft on table inet cni_route, sysctl -w net/...)\n")
+                          " ip route/rule, nft on table inet cni_route, sysctl -w net/...)\n")
                 failed += 1
             elif not dry_run:
                 done = runner.execute(argv, ok=ANY_STATUS)

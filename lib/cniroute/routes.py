@@ -45,12 +45,12 @@ def route_queries(prefixes):
 def collect(found, routes, ipv6):
     """Add each route of `routes` (one family's) to the list of its destination in `found`, if there is one."""
     for route in routes:
-        prefix = _prefix_of(route.get("dst", ""), ipv6)
+        prefix = prefix_of(route.get("dst", ""), ipv6)
         if prefix in found:
             found[prefix].append(route)
 
 
-def _prefix_of(dst, ipv6):
+def prefix_of(dst, ipv6):
     """ip prints a /0 as "default" and a host route without its length."""
     if dst in ("default", ""):
         return "::/0" if ipv6 else "0.0.0.0/0"

@@ -50,10 +50,10 @@ class Runner:
         # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
         return [obj for array in self._batch(commands, ipv6, netns, ok=(0, 1)) for obj in array]
 
-    def read_each(self, commands, ipv6=False):
+    def read_each(self, commands, ipv6=False, netns=None):
         """Like read, in one batch, but the objects of each command apart: [[objects of commands[0]], ...].
         For commands that cannot fail (no device named); one that fails anyway raises CommandFailed."""
-        arrays = self._batch(commands, ipv6, None, ok=(0,))
+        arrays = self._batch(commands, ipv6, netns, ok=(0,))
         if len(arrays) != len(commands):
             raise CommandFailed(f"ip printed {len(arrays)} answers to {len(commands)} reads",
                                 "every read of this batch should answer, if only with []")
@@ -71,6 +71,23 @@ class Runner:
     def change(self, args, netns=None, program=IP):
         """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given."""
         self.execute([*_enter(netns), program, *args])
+
+    def change_batch(self, commands, netns=None, ipv6=False, force=False):
+        """Run state-changing `ip` commands in one `ip -batch` process (in `netns` if given), logged one line each
+        as the plain command that replays it. Stops at the first that fails, unless `force`: then all run, and
+        the call fails at the end if any did."""
+        if not commands:
+            return
+        ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
+        self.changes += len(commands)
+        for c in commands:
+            if self.dry_run:
+                self.journal.comment("dry-run, not run: " + shlex.join([*ip, *c]))
+            else:
+                self.journal.command([*ip, *c])
+        if not self.dry_run:
+            script = "".join(shlex.join(c) + "\n" for c in commands)
+            self._run([*ip, *(["-force"] if force else []), "-batch", "-"], script, (0,))
 
     def query(self, args, program, ok=(0,)):
         """Run a read-only `PROGRAM ARGS` that is not an ip read (nft -j), logged as a comment."""

@@ -19,7 +19,7 @@ import json
 import os
 from collections import namedtuple
 
-from . import files, lock, schema
+from . import config, files, lock, schema
 from .errors import InvalidConfig, IOFailure
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
@@ -43,14 +43,18 @@ def file_stem(owner):
 
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
-                                         "log_file log_max_bytes node_addresses", defaults=([], None, None, None))):
+                                         "log_file log_max_bytes node_addresses reply_rules reply_routes netns",
+                                         defaults=([], None, None, None, [], [], None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
     network's own calls log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None:
-    the automatic choice). On disk as schemas/attachment.json (keys containerID, ifname, network, master,
-    bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses: records written
-    before they existed stay readable)."""
+    the automatic choice); in a pod of several interfaces, the reply paths it made there (pod_routes:
+    reply_rules [address, table], reply_routes [table, dst, gateway, dev, onlink, metric]); the CNI_NETNS of
+    the ADD, for readers only (`route doctor`, which checks that it still holds the pod before it looks: DEL
+    changes only the namespace the runtime names then). On disk as schemas/attachment.json (keys containerID,
+    ifname, network, master, bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes,
+    nodeAddresses, replyRules, replyRoutes, netns: records written before they existed stay readable)."""
 
     __slots__ = ()
 
@@ -74,6 +78,11 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
                 document["logMaxBytes"] = self.log_max_bytes
         if self.node_addresses is not None:
             document["nodeAddresses"] = [str(n) for n in self.node_addresses]
+        if self.reply_rules or self.reply_routes:
+            document["replyRules"] = [list(rule) for rule in self.reply_rules]
+            document["replyRoutes"] = [list(route) for route in self.reply_routes]
+        if self.netns:
+            document["netns"] = self.netns
         return document
 
     @classmethod
@@ -89,11 +98,36 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             node_addresses = document.get("nodeAddresses")
             if node_addresses is not None:
                 node_addresses = [ipaddress.ip_network(n) for n in node_addresses]
-        except (InvalidConfig, ValueError):  # ValueError: a bad address, or a viaHost entry not a pair
+            reply_rules = [[str(ipaddress.ip_address(a)), _number(table)]
+                           for a, table in document.get("replyRules", [])]
+            reply_routes = [[_number(table), str(ipaddress.ip_network(dst)),
+                             None if gateway is None else str(ipaddress.ip_address(gateway)), _ifname(dev),
+                             _flag(onlink), None if metric is None else _number(metric)]
+                            for table, dst, gateway, dev, onlink, metric in document.get("replyRoutes", [])]
+        except (InvalidConfig, ValueError):  # ValueError: a bad address or table, an entry of the wrong length
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
-                   document.get("logMaxBytes"), node_addresses)
+                   document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes, document.get("netns"))
+
+
+def _number(value):
+    """A table or metric of a record: a u32."""
+    if type(value) is not int or not 0 <= value < 2 ** 32:
+        raise ValueError(f"not a table or metric: {value!r}")
+    return value
+
+
+def _ifname(value):
+    if not isinstance(value, str) or not config.IFNAME.match(value):
+        raise ValueError(f"not an interface name: {value!r}")
+    return value
+
+
+def _flag(value):
+    if type(value) is not bool:
+        raise ValueError(f"not a flag: {value!r}")
+    return value
 
 
 class Store:

@@ -1,7 +1,7 @@
 """A source tree's bin/route started by a python3 without the plugin's packages (a node's, as a runtime finds
 it) answers CNI code 106 naming what is missing and the two ways out, for every verb; `--version` says it too.
 Never 999, which the README keeps for bugs."""
-import importlib.util
+import importlib.machinery
 import json
 from pathlib import Path
 
@@ -33,7 +33,7 @@ def test_every_verb_answers_106_without_sh_and_jsonschema(run_route, cni_env):
 def test_only_the_missing_package_is_named(run_route, tmp_path):
     with_sh = tmp_path / "site"
     with_sh.mkdir()
-    (with_sh / "sh.py").write_bytes(Path(importlib.util.find_spec("sh").origin).read_bytes())  # not imported here
+    (with_sh / "sh.py").write_bytes(Path(importlib.machinery.PathFinder.find_spec("sh").origin).read_bytes())  # another test may have imported sh
     proc = run_route(BIN_ROUTE, stdin=json.dumps(CONF), env={"PYTHONPATH": str(with_sh)}, **ADD_ENV)
     error = json.loads(proc.stdout)
     assert error["code"] == 106, error

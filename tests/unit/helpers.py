@@ -18,6 +18,23 @@ def prev_result(*addresses, version="1.0.0", ifname="eth0", sandbox=POD_NETNS):
             "ips": ips}
 
 
+def multus_pod(host, ipv6=False):
+    """The pod at POD_NETNS as Multus leaves it before route's ADD on net1: eth0 as ptp makes it (10.244.0.2/24,
+    default via 10.244.0.1 on its own /32 route; with `ipv6` also fd44::2/64), net1 as macvlan does
+    (192.168.1.2/16 and its connected route; fd00::100/64). On the node, ptp's veth holds the gateway addresses."""
+    host.add_link("veth0a1b2c3d", kind="veth", addresses=["10.244.0.1/32", *(["fd44::1/128"] if ipv6 else [])])
+    pod = host.pod(POD_NETNS, addresses=["10.244.0.2/24", *(["fd44::2/64"] if ipv6 else [])])
+    pod.add_route("10.244.0.1/32", "eth0", protocol="unspec")
+    pod.add_route("default", "eth0", protocol="unspec", scope="global", gateway="10.244.0.1")
+    pod.add_link("net1", addresses=["192.168.1.2/16", *(["fd00::100/64"] if ipv6 else [])])
+    pod.add_route("192.168.0.0/16", "net1", protocol="kernel")
+    if ipv6:
+        pod.add_route("fd44::1/128", "eth0", protocol="unspec")
+        pod.add_route("::/0", "eth0", protocol="unspec", scope="global", gateway="fd44::1")
+        pod.add_route("fd00::/64", "net1", protocol="kernel")
+    return pod
+
+
 def netconf(state_dir, prev=None, version="1.0.0", **keys):
     conf = {"cniVersion": version, "name": "default", "type": "route", "master": "eno1", "stateDir": str(state_dir)}
     conf.update(keys)

@@ -5,7 +5,7 @@ Set UPDATE_GOLDEN=1 to rewrite tests/golden/ after an intended change, then revi
 import os
 
 import pytest
-from helpers import call, netconf, prev_result, run_person
+from helpers import call, multus_pod, netconf, prev_result, run_person
 
 from cniroute.journal import BLOCK_START, without_variables
 
@@ -71,6 +71,19 @@ def scenario_reconcile_after_shim_deleted(monkeypatch, host, state):
     call(monkeypatch, host, "ADD", netconf(state, prev_result("192.168.1.3/16", "fd00::100/64")), CNI_CONTAINERID="b")
     host.delete_link("eno1.host")
     return run_person(host, "reconcile", "--state-dir", state)
+
+
+def scenario_add_multus(monkeypatch, host, state):
+    multus_pod(host, ipv6=True)
+    conf = netconf(state, prev_result("192.168.1.2/16", "fd00::100/64", ifname="net1"))
+    return call(monkeypatch, host, "ADD", conf, CNI_IFNAME="net1")
+
+
+def scenario_del_multus(monkeypatch, host, state):
+    multus_pod(host, ipv6=True)
+    conf = netconf(state, prev_result("192.168.1.2/16", "fd00::100/64", ifname="net1"))
+    call(monkeypatch, host, "ADD", conf, CNI_IFNAME="net1")
+    return call(monkeypatch, host, "DEL", conf, CNI_IFNAME="net1")
 
 
 SCENARIOS = {name[len("scenario_"):]: f for name, f in globals().items() if name.startswith("scenario_")}
