@@ -196,6 +196,11 @@ class FakeHost:
                     if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
+        if words[:2] == ["route", "get"] and len(words) == 3:  # the longest match of the main table
+            address = ipaddress.ip_address(words[2])
+            matching = [r for r in self._main() if r["dst"] != "default" and address in ipaddress.ip_network(r["dst"])]
+            best = max(matching, key=lambda r: ipaddress.ip_network(r["dst"]).prefixlen, default=None)
+            return [{"dst": words[2], "dev": best["dev"]}] if best else []
         if words[:3] == ["neigh", "show", "to"] and len(words) == 4:
             return [{"dst": n["dst"], "dev": n["dev"], "lladdr": n["lladdr"], "state": [n["state"]]}
                     for n in self.neighbours if n["dst"] == words[3]]

@@ -144,7 +144,7 @@ def _networks_of(path, document):
 
 
 def _records(state_dir, network):
-    store = Store(state_dir, network)
+    store = Store(state_dir, network, dry_run=True)
     return dict(store.entries())  # by file name: the owner, cut and hashed when very long
 
 
@@ -258,7 +258,7 @@ class Doctor:
         for record in network.records.values():
             if record and (record.master, record.shim) not in pairs:
                 pairs.append((record.master, record.shim))
-        store = Store(network.state_dir, network.name)
+        store = Store(network.state_dir, network.name, dry_run=True)
         checks += [Check(f"record {owner}", WARN, f"unreadable, or not written by this plugin: "
                          f"{store.attachment_path(owner)}",
                          (f"# the runtime's GC removes it; by hand: rm {shlex.quote(store.attachment_path(owner))}",))
@@ -287,7 +287,7 @@ class Doctor:
     def _shim_section(self, network, master_name, shim_name):
         """The master, the shim and what they need, then every recorded pod address on that shim."""
         pods = [r for r in network.records.values() if r and r.shim == shim_name and r.master == master_name]
-        store = Store(network.state_dir, network.name)
+        store = Store(network.state_dir, network.name, dry_run=True)  # it never writes; old layouts stay
         prefixes = list(dict.fromkeys(p for r in pods for p in r.prefixes))
         seen = self._observe(shim_name, prefixes)
         node = Node.observe(self.runner)
@@ -665,7 +665,8 @@ def add_parser(sub):
 
 
 def handle(args, host=None):
-    runner = Runner(Journal(), host=host)  # its Journal is never written: doctor leaves no log block
+    # Its Journal is never written (doctor leaves no log block), and a dry run runs no change even by mistake.
+    runner = Runner(Journal(), dry_run=True, host=host)
     conf_dirs = args.conf_dir or ([] if args.conflist else [DEFAULT_CONF_DIR])
     sections = Doctor(runner, args.probe).run(conf_dirs, args.conflist, args.state_dir)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

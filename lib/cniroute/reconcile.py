@@ -19,6 +19,7 @@ Each shim's pass is one RECONCILE block of the replayable log (journal.py): to -
 else to the logFile of the configs its records came from, else to stderr. --watch: see watch.py.
 """
 import argparse
+import contextlib
 import sys
 from collections import namedtuple
 
@@ -83,7 +84,7 @@ def handle(args, host=None):
 def run_pass(args, host, stopping=lambda: False):
     """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping()."""
     listed = {}
-    for _, record in state.every_attachment(args.state_dir):
+    for _, record in state.every_attachment(args.state_dir, args.dry_run):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):
@@ -93,7 +94,8 @@ def run_pass(args, host, stopping=lambda: False):
         journal.header.update(command="RECONCILE", shim=shim_name)
         runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
         try:  # the lock is per shim, node-wide: any network's Store takes it
-            attached, problems = reconcile_shim(runner, state.Store(args.state_dir, records[0].network), shim_name)
+            store = state.Store(args.state_dir, records[0].network, args.dry_run)
+            attached, problems = reconcile_shim(runner, store, shim_name)
             records = [r for _, r in attached] or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
@@ -107,10 +109,11 @@ def run_pass(args, host, stopping=lambda: False):
 
 
 def reconcile_shim(runner, store, shim_name):
-    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong])."""
-    with store.shim_lock(shim_name):
+    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong]). A dry run takes
+    no lock (it would create the lock file): it changes nothing, so it has nothing to keep apart."""
+    with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
-        attached = [(s, r) for s, r in state.every_attachment(store.top) if r.shim == shim_name]
+        attached = [(s, r) for s, r in state.every_attachment(store.top, store.dry_run) if r.shim == shim_name]
         if not attached:
             return [], []
         masters = sorted({r.master for _, r in attached})
@@ -128,7 +131,7 @@ def reconcile_shim(runner, store, shim_name):
         routes.restore(runner, owned, shim_name)
         via = any(r.via_host for _, r in attached)
         if via:
-            with store.nft_lock():
+            with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
         if not runner.changes:
             return attached, []  # what was read is in shape

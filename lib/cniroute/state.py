@@ -19,7 +19,7 @@ import json
 import os
 from collections import namedtuple
 
-from . import files, lock, schema
+from . import files, iproute, lock, schema
 from .errors import InvalidConfig, IOFailure
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
@@ -181,7 +181,10 @@ class Store:
     def owner_of(self, prefix):
         """The claimant (NETWORK/CONTAINER@IFNAME) that owns the route to prefix's address, or None."""
         self._adopt_legacy_claims()
-        return _read_claim(self._ip_path(prefix))
+        owner = _read_claim(self._ip_path(prefix))
+        if owner is None and not self._adopted:  # not ours to move: read the earlier layout as it lies
+            owner = _newest(self._legacy_claims().get(str(ipaddress.ip_interface(prefix).ip), []))
+        return owner
 
     def release(self, prefix, claimant):
         if self.owner_of(prefix) == claimant:
@@ -190,34 +193,42 @@ class Store:
     def claimed(self):
         """{prefix: claimant or None} of every ownership file on the node."""
         self._adopt_legacy_claims()
-        return {prefix: _read_claim(path) for prefix, path in _claim_files(os.path.join(self.top, "ips"))}
+        found = {prefix: _read_claim(path) for prefix, path in _claim_files(os.path.join(self.top, "ips"))}
+        if not self._adopted:
+            for address, claims in self._legacy_claims().items():
+                found.setdefault(iproute.host_prefix(address), _newest(claims))
+        return found
 
     def _adopt_legacy_claims(self):
         """Move the per-network ownership files of earlier versions to the node-wide ips/. Of several claims of
         one address, the newest wins; a node-wide claim, being newer than any of them, stays. Written with
-        link(2), which never replaces a file, so a claim made meanwhile by a current ADD is kept."""
-        if self._adopted or self.dry_run:
+        link(2), which never replaces a file, so a claim made meanwhile by a current ADD is kept.
+
+        Only a call that may change state and holds a shim's lock moves them (ADD, DEL, GC under the lock);
+        any other reader (doctor, a dry run, reconcile's reads) sees them where they are (_legacy_claims)."""
+        if self._adopted or self.dry_run or self._shim_held is None:
             return
         self._adopted = True
-        try:
-            networks = os.listdir(os.path.join(self.top, "networks"))
-        except FileNotFoundError:
-            return
-        found = {}  # prefix -> [(mtime, claimant, path)]
-        for network in networks:
+        for address, claims in self._legacy_claims().items():
+            newest = _newest(claims)
+            if newest:
+                self._write(os.path.join(self.top, "ips", address), newest, replace=False)
+            for _, _, path in claims:
+                self._unlink(path)
+
+    def _legacy_claims(self):
+        """{address: [(mtime, claimant or None, path)]} of the earlier layout's ownership files; read only."""
+        found = {}
+        for network in networks(self.top):
             for prefix, path in _claim_files(os.path.join(self.top, "networks", network, "ips")):
                 try:
                     mtime = os.lstat(path).st_mtime_ns
                 except OSError:
                     continue
                 owner = _read_claim(path)
-                found.setdefault(prefix, []).append((mtime, owner and f"{network}/{owner}", path))
-        for prefix, claims in found.items():
-            newest = max(claims, key=lambda c: c[0])[1]
-            if newest:
-                self._write(self._ip_path(prefix), newest, replace=False)
-            for _, _, path in claims:
-                self._unlink(path)
+                found.setdefault(str(ipaddress.ip_interface(prefix).ip), []).append(
+                    (mtime, owner and f"{network}/{owner}", path))
+        return found
 
     def sweep_temporaries(self):
         """Remove what a writer killed between write and rename left behind."""
@@ -286,11 +297,11 @@ def networks(state_dir):
         return []
 
 
-def every_attachment(state_dir):
+def every_attachment(state_dir, dry_run=False):
     """(Store of its network, record) of every readable attachment record under state_dir, of every network."""
     found = []
     for network in networks(state_dir):
-        store = Store(state_dir, network)
+        store = Store(state_dir, network, dry_run)
         found += [(store, record) for _, record in store.entries() if record is not None]
     return found
 
@@ -308,6 +319,11 @@ def _claim_files(directory):
         except ValueError:
             continue
     return found
+
+
+def _newest(claims):
+    """The claimant of the newest of an address's earlier-layout claims (None: unreadable, or none)."""
+    return max(claims, key=lambda c: c[0])[1] if claims else None
 
 
 def _read_claim(path):
