@@ -107,7 +107,8 @@ class Watcher:
             if outcome.changes or outcome.problems != before:  # the same trouble again is not news
                 reconcile.write_log(outcome, self.args.log_file)
                 reconcile.say(f"{outcome.shim}: " + reconcile.describe(outcome))
-            self.reported[outcome.shim] = outcome.problems
+        # Only the shims of this pass: one whose pods have all gone is forgotten (weeks of churn stay bounded).
+        self.reported = {outcome.shim: outcome.problems for outcome in outcomes}
 
     def _settle(self):
         """Return once no event came for SETTLE s, or BURST s after the call, or on another wake-up."""
