@@ -67,11 +67,14 @@ def handle(args, host=None):
         from . import watch
 
         return watch.watch(args, host)
+    skipped = []
     try:
-        outcomes = run_pass(args, host)
+        outcomes = run_pass(args, host, skipped=skipped)
     except OSError as e:  # the state dir cannot be read
         say(f"cannot read {args.state_dir}: {e}")
         return 1
+    for line in skipped:
+        say(line)
     for outcome in outcomes:
         if outcome.changes or outcome.problems:
             write_log(outcome, args.log_file)
@@ -81,10 +84,11 @@ def handle(args, host=None):
     return 1 if any(o.problems for o in outcomes) else 0
 
 
-def run_pass(args, host, stopping=lambda: False):
-    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping()."""
+def run_pass(args, host, stopping=lambda: False, skipped=None):
+    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping(). What of
+    the state dir cannot be read is left out, and said in `skipped` (state.every_attachment)."""
     listed = {}
-    for _, record in state.every_attachment(args.state_dir, args.dry_run):
+    for _, record in state.every_attachment(args.state_dir, args.dry_run, skipped):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):

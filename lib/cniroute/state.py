@@ -131,7 +131,7 @@ class Store:
         """[(file stem, record or None)] of every attachment file of this network, including unreadable ones (GC
         removes those)."""
         try:
-            names = os.listdir(os.path.join(self.dir, "attachments"))
+            names = files.list_dir(self.top, "networks", self.network, "attachments")
         except FileNotFoundError:
             return []
         return [(stem, self._record(stem)) for stem in sorted(n[:-len(".json")] for n in names if n.endswith(".json"))]
@@ -149,14 +149,26 @@ class Store:
         routes via the host on `shim`."""
         return any(record.via_host and record.claimant != besides for record in self.records_on(shim))
 
+    def why_unreadable(self, stem):
+        """Why the attachment file `stem` gives no record (None: it does)."""
+        return self._load(stem)[1]
+
     def _record(self, stem):
+        return self._load(stem)[0]
+
+    def _load(self, stem):
+        """(record, None), or (None, why there is none)."""
         try:
             document = json.loads(files.read_text(self._attachment_path(stem)))
-        except (OSError, ValueError):
-            return None
+        except (OSError, ValueError) as e:
+            return None, str(e) if not isinstance(e, FileNotFoundError) else "no such file"
         record = Attachment.from_json(document)
+        if record is None:
+            return None, "not a record this plugin writes (schemas/attachment.json)"
         # A record under another attachment's name (moved, or planted) is not one we wrote there.
-        return record if record is not None and file_stem(record.owner) == stem else None
+        if file_stem(record.owner) != stem:
+            return None, f"the record of {record.owner}, under another name"
+        return record, None
 
     # --- locks ---
     @contextlib.contextmanager
@@ -193,7 +205,7 @@ class Store:
     def claimed(self):
         """{prefix: claimant or None} of every ownership file on the node."""
         self._adopt_legacy_claims()
-        found = {prefix: _read_claim(path) for prefix, path in _claim_files(os.path.join(self.top, "ips"))}
+        found = {prefix: _read_claim(path) for prefix, path in _claim_files((self.top, "ips"))}
         if not self._adopted:
             for address, claims in self._legacy_claims().items():
                 found.setdefault(iproute.host_prefix(address), _newest(claims))
@@ -219,8 +231,12 @@ class Store:
     def _legacy_claims(self):
         """{address: [(mtime, claimant or None, path)]} of the earlier layout's ownership files; read only."""
         found = {}
-        for network in networks(self.top):
-            for prefix, path in _claim_files(os.path.join(self.top, "networks", network, "ips")):
+        try:
+            names = networks(self.top)
+        except OSError:  # no claims are read through it (every_attachment says why)
+            names = []
+        for network in names:
+            for prefix, path in _claim_files((self.top, "networks", network, "ips")):
                 try:
                     mtime = os.lstat(path).st_mtime_ns
                 except OSError:
@@ -232,11 +248,12 @@ class Store:
 
     def sweep_temporaries(self):
         """Remove what a writer killed between write and rename left behind."""
-        for directory in (os.path.join(self.dir, "attachments"), os.path.join(self.top, "ips")):
+        for parts in (("networks", self.network, "attachments"), ("ips",)):
             try:
-                names = os.listdir(directory)
+                names = files.list_dir(self.top, *parts)
             except FileNotFoundError:
                 continue
+            directory = os.path.join(self.top, *parts)
             for name in names:
                 if name.endswith(".tmp"):
                     self._unlink(os.path.join(directory, name))
@@ -290,32 +307,50 @@ class Store:
 
 
 def networks(state_dir):
-    """The networks with state under `state_dir`."""
+    """The networks with state under `state_dir` (OSError when its networks/ cannot be listed: files.list_dir)."""
     try:
-        return sorted(os.listdir(os.path.join(state_dir, "networks")))
-    except (FileNotFoundError, NotADirectoryError):
+        return sorted(files.list_dir(state_dir, "networks"))
+    except FileNotFoundError:
         return []
 
 
-def every_attachment(state_dir, dry_run=False):
-    """(Store of its network, record) of every readable attachment record under state_dir, of every network."""
-    found = []
-    for network in networks(state_dir):
+def every_attachment(state_dir, dry_run=False, skipped=None):
+    """(Store of its network, record) of every readable attachment record under state_dir, of every network.
+    What cannot be read is left out, with a line saying what and why appended to `skipped` (a list) if given."""
+    found, unread = [], []
+    try:
+        names = networks(state_dir)
+    except OSError as e:
+        names = []
+        unread.append(f"skipped {e}")
+    for network in names:
         store = Store(state_dir, network, dry_run)
-        found += [(store, record) for _, record in store.entries() if record is not None]
+        try:
+            entries = store.entries()
+        except OSError as e:
+            unread.append(f"skipped network {network}: {e}")
+            continue
+        for stem, record in entries:
+            if record is None:
+                unread.append(f"skipped {store.attachment_path(stem)}: {store.why_unreadable(stem)}")
+            else:
+                found.append((store, record))
+    if skipped is not None:
+        skipped += unread
     return found
 
 
 def _claim_files(directory):
-    """(host prefix, path) of the ownership files in a directory; other names (temporaries) are skipped."""
+    """(host prefix, path) of the ownership files in a directory (top, *parts: files.list_dir); other names
+    (temporaries) are skipped."""
     try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
+        names = files.list_dir(*directory)
+    except OSError:  # none, or not a directory of ours (a symlink...): no claim is read through it
         return []
     found = []
     for name in names:
         try:
-            found.append((str(ipaddress.ip_network(name)), os.path.join(directory, name)))
+            found.append((str(ipaddress.ip_network(name)), os.path.join(*directory, name)))
         except ValueError:
             continue
     return found
