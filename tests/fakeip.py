@@ -3,9 +3,11 @@ logic without touching a kernel. Its output mimics iproute2 6.1's JSON; tests/e2
 builds the same state in a real namespace and here, and checks that the plugin reads the same from both.
 """
 import ipaddress
+import itertools
 import json
 import shlex
 
+_NAMESPACE_NUMBERS = itertools.count()
 DEFAULT_DISABLE_IPV6 = "net/ipv6/conf/default/disable_ipv6"  # what a new link starts with
 
 
@@ -20,6 +22,7 @@ class FakeHost:
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
         self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: comment}, "sets": {name}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
+        self.namespace_ids = {}  # path -> its namespace's identity (namespace_id)
         self.programs = {}  # other programs (route doctor's): name -> function(args) -> (status, stdout, stderr)
         self.in_node_namespace = True
         self.on_path = {"ip", "nft", "nsenter", "sysctl"}  # what has_program finds
@@ -89,6 +92,14 @@ class FakeHost:
 
     def is_network_namespace(self, path):
         return path in self.namespaces
+
+    def namespace_id(self, path):
+        """A namespace's identity; a test that re-makes one at the same path gives it a new one (renew)."""
+        if path not in self.namespaces:
+            return None
+        if path not in self.namespace_ids:
+            self.namespace_ids[path] = f"4:{4026531000 + next(_NAMESPACE_NUMBERS)}"
+        return self.namespace_ids[path]
 
     def in_nodes_network_namespace(self):
         return self.in_node_namespace

@@ -57,7 +57,8 @@ def add(conf, inv, runner):
         if planned:
             via_host.require_forwarding(runner, planned)
         attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
-                                         log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses)
+                                         log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
+                                         netns=inv.netns, netns_id=runner.host.namespace_id(inv.netns))
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(attachment)
         for prefix in prefixes:

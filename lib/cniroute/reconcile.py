@@ -8,8 +8,12 @@ One pass covers every shim that an attachment record under the state dir names, 
     name is left untouched and reported, and so is a missing master;
   - the pods' routes: the route of every address its attachment still owns (an address that IPAM has given
     to a newer pod is that pod's). A pod whose DEL has run has no record, so nothing of it comes back;
-  - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost. (The pod-side routes
-    are in the pods' own namespaces, which changes on the node do not touch.)
+  - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost;
+  - inside each running pod that owns its addresses, the routes ADD put there (pod_routes.heal), for the node
+    as it is now: after the node's address changed, the on-link route to the new address and routeViaHost's
+    routes through it, and no more route to the old one. Only in the namespace ADD named while it is still
+    that pod's (recorded identity, the pod's addresses on its interface); records of older versions do not
+    say, and their pods are left as they are.
 Nothing is created without a record. Each shim is handled under its lock, the one ADD and DEL take, and its
 records are read inside it. When the pass changed something, the host is read again, as CHECK reads it:
 exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run changes nothing, so it exits
@@ -23,7 +27,7 @@ import contextlib
 import sys
 from collections import namedtuple
 
-from . import interpreter, routes, shim, state, via_host
+from . import interpreter, pod_routes, routes, shim, state, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
 from .journal import Journal, deliver
@@ -127,25 +131,43 @@ def reconcile_shim(runner, store, shim_name):
         selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (README)
         try:
             node = Node.observe(runner)
-            shim.require_master(node, master)
-            shim.ensure(runner, node, master, shim_name, node.shim_addresses(master, shim_name, selectors))
+            master_link = shim.require_master(node, master)
+            carried = node.shim_addresses(master, shim_name, selectors)
+            shim.ensure(runner, node, master, shim_name, carried)
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
+        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
         owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
         routes.restore(runner, owned, shim_name)
         via = any(r.via_host for _, r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
+        pods = _heal_pods(runner, running, carried, master_link)
         if not runner.changes:
-            return attached, []  # what was read is in shape
+            return attached, pods  # what was read is in shape
         node = Node.observe(runner)
         addresses = node.shim_addresses(master, shim_name, selectors) if master in node.links else []
         found = shim.problems(runner, node, master, shim_name, addresses)
         found += routes.problems(runner, owned, shim_name)
         if via and not via_host.has_masquerade(runner, shim_name):
             found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
-        return attached, found
+        return attached, found + pods
+
+
+def _heal_pods(runner, attached, carried, master):
+    """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
+    be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
+    problems = []
+    for store, record in attached:
+        try:
+            healed = pod_routes.heal(runner, record, carried, master)
+        except CNIError as e:  # its namespace went meanwhile, no node address of a family...
+            problems.append(f"pod {record.owner}: {e}")
+            continue
+        if healed.to_json() != record.to_json():
+            store.save(healed)
+    return problems
 
 
 def _logs(records):

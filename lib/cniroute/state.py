@@ -43,14 +43,17 @@ def file_stem(owner):
 
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
-                                         "log_file log_max_bytes node_addresses", defaults=([], None, None, None))):
+                                         "log_file log_max_bytes node_addresses netns netns_id",
+                            defaults=([], None, None, None, None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
     network's own calls log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None:
-    the automatic choice). On disk as schemas/attachment.json (keys containerID, ifname, network, master,
-    bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses: records written
-    before they existed stay readable)."""
+    the automatic choice); and the pod's namespace, for reconcile to put the pod's own routes back: its path
+    (netns) and which namespace that was (netns_id, runner.SystemHost.namespace_id). On disk as
+    schemas/attachment.json (keys containerID, ifname, network, master, bridge, prefixes, viaHost, and
+    optionally onLink, logFile, logMaxBytes, nodeAddresses, netns, netnsID: records written before they
+    existed stay readable)."""
 
     __slots__ = ()
 
@@ -74,6 +77,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
                 document["logMaxBytes"] = self.log_max_bytes
         if self.node_addresses is not None:
             document["nodeAddresses"] = [str(n) for n in self.node_addresses]
+        if self.netns and self.netns_id:
+            document.update(netns=self.netns, netnsID=self.netns_id)
         return document
 
     @classmethod
@@ -93,7 +98,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
-                   document.get("logMaxBytes"), node_addresses)
+                   document.get("logMaxBytes"), node_addresses, document.get("netns"), document.get("netnsID"))
 
 
 class Store:

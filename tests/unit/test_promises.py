@@ -409,7 +409,8 @@ def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_p
     assert os.stat(record).st_mode & 0o777 == 0o600 and os.stat(record.parent).st_mode & 0o777 == 0o700
     assert os.stat(tmp_path / "ips" / "192.168.1.2").st_mode & 0o777 == 0o600
     assert state.Store(str(tmp_path), "default").attachment("c1@eth0") == state.Attachment(
-        "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [])
+        "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [],
+        netns="/var/run/netns/pod1", netns_id=host.namespace_id("/var/run/netns/pod1"))
     assert call(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
     assert os.listdir(tmp_path / "ips") == []  # the claim went with the route
 
