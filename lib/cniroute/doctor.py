@@ -98,7 +98,8 @@ def find_networks(conf_dirs, conflists, state_dir):
         try:  # as the plugin reads its stdin: at most 1 MiB; and a regular file only, never waited for
             document = json.loads(files.read_text(path, follow=True))
         except (OSError, ValueError) as e:
-            unreadable.append(Check(f"config {path}", WARN, f"skipped, cannot be read as JSON: {e}",
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            unreadable.append(Check(f"config {path}", WARN, f"skipped, cannot be read as JSON: {reason}",
                                     (f"# a runtime fails or skips it too: fix or remove {path}",)))
             continue
         found += _networks_of(path, document, unreadable)
@@ -125,7 +126,7 @@ def _config_files(conf_dirs, conflists, unreadable):
         except FileNotFoundError:
             continue  # no conf dir: no network configured here (the records may still name some)
         except OSError as e:
-            unreadable.append(Check(f"conf dir {directory}", WARN, f"skipped, cannot be listed: {e}",
+            unreadable.append(Check(f"conf dir {directory}", WARN, f"skipped, cannot be listed: {files.why(e)}",
                                     (f"# a runtime cannot read it either: look at {directory}",)))
             continue
         paths += [os.path.join(directory, n) for n in names if n.endswith(CONF_SUFFIXES)]
@@ -133,7 +134,7 @@ def _config_files(conf_dirs, conflists, unreadable):
 
 
 def _unreadable_state(where, error):
-    return Check(f"state {where}", WARN, f"skipped, cannot be read: {error}",
+    return Check(f"state {where}", WARN, f"skipped, cannot be read: {files.why(error)}",
                  ("# the plugin's calls fail on it too (code 5): look at it, and remove what it did not write",))
 
 

@@ -1,7 +1,9 @@
 """Opening the plugin's own files (state, claims, locks, the log), and every file its commands read from a conf
 dir, a state dir or a log, so that nothing planted in their place can hang a call, exhaust its memory or
 redirect a write: a FIFO, a device (/dev/zero), a directory, a socket, a symlink, another file's hard link, a
-file or a directory too large to hold. What cannot be read so raises OSError, whose message says why."""
+file or a directory too large to hold. What cannot be read so raises OSError, whose strerror says why and
+filename where (why()), as the system's own errors do."""
+import errno
 import itertools
 import os
 import stat
@@ -23,15 +25,15 @@ def open_regular(path, flags, mode=0o600, single_link=False, follow=False):
     except FileNotFoundError:
         before = None
     if before is not None and not stat.S_ISREG(before.st_mode):
-        raise OSError(f"{path} is not a regular file")
+        raise OSError(errno.EINVAL, "not a regular file", path)
     no_follow = 0 if follow else os.O_NOFOLLOW
     fd = os.open(path, flags | no_follow | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, mode)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file")
+            raise OSError(errno.EINVAL, "not a regular file", path)
         if single_link and info.st_nlink != 1:
-            raise OSError(f"{path} has {info.st_nlink} hard links; refusing to write to it")
+            raise OSError(errno.EMLINK, f"{info.st_nlink} hard links; refusing to write to it", path)
     except BaseException:
         os.close(fd)
         raise
@@ -44,7 +46,7 @@ def read_bytes(path, limit=MAX_BYTES, follow=False):
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)  # a file that grows under the read is cut here too
     if len(data) > limit:
-        raise OSError(f"{path} is larger than {limit} bytes")
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
     return data
 
 
@@ -66,7 +68,7 @@ def list_dir(top, *parts):
                 if isinstance(e, FileNotFoundError):
                     raise
                 where = os.path.join(top, *parts[:depth])
-                raise OSError(f"{where} is {'a symlink' if os.path.islink(where) else 'not a directory'}") from None
+                raise OSError(e.errno, "a symlink" if os.path.islink(where) else "not a directory", where) from None
             os.close(fd)
             fd = below
         with os.scandir(fd) as entries:
@@ -74,5 +76,12 @@ def list_dir(top, *parts):
     finally:
         os.close(fd)
     if len(names) > MAX_ENTRIES:
-        raise OSError(f"{os.path.join(top, *parts)} has more than {MAX_ENTRIES} entries")
+        raise OSError(errno.EFBIG, f"more than {MAX_ENTRIES} entries", os.path.join(top, *parts))
     return names
+
+
+def why(error):
+    """What an OSError says without its errno: 'PATH: not a regular file', 'PATH: No such file or directory'."""
+    if error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return error.strerror or str(error)

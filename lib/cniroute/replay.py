@@ -148,7 +148,8 @@ def handle(args, host=None):
     try:  # a regular file, never waited for, of at most MAX_LOG bytes; its lines end at \n only (journal.lines)
         blocks = parse_log(files.read_bytes(args.logfile, MAX_LOG, follow=True).decode("utf-8", "replace"))
     except (OSError, NotARouteLog) as e:
-        sys.stderr.write(f"route replay: refusing {args.logfile}: {e}\n")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        sys.stderr.write(f"route replay: refusing {args.logfile}: {reason}\n")
         return 2
     chosen = select(blocks, args.container, args.command, args.since)
     if not chosen:

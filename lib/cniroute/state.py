@@ -165,8 +165,10 @@ class Store:
         """(record, None), or (None, why there is none)."""
         try:
             document = json.loads(files.read_text(self._attachment_path(stem)))
-        except (OSError, ValueError) as e:
-            return None, str(e) if not isinstance(e, FileNotFoundError) else "no such file"
+        except OSError as e:
+            return None, e.strerror or str(e)
+        except ValueError as e:  # not UTF-8, not JSON
+            return None, str(e)
         record = Attachment.from_json(document)
         if record is None:
             return None, "not a record this plugin writes (schemas/attachment.json)"
@@ -327,13 +329,13 @@ def every_attachment(state_dir, dry_run=False, skipped=None):
         names = networks(state_dir)
     except OSError as e:
         names = []
-        unread.append(f"skipped {e}")
+        unread.append(f"skipped {files.why(e)}")
     for network in names:
         store = Store(state_dir, network, dry_run)
         try:
             entries = store.entries()
         except OSError as e:
-            unread.append(f"skipped network {network}: {e}")
+            unread.append(f"skipped network {network}: {files.why(e)}")
             continue
         for stem, record in entries:
             if record is None:
