@@ -6,6 +6,7 @@ Without the watcher the pod keeps its route to the old address, and the probe fa
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from e2e_support import ELSEWHERE_V4, PROTO, SECOND_NIC, add_pod, move_node_address, node_sysctl, pod_ips, request
@@ -68,3 +69,48 @@ def test_without_the_watcher_the_pod_keeps_the_old_address_and_the_probe_fails(c
     assert pod_routes(topo, pod) == {(ELSEWHERE_V4, None), ("10.96.0.0/12", ELSEWHERE_V4)}
     assert request(topo.node, ip, 8080, source=NEW_ADDRESS) is None  # the probe from the node's address now
     assert not cni.ping_from_pod(pod, NEW_ADDRESS)
+
+
+def counts(pid):
+    """(threads, open descriptors, resident KiB) of a process."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["Threads"]), len(os.listdir(f"/proc/{pid}/fd")), int(status["VmRSS"].split()[0])
+
+
+def test_restarts_of_ip_monitor_and_repairs_leave_no_thread_or_descriptor_behind(topo, bed, tmp_path):
+    """The watcher of a node that runs for weeks: its ip monitor killed again and again, each time with a repair
+    to make. Its threads and descriptors are counted before and after."""
+    pod, ip, route, state_dir = bed
+    with netns.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
+        assert watcher.wait_for("watching"), watcher.output()
+
+        def cycle():
+            [monitor] = watcher.monitor_pids()
+            topo.node_exec(["ip", "route", "flush", "proto", PROTO], check=True)  # a repair to make
+            os.kill(monitor, 9)
+            started = time.monotonic()
+            while time.monotonic() - started < REPAIR_BOUND and (watcher.monitor_pids() in ([], [monitor]) or
+                                                                 not routed()):
+                time.sleep(0.05)
+            assert watcher.monitor_pids() not in ([], [monitor]), watcher.output()
+            assert routed(), watcher.output()
+
+        def routed():
+            found = json.loads(topo.node_exec(["ip", "-json", "route", "show", "proto", PROTO]).stdout)
+            return [r["dst"] for r in found] == [ip]
+
+        for _ in range(3):  # warm up
+            cycle()
+        time.sleep(1.0)
+        before = counts(watcher.pid)
+        for _ in range(15):
+            cycle()
+        time.sleep(1.0)
+        after = counts(watcher.pid)
+        for _ in range(15):
+            cycle()
+        time.sleep(1.0)
+        print(f"threads, descriptors, RSS KiB: {before} -> {after} -> {counts(watcher.pid)}")
+        assert after[:2] == before[:2], (before, after, watcher.output()[-2000:])
+        assert watcher.output().count("ip monitor ended") == 33
+        assert watcher.stop()[0] == 0, watcher.output()
