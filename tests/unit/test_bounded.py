@@ -65,3 +65,33 @@ def test_a_caller_that_comes_while_an_earlier_wait_is_parked_gets_the_lock_throu
     os.close(holder)
     waiter.join(30.0)
     assert len(got) == 1
+
+
+def test_two_callers_waiting_on_one_parked_wait_get_the_lock_one_after_the_other(tmp_path):
+    path = str(tmp_path / "lock")
+    holder = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    with pytest.raises(TryAgainLater), lock.held(path, 0.01):
+        pass  # a wait is parked now
+    inside, overlaps, done = [], [], []
+
+    def caller():
+        try:
+            with lock.held(path, 0.5):
+                inside.append(1)
+                overlaps.append(len(inside))
+                time.sleep(0.1)
+                inside.pop()
+            done.append("got it")
+        except TryAgainLater:
+            done.append("busy")
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    os.close(holder)
+    for t in threads:
+        t.join(10.0)
+    assert overlaps and max(overlaps) == 1, overlaps  # never two holders at once
+    assert "got it" in done

@@ -162,3 +162,21 @@ def argparse_namespace(**values):
     import argparse
 
     return argparse.Namespace(**values)
+
+
+def test_a_file_of_exactly_the_bound_is_read_and_one_byte_more_is_not(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    assert files.read_bytes(str(path), 1000) == b"x" * 1000
+    with pytest.raises(OSError, match="larger than 999 bytes"):
+        files.read_bytes(str(path), 999)
+
+
+def test_a_record_that_is_a_symlink_is_not_followed(monkeypatch, host, tmp_path):
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")))[0] == 0
+    records = tmp_path / "networks" / "default" / "attachments"
+    os.rename(records / "c1@eth0.json", tmp_path / "elsewhere.json")
+    (records / "c1@eth0.json").symlink_to(tmp_path / "elsewhere.json")
+    skipped = []
+    assert state.every_attachment(str(tmp_path), skipped=skipped) == []
+    assert skipped and "c1@eth0.json" in skipped[0], skipped
