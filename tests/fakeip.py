@@ -3,9 +3,11 @@ logic without touching a kernel. Its output mimics iproute2 6.1's JSON; tests/e2
 builds the same state in a real namespace and here, and checks that the plugin reads the same from both.
 """
 import ipaddress
+import itertools
 import json
 import shlex
 
+_NAMESPACE_NUMBERS = itertools.count()
 DEFAULT_DISABLE_IPV6 = "net/ipv6/conf/default/disable_ipv6"  # what a new link starts with
 
 
@@ -21,6 +23,7 @@ class FakeHost:
         self.pods = {}  # netns path -> FakeHost of that namespace (nsenter --net=PATH enters it)
         self.nft = None  # our table: None, or {"chain": bool, "rules": {handle: comment}, "sets": {name}}
         self.namespaces = {"/var/run/netns/pod1"}  # paths that are network namespaces
+        self.namespace_ids = {}  # path -> its namespace's identity (namespace_id)
         self.programs = {}  # other programs (route doctor's): name -> function(args) -> (status, stdout, stderr)
         self.in_node_namespace = True
         self.on_path = {"ip", "nft", "nsenter", "sysctl"}  # what has_program finds
@@ -90,6 +93,14 @@ class FakeHost:
 
     def is_network_namespace(self, path):
         return path in self.namespaces
+
+    def namespace_id(self, path):
+        """A namespace's identity; a test that re-makes one at the same path gives it a new one (renew)."""
+        if path not in self.namespaces:
+            return None
+        if path not in self.namespace_ids:
+            self.namespace_ids[path] = f"4:{4026531000 + next(_NAMESPACE_NUMBERS)}"
+        return self.namespace_ids[path]
 
     def in_nodes_network_namespace(self):
         return self.in_node_namespace
@@ -230,6 +241,11 @@ class FakeHost:
                 {"priority": r["priority"], "src": r["src"], "table": r["table"]} for r in self.rules
                 if (":" in r["src"]) == ipv6), {"priority": 32766, "src": "all", "table": "main"}]
             return rules + ([] if ipv6 else [{"priority": 32767, "src": "all", "table": "default"}])
+        if words[:2] == ["route", "get"] and len(words) == 3:  # the longest match of the main table
+            address = ipaddress.ip_address(words[2])
+            matching = [r for r in self._main() if r["dst"] != "default" and address in ipaddress.ip_network(r["dst"])]
+            best = max(matching, key=lambda r: ipaddress.ip_network(r["dst"]).prefixlen, default=None)
+            return [{"dst": words[2], "dev": best["dev"]}] if best else []
         if words[:3] == ["neigh", "show", "to"] and len(words) == 4:
             return [{"dst": n["dst"], "dev": n["dev"], "lladdr": n["lladdr"], "state": [n["state"]]}
                     for n in self.neighbours if n["dst"] == words[3]]

@@ -26,7 +26,7 @@ import socket
 import time
 from collections import namedtuple
 
-from . import PYTHON_LAUNCH, __version__, config, iproute, nft, plugin, routes, shim, via_host
+from . import PYTHON_LAUNCH, __version__, config, files, iproute, nft, plugin, routes, shim, via_host
 from .errors import CNIError, CommandFailed
 from .interpreter import OLDEST
 from .journal import Journal
@@ -120,36 +120,51 @@ class Network(namedtuple("Network", "name conflist conf error state_dir records"
 def find_networks(conf_dirs, conflists, state_dir):
     """The Networks to check, and Checks of config files that could not be read."""
     found, unreadable = [], []
-    for path in _config_files(conf_dirs, conflists):
-        try:
-            with open(path, encoding="utf-8") as f:
-                document = json.load(f)
+    for path in _config_files(conf_dirs, conflists, unreadable):
+        try:  # as the plugin reads its stdin: at most 1 MiB; and a regular file only, never waited for
+            document = json.loads(files.read_text(path, follow=True))
         except (OSError, ValueError) as e:
-            unreadable.append(Check(f"config {path}", WARN, f"cannot be read as JSON: {e}",
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            unreadable.append(Check(f"config {path}", WARN, f"skipped, cannot be read as JSON: {reason}",
                                     (f"# a runtime fails or skips it too: fix or remove {path}",)))
             continue
-        found += _networks_of(path, document)
+        found += _networks_of(path, document, unreadable)
     state_dirs = [state_dir] + [n.state_dir for n in found if n.state_dir]
     known = {(n.name, n.state_dir) for n in found}
     for top in dict.fromkeys(state_dirs):
-        for name in recorded_networks(top):
-            if (name, top) not in known:
-                found.append(Network(name, None, None, None, top, _records(top, name)))
+        try:
+            names = recorded_networks(top)
+        except OSError as e:
+            unreadable.append(_unreadable_state(top, e))
+            continue
+        for name in names:
+            records = _records(top, name, unreadable) if (name, top) not in known else None
+            if records is not None:
+                found.append(Network(name, None, None, None, top, records))
     return found, unreadable
 
 
-def _config_files(conf_dirs, conflists):
-    files = list(conflists)
+def _config_files(conf_dirs, conflists, unreadable):
+    paths = list(conflists)
     for directory in conf_dirs:
         try:
-            names = sorted(os.listdir(directory))
-        except OSError:
+            names = sorted(files.list_dir(directory))
+        except FileNotFoundError:
             continue  # no conf dir: no network configured here (the records may still name some)
-        files += [os.path.join(directory, n) for n in names if n.endswith(CONF_SUFFIXES)]
-    return files
+        except OSError as e:
+            unreadable.append(Check(f"conf dir {directory}", WARN, f"skipped, cannot be listed: {files.why(e)}",
+                                    (f"# a runtime cannot read it either: look at {directory}",)))
+            continue
+        paths += [os.path.join(directory, n) for n in names if n.endswith(CONF_SUFFIXES)]
+    return paths
 
 
-def _networks_of(path, document):
+def _unreadable_state(where, error):
+    return Check(f"state {where}", WARN, f"skipped, cannot be read: {files.why(error)}",
+                 ("# the plugin's calls fail on it too (code 5): look at it, and remove what it did not write",))
+
+
+def _networks_of(path, document, unreadable):
     """A Network per `route` entry of a conflist (or a single config of type route)."""
     if not isinstance(document, dict):
         return []
@@ -165,13 +180,20 @@ def _networks_of(path, document):
         except CNIError as e:
             found.append(Network(str(merged.get("name")), path, None, str(e), None, {}))
             continue
-        found.append(Network(conf.name, path, conf, None, conf.state_dir, _records(conf.state_dir, conf.name)))
+        found.append(Network(conf.name, path, conf, None, conf.state_dir,
+                             _records(conf.state_dir, conf.name, unreadable) or {}))
     return found
 
 
-def _records(state_dir, network):
-    store = Store(state_dir, network)
-    return dict(store.entries())  # by file name: the owner, cut and hashed when very long
+def _records(state_dir, network, unreadable):
+    """{file stem: record or None} of a network's attachments; None (with a Check in `unreadable`) when they
+    cannot be listed."""
+    store = Store(state_dir, network, dry_run=True)
+    try:
+        return dict(store.entries())  # by file name: the owner, cut and hashed when very long
+    except OSError as e:
+        unreadable.append(_unreadable_state(f"of network {network}", e))
+        return None
 
 
 # --- what the node needs ---
@@ -284,9 +306,9 @@ class Doctor:
         for record in network.records.values():
             if record and (record.master, record.shim) not in pairs:
                 pairs.append((record.master, record.shim))
-        store = Store(network.state_dir, network.name)
+        store = Store(network.state_dir, network.name, dry_run=True)
         checks += [Check(f"record {owner}", WARN, f"unreadable, or not written by this plugin: "
-                         f"{store.attachment_path(owner)}",
+                         f"{store.attachment_path(owner)}: {store.why_unreadable(owner)}",
                          (f"# the runtime's GC removes it; by hand: rm {shlex.quote(store.attachment_path(owner))}",))
                    for owner, record in network.records.items() if record is None]
         checks += self._forwarding(network)
@@ -313,7 +335,7 @@ class Doctor:
     def _shim_section(self, network, master_name, shim_name):
         """The master, the shim and what they need, then every recorded pod address on that shim."""
         pods = [r for r in network.records.values() if r and r.shim == shim_name and r.master == master_name]
-        store = Store(network.state_dir, network.name)
+        store = Store(network.state_dir, network.name, dry_run=True)  # it never writes; old layouts stay
         prefixes = list(dict.fromkeys(p for r in pods for p in r.prefixes))
         seen = self._observe(shim_name, prefixes)
         node = Node.observe(self.runner)
@@ -730,7 +752,8 @@ def add_parser(sub):
 
 
 def handle(args, host=None):
-    runner = Runner(Journal(), host=host)  # its Journal is never written: doctor leaves no log block
+    # Its Journal is never written (doctor leaves no log block), and a dry run runs no change even by mistake.
+    runner = Runner(Journal(), dry_run=True, host=host)
     conf_dirs = args.conf_dir or ([] if args.conflist else [DEFAULT_CONF_DIR])
     sections = Doctor(runner, args.probe).run(conf_dirs, args.conflist, args.state_dir)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -19,6 +19,7 @@ build's, the conflist if its bytes are FILE's. Anything that differs stays, and 
 Every check is made before anything is changed: a refusal changes nothing.
 """
 import hashlib
+import io
 import json
 import os
 import pkgutil
@@ -28,9 +29,12 @@ import tempfile
 import zipfile
 from collections import namedtuple
 
+from . import files
+
 VERBS = ("install", "uninstall")
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 BUNDLE_INFO = "cniroute/_bundle.json"
+MAX_TARGET = 256 << 20  # bytes of a file already at the target that install reads to compare (a CNI plugin)
 DEPENDENCIES = ("sh", "jsonschema", "attrs", "pyrsistent")
 CHROOT_FAILED = 125  # chroot's status when chroot itself fails, not the command it runs (coreutils)
 
@@ -137,7 +141,7 @@ def dependencies_line():
 def describe(path):
     """What a file is: 'route X (sha256 ...)' for a route build, else a short description."""
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(io.BytesIO(files.read_bytes(path, MAX_TARGET, follow=True))) as z:
             info = json.loads(z.read(BUNDLE_INFO))
         return True, f"route {info.get('route', '?')} build"
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
@@ -158,10 +162,10 @@ def _plan_write(path, data, what, force, ours):
         if not force:
             raise Refused(f"{path} is a symlink to {os.readlink(path)}; --force replaces the link with {what}")
         return FilePlan(path, data, "write", f"a symlink to {os.readlink(path)}")
-    if not os.path.isfile(path):
-        raise Refused(f"{path} exists and is not a regular file")
-    with open(path, "rb") as f:
-        current = f.read()
+    try:
+        current = files.read_bytes(path, max(MAX_TARGET, len(data)))
+    except OSError as e:
+        raise Refused(f"{path} exists and cannot be read as a regular file: {e}") from None
     if current == data:
         return FilePlan(path, data, "same", "already this content")
     is_ours, description = ours(path)
@@ -203,8 +207,7 @@ def _read_conflist(args, check):
     """(target path in --conf-dir, bytes) of --conflist. With `check`: refused unless it is JSON with a plugin
     of type --name whose config (as the runtime will pass it) this plugin accepts."""
     try:
-        with open(args.conflist, "rb") as f:
-            data = f.read()
+        data = files.read_bytes(args.conflist, follow=True)  # a config: as the plugin's stdin, at most 1 MiB
     except OSError as e:
         raise Refused(f"cannot read --conflist: {e}") from None
     target = os.path.join(args.conf_dir, os.path.basename(args.conflist))
@@ -306,10 +309,12 @@ def _plan_removal(path, data, what):
         os.lstat(path)
     except FileNotFoundError:
         return FilePlan(path, data, "absent", "absent")
-    if os.path.islink(path) or not os.path.isfile(path):
+    if os.path.islink(path):
         raise Refused(f"not removing {path}: it is not a regular file (not what install writes)")
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    try:
+        digest = hashlib.sha256(files.read_bytes(path, max(MAX_TARGET, len(data)))).hexdigest()
+    except OSError:
+        raise Refused(f"not removing {path}: it is not a regular file (not what install writes)") from None
     if digest != hashlib.sha256(data).hexdigest():
         raise Refused(f"not removing {path}: its content (sha256 {digest[:16]}, {describe(path)[1]}) is not {what}; "
                       "remove it with the uninstall of the build that installed it, or by hand")

@@ -10,43 +10,74 @@ from .errors import IOFailure, TryAgainLater
 
 @contextlib.contextmanager
 def held(path, timeout):
+    fd = _open(path)
     try:
-        fd = files.open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as e:  # a planted symlink or FIFO, a read-only /run...
-        raise IOFailure(f"cannot open the lock {path}", str(e)) from None
-    try:
-        _take(fd, path, timeout)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            fd = -1
+            fd = _Waiter.take(path, timeout)
         yield
     finally:
-        os.close(fd)  # closing drops the lock
+        if fd >= 0:
+            os.close(fd)  # closing drops the lock
 
 
-def _take(fd, path, timeout):
-    """The lock at once if it is free; else wait for it in the kernel, which wakes the waiters the moment it is
-    released (polling left a released lock idle until some waiter's next try: 13% of the wall time of 64 ADDs at
-    once). The wait is a helper thread's, so that it can end at the timeout from any thread, without signals."""
+def _open(path):
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        pass
-    outcome = []
-    # The waiter locks through a descriptor of its own (the same open file: the lock is ours too) and closes it
-    # when its wait ends. So if we give up first and close ours, the lock it takes later is dropped at once.
-    waiter = threading.Thread(target=_wait, args=(os.dup(fd), outcome), name=f"wait for {path}", daemon=True)
-    waiter.start()
-    waiter.join(timeout)
-    if not outcome:
+        return files.open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:  # a planted symlink or FIFO, a read-only /run...
+        raise IOFailure(f"cannot open the lock {path}", str(e)) from None
+
+
+class _Waiter:
+    """The wait for a busy lock, in the kernel, which wakes the waiters the moment it is released (polling left a
+    released lock idle until some waiter's next try: 13% of the wall time of 64 ADDs at once). The wait is a
+    helper thread's, so that it can end at the timeout from any thread, without signals.
+
+    A thread blocked in flock cannot be called back, so one that timed out stays until the holder lets go. There
+    is at most one per lock and process: a later caller (a long-running watcher's next pass) waits for the same
+    thread, and the first caller still waiting when it gets the lock takes its descriptor, lock held. When no
+    caller is left, it closes it, which drops the lock at once."""
+
+    _pending = {}  # path -> the _Waiter still blocked on it
+    _mutex = threading.Lock()
+
+    def __init__(self, path):
+        self.fd = _open(path)
+        self.got = threading.Event()
+        self.error = None
+        self.callers = 0
+        self.taken = False
+        threading.Thread(target=self._wait, args=(path,), name=f"wait for {path}", daemon=True).start()
+
+    @classmethod
+    def take(cls, path, timeout):
+        """A descriptor of `path` with the lock held, within `timeout` s; TryAgainLater else."""
+        with cls._mutex:
+            waiter = cls._pending.get(path)
+            if waiter is None:
+                waiter = cls._pending[path] = cls(path)
+            waiter.callers += 1
+        waiter.got.wait(timeout)
+        with cls._mutex:
+            waiter.callers -= 1
+            if waiter.error is not None:
+                raise IOFailure(f"cannot lock {path}", str(waiter.error))
+            if waiter.got.is_set() and not waiter.taken:
+                waiter.taken = True
+                return waiter.fd
         raise TryAgainLater(f"lock {path} is busy", f"waited {timeout} s")
-    if isinstance(outcome[0], OSError):
-        raise IOFailure(f"cannot lock {path}", str(outcome[0]))
 
-
-def _wait(fd, outcome):
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        outcome.append(None)
-    except OSError as e:
-        outcome.append(e)
-    finally:
-        os.close(fd)
+    def _wait(self, path):
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as e:
+            self.error = e
+        with self._mutex:
+            del self._pending[path]
+            self.got.set()
+            if self.callers == 0 or self.error is not None:  # nobody waits any more: let the lock go
+                self.taken = True
+                os.close(self.fd)

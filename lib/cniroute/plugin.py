@@ -61,7 +61,8 @@ def add(conf, inv, runner):
                                                      shim_name)
         attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
-                                         reply_rules=rules, reply_routes=table_routes, netns=inv.netns)
+                                         reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
+                                         netns_id=runner.host.namespace_id(inv.netns))
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(attachment)
         for prefix in prefixes:

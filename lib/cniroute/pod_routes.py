@@ -18,7 +18,7 @@ A pod with one interface gets none of this.
 import ipaddress
 from collections import namedtuple
 
-from . import iproute, routes
+from . import iproute, routes, via_host
 from .errors import CommandFailed
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
@@ -195,6 +195,40 @@ def _is_ipv6(address):
 def _is_ipv6_route(obj):
     """Of a route object of `table all` (which names no family): only IPv6 routes have a router preference."""
     return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
+
+
+def heal(runner, attachment, addresses, master):
+    """Put back in a running pod what its ADD put there, for the node as it is now (`addresses`: what the shim
+    carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to node addresses outside the
+    pod's subnets and routeViaHost's routes, through the node address the shim carries now; ours that point at
+    an address the node gave up go. `route reconcile` calls it for every attachment that still owns its
+    addresses; what else ADD puts in the pod belongs here too.
+
+    Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
+    (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
+    pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it (its
+    on_link and via_host), or unchanged when the pod cannot be reached (records of older versions, a pod whose
+    namespace has gone: its DEL or GC comes)."""
+    netns, ifname = attachment.netns, attachment.ifname
+    if not netns or runner.host.namespace_id(netns) != attachment.netns_id or not runner.has_program("nsenter"):
+        return attachment
+    pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in runner.read([iproute.show_link(ifname)], netns=netns)
+                     for a in link.get("addr_info", ()) if "local" in a]
+    if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
+        return attachment  # another pod's namespace now, or not the interface ADD routed
+    wanted = on_link(addresses, master, pod_addresses)
+    wanted += via_host.plan([cidr for cidr, _ in attachment.via_host], addresses, master.name)
+    had = [[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host]
+    found = routes.observe(runner, list(dict.fromkeys(dst for dst, _ in wanted + had)), netns=netns)
+    for dst, gateway in wanted:  # in order: an on-link route before the routes through its address
+        if not any(_is_ours(r, gateway, ifname) for r in found[dst]):
+            runner.change(_replace(dst, gateway, ifname), netns=netns)
+    for dst, gateway in reversed(had):
+        replaced = any(d == dst for d, _ in wanted)  # `replace` took it over
+        if [dst, gateway] not in wanted and not replaced and any(_is_ours(r, gateway, ifname) for r in found[dst]):
+            runner.change(_delete(dst, gateway, ifname), netns=netns)
+    return attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
+                               via_host=[pair for pair in wanted if pair[1] is not None])
 
 
 def as_result(pod_routes, version):

@@ -8,8 +8,12 @@ One pass covers every shim that an attachment record under the state dir names, 
     name is left untouched and reported, and so is a missing master;
   - the pods' routes: the route of every address its attachment still owns (an address that IPAM has given
     to a newer pod is that pod's). A pod whose DEL has run has no record, so nothing of it comes back;
-  - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost. (The pod-side routes
-    are in the pods' own namespaces, which changes on the node do not touch.)
+  - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost;
+  - inside each running pod that owns its addresses, the routes ADD put there (pod_routes.heal), for the node
+    as it is now: after the node's address changed, the on-link route to the new address and routeViaHost's
+    routes through it, and no more route to the old one. Only in the namespace ADD named while it is still
+    that pod's (recorded identity, the pod's addresses on its interface); records of older versions do not
+    say, and their pods are left as they are.
 Nothing is created without a record. Each shim is handled under its lock, the one ADD and DEL take, and its
 records are read inside it. When the pass changed something, the host is read again, as CHECK reads it:
 exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run changes nothing, so it exits
@@ -19,10 +23,11 @@ Each shim's pass is one RECONCILE block of the replayable log (journal.py): to -
 else to the logFile of the configs its records came from, else to stderr. --watch: see watch.py.
 """
 import argparse
+import contextlib
 import sys
 from collections import namedtuple
 
-from . import interpreter, routes, shim, state, via_host
+from . import interpreter, pod_routes, routes, shim, state, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
 from .journal import Journal, deliver
@@ -66,11 +71,14 @@ def handle(args, host=None):
         from . import watch
 
         return watch.watch(args, host)
+    skipped = []
     try:
-        outcomes = run_pass(args, host)
+        outcomes = run_pass(args, host, skipped=skipped)
     except OSError as e:  # the state dir cannot be read
         say(f"cannot read {args.state_dir}: {e}")
         return 1
+    for line in skipped:
+        say(line)
     for outcome in outcomes:
         if outcome.changes or outcome.problems:
             write_log(outcome, args.log_file)
@@ -80,10 +88,11 @@ def handle(args, host=None):
     return 1 if any(o.problems for o in outcomes) else 0
 
 
-def run_pass(args, host, stopping=lambda: False):
-    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping()."""
+def run_pass(args, host, stopping=lambda: False, skipped=None):
+    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping(). What of
+    the state dir cannot be read is left out, and said in `skipped` (state.every_attachment)."""
     listed = {}
-    for _, record in state.every_attachment(args.state_dir):
+    for _, record in state.every_attachment(args.state_dir, args.dry_run, skipped):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):
@@ -93,7 +102,8 @@ def run_pass(args, host, stopping=lambda: False):
         journal.header.update(command="RECONCILE", shim=shim_name)
         runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
         try:  # the lock is per shim, node-wide: any network's Store takes it
-            attached, problems = reconcile_shim(runner, state.Store(args.state_dir, records[0].network), shim_name)
+            store = state.Store(args.state_dir, records[0].network, args.dry_run)
+            attached, problems = reconcile_shim(runner, store, shim_name)
             records = [r for _, r in attached] or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
@@ -107,10 +117,11 @@ def run_pass(args, host, stopping=lambda: False):
 
 
 def reconcile_shim(runner, store, shim_name):
-    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong])."""
-    with store.shim_lock(shim_name):
+    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong]). A dry run takes
+    no lock (it would create the lock file): it changes nothing, so it has nothing to keep apart."""
+    with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
-        attached = [(s, r) for s, r in state.every_attachment(store.top) if r.shim == shim_name]
+        attached = [(s, r) for s, r in state.every_attachment(store.top, store.dry_run) if r.shim == shim_name]
         if not attached:
             return [], []
         masters = sorted({r.master for _, r in attached})
@@ -120,25 +131,43 @@ def reconcile_shim(runner, store, shim_name):
         selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
         try:
             node = Node.observe(runner)
-            shim.require_master(node, master)
-            shim.ensure(runner, node, master, shim_name, node.shim_addresses(master, shim_name, selectors))
+            master_link = shim.require_master(node, master)
+            carried = node.shim_addresses(master, shim_name, selectors)
+            shim.ensure(runner, node, master, shim_name, carried)
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
+        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
         owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
         routes.restore(runner, owned, shim_name)
         via = any(r.via_host for _, r in attached)
         if via:
-            with store.nft_lock():
+            with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
+        pods = _heal_pods(runner, running, carried, master_link)
         if not runner.changes:
-            return attached, []  # what was read is in shape
+            return attached, pods  # what was read is in shape
         node = Node.observe(runner)
         addresses = node.shim_addresses(master, shim_name, selectors) if master in node.links else []
         found = shim.problems(runner, node, master, shim_name, addresses)
         found += routes.problems(runner, owned, shim_name)
         if via and not via_host.has_masquerade(runner, shim_name):
             found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
-        return attached, found
+        return attached, found + pods
+
+
+def _heal_pods(runner, attached, carried, master):
+    """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
+    be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
+    problems = []
+    for store, record in attached:
+        try:
+            healed = pod_routes.heal(runner, record, carried, master)
+        except CNIError as e:  # its namespace went meanwhile, no node address of a family...
+            problems.append(f"pod {record.owner}: {e}")
+            continue
+        if healed.to_json() != record.to_json():
+            store.save(healed)
+    return problems
 
 
 def _logs(records):

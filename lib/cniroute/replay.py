@@ -11,7 +11,7 @@ import re
 import shlex
 import sys
 
-from . import config, iproute, nft, shim
+from . import config, files, iproute, nft, shim
 from .journal import Journal, NotARouteLog, parse_log
 from .runner import ANY_STATUS, Runner
 
@@ -27,6 +27,7 @@ _KINDS = {
     "<bit>": lambda v: v in ("0", "1"),
     "<mac>": lambda v: bool(re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", v)),
 }
+MAX_LOG = 256 << 20  # bytes of a log replay reads (logFile rotates at logMaxBytes, default 10 MiB)
 _PLACEHOLDER = re.compile("|".join(map(re.escape, _KINDS)))
 
 
@@ -148,11 +149,11 @@ def add_parser(sub):
 
 
 def handle(args, host=None):
-    try:
-        with open(args.logfile, encoding="utf-8", errors="replace", newline="") as f:  # lines end at \n only
-            blocks = parse_log(f.read())
+    try:  # a regular file, never waited for, of at most MAX_LOG bytes; its lines end at \n only (journal.lines)
+        blocks = parse_log(files.read_bytes(args.logfile, MAX_LOG, follow=True).decode("utf-8", "replace"))
     except (OSError, NotARouteLog) as e:
-        sys.stderr.write(f"route replay: refusing {args.logfile}: {e}\n")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        sys.stderr.write(f"route replay: refusing {args.logfile}: {reason}\n")
         return 2
     chosen = select(blocks, args.container, args.command, args.since)
     if not chosen:

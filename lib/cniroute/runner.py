@@ -216,18 +216,26 @@ class SystemHost:
 
     @staticmethod
     def is_network_namespace(path):
-        """Whether `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is a network namespace: ioctl NS_GET_NSTYPE.
+        return SystemHost.namespace_id(path) is not None
+
+    @staticmethod
+    def namespace_id(path):
+        """Which network namespace `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is, as "DEVICE:INODE" of its
+        nsfs file; None when it is none (ioctl NS_GET_NSTYPE).
 
         Namespace files are regular files (of nsfs): anything else is refused unopened or, if swapped in since,
         opened without blocking (a FIFO would block a plain open until a writer comes, forever)."""
         try:
             fd = files.open_regular(path, os.O_RDONLY, follow=True)
         except OSError:
-            return False
+            return None
         try:
-            return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+            if fcntl.ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET:
+                return None
+            info = os.fstat(fd)
+            return f"{info.st_dev}:{info.st_ino}"
         except OSError:  # not a namespace file at all
-            return False
+            return None
         finally:
             os.close(fd)
 

@@ -19,7 +19,7 @@ import json
 import os
 from collections import namedtuple
 
-from . import config, files, lock, schema
+from . import config, files, iproute, lock, schema
 from .errors import InvalidConfig, IOFailure
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
@@ -43,18 +43,20 @@ def file_stem(owner):
 
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
-                                         "log_file log_max_bytes node_addresses reply_rules reply_routes netns",
-                                         defaults=([], None, None, None, [], [], None))):
+                                         "log_file log_max_bytes node_addresses reply_rules reply_routes netns "
+                                         "netns_id", defaults=([], None, None, None, [], [], None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
     network's own calls log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None:
     the automatic choice); in a pod of several interfaces, the reply paths it made there (pod_routes:
-    reply_rules [address, table], reply_routes [table, dst, gateway, dev, onlink, metric]); the CNI_NETNS of
-    the ADD, for readers only (`route doctor`, which checks that it still holds the pod before it looks: DEL
-    changes only the namespace the runtime names then). On disk as schemas/attachment.json (keys containerID,
-    ifname, network, master, bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes,
-    nodeAddresses, replyRules, replyRoutes, netns: records written before they existed stay readable)."""
+    reply_rules [address, table], reply_routes [table, dst, gateway, dev, onlink, metric]); and the pod's
+    namespace: its path (netns, the ADD's CNI_NETNS) and which namespace that was (netns_id,
+    runner.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put the pod's
+    own routes back, each only while it still holds the pod (DEL changes only the namespace the runtime names
+    then). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge, prefixes,
+    viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes, netns, netnsID:
+    records written before they existed stay readable)."""
 
     __slots__ = ()
 
@@ -83,6 +85,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             document["replyRoutes"] = [list(route) for route in self.reply_routes]
         if self.netns:
             document["netns"] = self.netns
+        if self.netns and self.netns_id:
+            document["netnsID"] = self.netns_id
         return document
 
     @classmethod
@@ -108,7 +112,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
-                   document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes, document.get("netns"))
+                   document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes, document.get("netns"),
+                   document.get("netnsID"))
 
 
 def _number(value):
@@ -165,7 +170,7 @@ class Store:
         """[(file stem, record or None)] of every attachment file of this network, including unreadable ones (GC
         removes those)."""
         try:
-            names = os.listdir(os.path.join(self.dir, "attachments"))
+            names = files.list_dir(self.top, "networks", self.network, "attachments")
         except FileNotFoundError:
             return []
         return [(stem, self._record(stem)) for stem in sorted(n[:-len(".json")] for n in names if n.endswith(".json"))]
@@ -183,14 +188,28 @@ class Store:
         routes via the host on `shim`."""
         return any(record.via_host and record.claimant != besides for record in self.records_on(shim))
 
+    def why_unreadable(self, stem):
+        """Why the attachment file `stem` gives no record (None: it does)."""
+        return self._load(stem)[1]
+
     def _record(self, stem):
+        return self._load(stem)[0]
+
+    def _load(self, stem):
+        """(record, None), or (None, why there is none)."""
         try:
             document = json.loads(files.read_text(self._attachment_path(stem)))
-        except (OSError, ValueError):
-            return None
+        except OSError as e:
+            return None, e.strerror or str(e)
+        except ValueError as e:  # not UTF-8, not JSON
+            return None, str(e)
         record = Attachment.from_json(document)
+        if record is None:
+            return None, "not a record this plugin writes (schemas/attachment.json)"
         # A record under another attachment's name (moved, or planted) is not one we wrote there.
-        return record if record is not None and file_stem(record.owner) == stem else None
+        if file_stem(record.owner) != stem:
+            return None, f"the record of {record.owner}, under another name"
+        return record, None
 
     # --- locks ---
     @contextlib.contextmanager
@@ -215,7 +234,10 @@ class Store:
     def owner_of(self, prefix):
         """The claimant (NETWORK/CONTAINER@IFNAME) that owns the route to prefix's address, or None."""
         self._adopt_legacy_claims()
-        return _read_claim(self._ip_path(prefix))
+        owner = _read_claim(self._ip_path(prefix))
+        if owner is None and not self._adopted:  # not ours to move: read the earlier layout as it lies
+            owner = _newest(self._legacy_claims().get(str(ipaddress.ip_interface(prefix).ip), []))
+        return owner
 
     def release(self, prefix, claimant):
         if self.owner_of(prefix) == claimant:
@@ -224,42 +246,55 @@ class Store:
     def claimed(self):
         """{prefix: claimant or None} of every ownership file on the node."""
         self._adopt_legacy_claims()
-        return {prefix: _read_claim(path) for prefix, path in _claim_files(os.path.join(self.top, "ips"))}
+        found = {prefix: _read_claim(path) for prefix, path in _claim_files((self.top, "ips"))}
+        if not self._adopted:
+            for address, claims in self._legacy_claims().items():
+                found.setdefault(iproute.host_prefix(address), _newest(claims))
+        return found
 
     def _adopt_legacy_claims(self):
         """Move the per-network ownership files of earlier versions to the node-wide ips/. Of several claims of
         one address, the newest wins; a node-wide claim, being newer than any of them, stays. Written with
-        link(2), which never replaces a file, so a claim made meanwhile by a current ADD is kept."""
-        if self._adopted or self.dry_run:
+        link(2), which never replaces a file, so a claim made meanwhile by a current ADD is kept.
+
+        Only a call that may change state and holds a shim's lock moves them (ADD, DEL, GC under the lock);
+        any other reader (doctor, a dry run, reconcile's reads) sees them where they are (_legacy_claims)."""
+        if self._adopted or self.dry_run or self._shim_held is None:
             return
         self._adopted = True
+        for address, claims in self._legacy_claims().items():
+            newest = _newest(claims)
+            if newest:
+                self._write(os.path.join(self.top, "ips", address), newest, replace=False)
+            for _, _, path in claims:
+                self._unlink(path)
+
+    def _legacy_claims(self):
+        """{address: [(mtime, claimant or None, path)]} of the earlier layout's ownership files; read only."""
+        found = {}
         try:
-            networks = os.listdir(os.path.join(self.top, "networks"))
-        except FileNotFoundError:
-            return
-        found = {}  # prefix -> [(mtime, claimant, path)]
-        for network in networks:
-            for prefix, path in _claim_files(os.path.join(self.top, "networks", network, "ips")):
+            names = networks(self.top)
+        except OSError:  # no claims are read through it (every_attachment says why)
+            names = []
+        for network in names:
+            for prefix, path in _claim_files((self.top, "networks", network, "ips")):
                 try:
                     mtime = os.lstat(path).st_mtime_ns
                 except OSError:
                     continue
                 owner = _read_claim(path)
-                found.setdefault(prefix, []).append((mtime, owner and f"{network}/{owner}", path))
-        for prefix, claims in found.items():
-            newest = max(claims, key=lambda c: c[0])[1]
-            if newest:
-                self._write(self._ip_path(prefix), newest, replace=False)
-            for _, _, path in claims:
-                self._unlink(path)
+                found.setdefault(str(ipaddress.ip_interface(prefix).ip), []).append(
+                    (mtime, owner and f"{network}/{owner}", path))
+        return found
 
     def sweep_temporaries(self):
         """Remove what a writer killed between write and rename left behind."""
-        for directory in (os.path.join(self.dir, "attachments"), os.path.join(self.top, "ips")):
+        for parts in (("networks", self.network, "attachments"), ("ips",)):
             try:
-                names = os.listdir(directory)
+                names = files.list_dir(self.top, *parts)
             except FileNotFoundError:
                 continue
+            directory = os.path.join(self.top, *parts)
             for name in names:
                 if name.endswith(".tmp"):
                     self._unlink(os.path.join(directory, name))
@@ -313,35 +348,58 @@ class Store:
 
 
 def networks(state_dir):
-    """The networks with state under `state_dir`."""
+    """The networks with state under `state_dir` (OSError when its networks/ cannot be listed: files.list_dir)."""
     try:
-        return sorted(os.listdir(os.path.join(state_dir, "networks")))
-    except (FileNotFoundError, NotADirectoryError):
+        return sorted(files.list_dir(state_dir, "networks"))
+    except FileNotFoundError:
         return []
 
 
-def every_attachment(state_dir):
-    """(Store of its network, record) of every readable attachment record under state_dir, of every network."""
-    found = []
-    for network in networks(state_dir):
-        store = Store(state_dir, network)
-        found += [(store, record) for _, record in store.entries() if record is not None]
+def every_attachment(state_dir, dry_run=False, skipped=None):
+    """(Store of its network, record) of every readable attachment record under state_dir, of every network.
+    What cannot be read is left out, with a line saying what and why appended to `skipped` (a list) if given."""
+    found, unread = [], []
+    try:
+        names = networks(state_dir)
+    except OSError as e:
+        names = []
+        unread.append(f"skipped {files.why(e)}")
+    for network in names:
+        store = Store(state_dir, network, dry_run)
+        try:
+            entries = store.entries()
+        except OSError as e:
+            unread.append(f"skipped network {network}: {files.why(e)}")
+            continue
+        for stem, record in entries:
+            if record is None:
+                unread.append(f"skipped {store.attachment_path(stem)}: {store.why_unreadable(stem)}")
+            else:
+                found.append((store, record))
+    if skipped is not None:
+        skipped += unread
     return found
 
 
 def _claim_files(directory):
-    """(host prefix, path) of the ownership files in a directory; other names (temporaries) are skipped."""
+    """(host prefix, path) of the ownership files in a directory (top, *parts: files.list_dir); other names
+    (temporaries) are skipped."""
     try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
+        names = files.list_dir(*directory)
+    except OSError:  # none, or not a directory of ours (a symlink...): no claim is read through it
         return []
     found = []
     for name in names:
         try:
-            found.append((str(ipaddress.ip_network(name)), os.path.join(directory, name)))
+            found.append((str(ipaddress.ip_network(name)), os.path.join(*directory, name)))
         except ValueError:
             continue
     return found
+
+
+def _newest(claims):
+    """The claimant of the newest of an address's earlier-layout claims (None: unreadable, or none)."""
+    return max(claims, key=lambda c: c[0])[1] if claims else None
 
 
 def _read_claim(path):

@@ -49,6 +49,7 @@ class Watcher:
         self.generation = 0  # of the current monitor: a late end of a previous one is not this one's
         self.started_at = self.restart_at = 0.0
         self.reported = {}  # shim -> the problems last reported for it
+        self.skipped = set()  # what of the state dir the last pass could not read
 
     def run(self):
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -97,17 +98,23 @@ class Watcher:
                 self._wait((full_due if self.monitor else min(full_due, self.restart_at)) - now)
 
     def _pass(self):
+        skipped = []
         try:
-            outcomes = reconcile.run_pass(self.args, self.host, stopping=lambda: self.stopping)
+            outcomes = reconcile.run_pass(self.args, self.host, stopping=lambda: self.stopping, skipped=skipped)
         except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
             reconcile.say(f"cannot read {self.args.state_dir}: {e}")
             return
+        for line in skipped:
+            if line not in self.skipped:  # said once, not every pass
+                reconcile.say(line)
+        self.skipped = set(skipped)
         for outcome in outcomes:
             before = self.reported.get(outcome.shim, [])
             if outcome.changes or outcome.problems != before:  # the same trouble again is not news
                 reconcile.write_log(outcome, self.args.log_file)
                 reconcile.say(f"{outcome.shim}: " + reconcile.describe(outcome))
-            self.reported[outcome.shim] = outcome.problems
+        # Only the shims of this pass: one whose pods have all gone is forgotten (weeks of churn stay bounded).
+        self.reported = {outcome.shim: outcome.problems for outcome in outcomes}
 
     def _settle(self):
         """Return once no event came for SETTLE s, or BURST s after the call, or on another wake-up."""

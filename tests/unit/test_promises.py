@@ -354,8 +354,9 @@ def test_claims_of_an_older_version_are_adopted_newest_first(tmp_path):
     (tmp_path / "networks" / "b" / "ips" / "192.168.1.9.77.tmp").write_text("")
     (tmp_path / "networks" / "b" / "ips" / "192.168.1.11").write_text("y@eth0")
     store = state.Store(str(tmp_path), "b")
-    assert store.owner_of("192.168.1.9/32") == "a/new@eth0"
-    assert store.owner_of("192.168.1.11/32") == "b/y@eth0"  # past the temporary file, whatever the order
+    with store.shim_lock("eno1.host"):  # only a locked call moves them
+        assert store.owner_of("192.168.1.9/32") == "a/new@eth0"
+        assert store.owner_of("192.168.1.11/32") == "b/y@eth0"  # past the temporary file, whatever the order
     assert not [p for p in tmp_path.glob("networks/*/ips/*") if not p.name.endswith(".tmp")]
 
 
@@ -366,7 +367,8 @@ def test_a_current_claim_wins_over_an_older_versions(tmp_path):
     legacy.write_text("old@eth0")
     (tmp_path / "ips").mkdir()
     (tmp_path / "ips" / "192.168.1.9").write_text("b/new@eth0")
-    assert store.owner_of("192.168.1.9/32") == "b/new@eth0" and not legacy.exists()
+    with store.shim_lock("eno1.host"):
+        assert store.owner_of("192.168.1.9/32") == "b/new@eth0" and not legacy.exists()
 
 
 # --- the node ----------------------------------------------------------------------------------------------------
@@ -407,7 +409,8 @@ def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_p
     assert os.stat(record).st_mode & 0o777 == 0o600 and os.stat(record.parent).st_mode & 0o777 == 0o700
     assert os.stat(tmp_path / "ips" / "192.168.1.2").st_mode & 0o777 == 0o600
     assert state.Store(str(tmp_path), "default").attachment("c1@eth0") == state.Attachment(
-        "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [], netns=POD_NETNS)
+        "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [],
+        netns=POD_NETNS, netns_id=host.namespace_id(POD_NETNS))
     assert call(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
     assert os.listdir(tmp_path / "ips") == []  # the claim went with the route
 
