@@ -197,12 +197,13 @@ def _is_ipv6_route(obj):
     return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
-def heal(runner, attachment, addresses, master):
-    """Put back in a running pod what its ADD put there, for the node as it is now (`addresses`: what the shim
-    carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to node addresses outside the
-    pod's subnets and routeViaHost's routes, through the node address the shim carries now; ours that point at
-    an address the node gave up go. `route reconcile` calls it for every attachment that still owns its
-    addresses; what else ADD puts in the pod belongs here too.
+def heal(runner, attachment, node, addresses, master):
+    """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
+    `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
+    node addresses outside the pod's subnets and routeViaHost's routes, through the node address the shim
+    carries now, and in a pod that ADD gave reply paths, those made again for the node and the pod as they are
+    now; ours that point at an address the node gave up go. `route reconcile` calls it for every attachment
+    that still owns its addresses.
 
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
@@ -227,8 +228,26 @@ def heal(runner, attachment, addresses, master):
         replaced = any(d == dst for d, _ in wanted)  # `replace` took it over
         if [dst, gateway] not in wanted and not replaced and any(_is_ours(r, gateway, ifname) for r in found[dst]):
             runner.change(_delete(dst, gateway, ifname), netns=netns)
-    return attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
-                               via_host=[pair for pair in wanted if pair[1] is not None])
+    healed = attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
+                                 via_host=[pair for pair in wanted if pair[1] is not None])
+    if attachment.reply_rules or attachment.reply_routes:
+        healed = _heal_reply_paths(runner, healed, node, addresses, plan(attachment))
+    return healed
+
+
+def _heal_reply_paths(runner, attachment, node, addresses, had):
+    """The reply paths for the pod and the node as they are now (reply_paths, as ADD makes them): what is
+    missing added, what the node or the pod no longer has removed first."""
+    rules, table_routes = reply_paths(observe(runner, attachment.netns), attachment.ifname, plan(attachment).routes,
+                                      node.links, addresses, attachment.shim)
+    stale = PodPlan((), [r for r in had.rules if r not in rules],
+                    [r for r in had.table_routes if r not in table_routes])
+    if stale.rules or stale.table_routes:
+        _delete_reply_paths(runner, stale, attachment.netns)
+    missing = problems(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
+    if missing:
+        install(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
+    return attachment._replace(reply_rules=rules, reply_routes=table_routes)
 
 
 def as_result(pod_routes, version):

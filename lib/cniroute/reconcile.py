@@ -143,7 +143,7 @@ def reconcile_shim(runner, store, shim_name):
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-        pods = _heal_pods(runner, running, carried, master_link)
+        pods = _heal_pods(runner, running, node, carried, master_link)
         if not runner.changes:
             return attached, pods  # what was read is in shape
         node = Node.observe(runner)
@@ -155,13 +155,13 @@ def reconcile_shim(runner, store, shim_name):
         return attached, found + pods
 
 
-def _heal_pods(runner, attached, carried, master):
+def _heal_pods(runner, attached, node, carried, master):
     """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
     be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
     problems = []
     for store, record in attached:
         try:
-            healed = pod_routes.heal(runner, record, carried, master)
+            healed = pod_routes.heal(runner, record, node, carried, master)
         except CNIError as e:  # its namespace went meanwhile, no node address of a family...
             problems.append(f"pod {record.owner}: {e}")
             continue

@@ -169,3 +169,20 @@ def test_a_record_with_a_malformed_reply_path_is_not_ours(tmp_path, entry):
                 "bridge": "eno1.host", "prefixes": [], "viaHost": [], **entry}
     assert Attachment.from_json(document) is None
     assert Attachment.from_json({**document, **{key: [] for key in entry}}) is not None
+
+
+def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeypatch, host, multus_pod, tmp_path):
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16"]  # a DHCP renewal on the master
+    code, _, err = helpers.run_person(host, "reconcile", "--state-dir", str(tmp_path))
+    assert code == 0, err
+    healed = (str(NET1), "10.244.0.1/32", "192.168.0.6", "net1", True)  # the other node address, via the new one
+    assert healed in table_routes(multus_pod)
+    assert (str(NET1), "10.244.0.1/32", "192.168.0.5", "net1", True) not in table_routes(multus_pod)
+    record = json.loads((tmp_path / "networks" / "default" / "attachments" / "c1@net1.json").read_text())
+    assert [NET1, "10.244.0.1/32", "192.168.0.6", "net1", True, None] in record["replyRoutes"]
+    code, _, err = helpers.run_person(host, "reconcile", "--state-dir", str(tmp_path))
+    assert code == 0 and "in shape" in err, err  # the second pass changes nothing
+    assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert multus_pod.rules == [] and table_routes(multus_pod) == []
