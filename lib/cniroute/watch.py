@@ -12,6 +12,7 @@ Passes take the shims' locks as ADD and DEL do. SIGTERM or SIGINT: the pass in p
 is on, the monitor is stopped, exit 0. kill -9 at any moment leaves what a killed ADD leaves, which the next
 pass completes; the monitor dies with the watcher (PR_SET_PDEATHSIG, see runner.SystemHost.follow).
 """
+import gc
 import os
 import select
 import signal
@@ -30,6 +31,9 @@ RESTART_PAUSE = 1.0  # a monitor that ended sooner after its start is started ag
 
 
 def watch(args, host):
+    # The launchers turn the cyclic collector off for a call of a few ms; a watcher lives for weeks, and every
+    # ip it runs through sh leaves cycles (sh's command and process objects) that only the collector frees.
+    gc.enable()
     return Watcher(args, host).run()
 
 

@@ -3,6 +3,7 @@ what is reported, how the monitor is restarted, and that weeks of it stay bounde
 memory, what it remembers). Real namespaces: tests/e2e/test_self_healing.py."""
 import argparse
 import contextlib
+import gc
 import io
 import os
 import threading
@@ -211,3 +212,14 @@ def test_what_it_remembers_of_shims_that_are_gone_is_dropped(monkeypatch, host, 
             assert bed.until(lambda shim=f"eno{n + 2}.host": shim in bed.watcher.reported)
             assert call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID=f"p{n}")[0] == 0
         assert bed.until(lambda: bed.watcher.reported == {})
+
+
+def test_the_watcher_runs_with_the_cyclic_collector_on(monkeypatch):
+    """The launchers turn it off for one short call; a watcher that ran without it kept sh's cycles forever."""
+    monkeypatch.setattr(watch.Watcher, "__init__", lambda self, args, host: None)
+    monkeypatch.setattr(watch.Watcher, "run", lambda self: gc.isenabled())
+    gc.disable()
+    try:
+        assert watch.watch(None, None) is True
+    finally:
+        gc.enable()
