@@ -15,11 +15,9 @@ from cniroute import config, doctor, person
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-# docs/, one page per topic. Every one must exist, except those other branches bring (MERGED_BY_LEAD): a link
-# to one of those may dangle until it is merged, and then it is checked like any other.
+# docs/, one page per topic; every one must exist.
 PAGES = {"how-it-works.md", "configuration.md", "node-layouts.md", "services.md", "self-healing.md", "doctor.md",
          "debugging.md", "development.md", "install.md", "performance.md", "multus.md"}
-MERGED_BY_LEAD = {"multus.md"}
 TWO_COMMANDS = (
     "tools/setup.sh && tools/demo.sh    # set up (apt, .venv, dist/route) and run the demo: the seed's functional "
     "test, on throw-away namespaces\n"
@@ -61,8 +59,7 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
 
 def test_docs_has_its_pages_and_no_others():
     present = {p.name for p in (REPO / "docs").glob("*.md")}
-    assert present <= PAGES, present - PAGES
-    assert present >= PAGES - MERGED_BY_LEAD, PAGES - MERGED_BY_LEAD - present
+    assert present == PAGES, (present - PAGES, PAGES - present)
 
 
 def test_the_readme_links_every_page():
@@ -81,8 +78,6 @@ def links():
 def test_every_relative_link_and_anchor_resolves(document, target):
     path, _, fragment = target.partition("#")
     resolved = (document.parent / path).resolve() if path else document
-    if not resolved.exists() and resolved.parent == REPO / "docs" and resolved.name in MERGED_BY_LEAD:
-        return  # a page another branch brings: checked once it is here
     assert resolved.exists(), f"{document.name}: {target} does not exist"
     assert REPO in resolved.parents or resolved == REPO, f"{target} leaves the repository"
     if fragment:
