@@ -1,4 +1,4 @@
-"""Issue #13: what an adversarial review broke, each in real namespaces against the plugin a node runs.
+"""What an adversarial review broke, each in real namespaces against the plugin a node runs.
 
 Every test here failed before its fix. The promises they hold the plugin to (docs/): DEL never fails, nothing
 changes on bad input, a log that cannot be written never fails the call, `route replay` runs only what the
