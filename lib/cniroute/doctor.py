@@ -32,8 +32,8 @@ from .interpreter import OLDEST
 from .journal import Journal
 from .node import Node
 from .runner import ANY_STATUS, Completed, Runner
-from .state import Store
-from .state import networks as recorded_networks
+from .store import Store
+from .store import networks as recorded_networks
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 GRAVITY = (OK, WARN, FAIL)
@@ -188,9 +188,9 @@ def _networks_of(path, document, unreadable):
 def _records(state_dir, network, unreadable):
     """{file stem: record or None} of a network's attachments; None (with a Check in `unreadable`) when they
     cannot be listed."""
-    store = Store(state_dir, network, dry_run=True)
+    store = Store(state_dir, dry_run=True)
     try:
-        return dict(store.entries())  # by file name: the owner, cut and hashed when very long
+        return dict(store.entries(network))  # by file name: the owner, cut and hashed when very long
     except OSError as e:
         unreadable.append(_unreadable_state(f"of network {network}", e))
         return None
@@ -306,10 +306,11 @@ class Doctor:
         for record in network.records.values():
             if record and (record.master, record.shim) not in pairs:
                 pairs.append((record.master, record.shim))
-        store = Store(network.state_dir, network.name, dry_run=True)
+        store = Store(network.state_dir, dry_run=True)
         checks += [Check(f"record {owner}", WARN, f"unreadable, or not written by this plugin: "
-                         f"{store.attachment_path(owner)}: {store.why_unreadable(owner)}",
-                         (f"# the runtime's GC removes it; by hand: rm {shlex.quote(store.attachment_path(owner))}",))
+                         f"{store.attachment_path(network.name, owner)}: {store.why_unreadable(network.name, owner)}",
+                         (f"# the runtime's GC removes it; by hand: "
+                          f"rm {shlex.quote(store.attachment_path(network.name, owner))}",))
                    for owner, record in network.records.items() if record is None]
         checks += self._forwarding(network)
         for master, shim_name in pairs:
@@ -335,7 +336,7 @@ class Doctor:
     def _shim_section(self, network, master_name, shim_name):
         """The master, the shim and what they need, then every recorded pod address on that shim."""
         pods = [r for r in network.records.values() if r and r.shim == shim_name and r.master == master_name]
-        store = Store(network.state_dir, network.name, dry_run=True)  # it never writes; old layouts stay
+        store = Store(network.state_dir, dry_run=True)  # it never writes; old layouts stay
         prefixes = list(dict.fromkeys(p for r in pods for p in r.prefixes))
         seen = self._observe(shim_name, prefixes)
         node = Node.observe(self.runner)

@@ -27,12 +27,13 @@ import contextlib
 import sys
 from collections import namedtuple
 
-from . import interpreter, pod_routes, routes, shim, state, via_host
+from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
 from .journal import Journal, deliver
 from .node import Node
 from .runner import PROC_SYS, Runner, SystemHost
+from .store import Store
 
 STDERR = "-"
 
@@ -90,9 +91,10 @@ def handle(args, host=None):
 
 def run_pass(args, host, stopping=lambda: False, skipped=None):
     """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping(). What of
-    the state dir cannot be read is left out, and said in `skipped` (state.every_attachment)."""
+    the state dir cannot be read is left out, and said in `skipped` (Store.every_attachment)."""
+    store = Store(args.state_dir, args.dry_run)
     listed = {}
-    for _, record in state.every_attachment(args.state_dir, args.dry_run, skipped):
+    for record in store.every_attachment(skipped):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):
@@ -101,10 +103,9 @@ def run_pass(args, host, stopping=lambda: False, skipped=None):
         journal = Journal()
         journal.header.update(command="RECONCILE", shim=shim_name)
         runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
-        try:  # the lock is per shim, node-wide: any network's Store takes it
-            store = state.Store(args.state_dir, records[0].network, args.dry_run)
+        try:
             attached, problems = reconcile_shim(runner, store, shim_name)
-            records = [r for _, r in attached] or records
+            records = attached or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
         except Exception as e:  # a bug: say so, and let the other shims (and a watcher) go on
@@ -117,18 +118,18 @@ def run_pass(args, host, stopping=lambda: False, skipped=None):
 
 
 def reconcile_shim(runner, store, shim_name):
-    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong]). A dry run takes
+    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]). A dry run takes
     no lock (it would create the lock file): it changes nothing, so it has nothing to keep apart."""
     with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
-        attached = [(s, r) for s, r in state.every_attachment(store.top, store.dry_run) if r.shim == shim_name]
+        attached = store.records_on(shim_name)
         if not attached:
             return [], []
-        masters = sorted({r.master for _, r in attached})
+        masters = sorted({r.master for r in attached})
         if len(masters) > 1:
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
-        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
+        selectors = attached[0].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
         try:
             node = Node.observe(runner)
             master_link = shim.require_master(node, master)
@@ -136,14 +137,14 @@ def reconcile_shim(runner, store, shim_name):
             shim.ensure(runner, node, master, shim_name, carried)
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
-        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
-        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
+        running = [r for r in attached if all(store.owner_of(p) == r.claimant for p in r.prefixes)]
+        owned = [p for r in attached for p in r.prefixes if store.owner_of(p) == r.claimant]
         routes.restore(runner, owned, shim_name)
-        via = any(r.via_host for _, r in attached)
+        via = any(r.via_host for r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-        pods = _heal_pods(runner, running, node, carried, master_link)
+        pods = _heal_pods(runner, store, running, node, carried, master_link)
         if not runner.changes:
             return attached, pods  # what was read is in shape
         node = Node.observe(runner)
@@ -155,11 +156,11 @@ def reconcile_shim(runner, store, shim_name):
         return attached, found + pods
 
 
-def _heal_pods(runner, attached, node, carried, master):
+def _heal_pods(runner, store, attached, node, carried, master):
     """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
-    be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
+    be done, per pod. `attached`: the records that own all their addresses."""
     problems = []
-    for store, record in attached:
+    for record in attached:
         try:
             healed = pod_routes.heal(runner, record, node, carried, master)
         except CNIError as e:  # its namespace went meanwhile, no node address of a family...
