@@ -1,5 +1,5 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
-(`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor.py), install and uninstall
+(`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor/), install and uninstall
 (install.py), reconcile (reconcile.py, and watch.py for --watch)."""
 import argparse
 import sys
