@@ -128,12 +128,12 @@ def watch(host, interval, log_file, metrics_address=None, **settings):
     # ip it runs through sh leaves cycles (sh's command and process objects) that only the collector frees.
     gc.enable()
     watcher = Watcher(host, interval, say)
-    counted = Figures(settings["state_dir"], interval, say, write=not settings.get("dry_run"))
+    figures = Figures(settings["state_dir"], interval, say, write=not settings.get("dry_run"))
     if metrics_address:
         from . import metrics  # prometheus-client: only a watcher asked to serve metrics needs it
 
         try:
-            metrics.serve(metrics_address, counted)
+            metrics.serve(metrics_address, figures)
         except (ImportError, OSError, ValueError) as e:
             say(f"cannot serve metrics on {metrics_address}: {e}")
             watcher.close()
@@ -141,7 +141,7 @@ def watch(host, interval, log_file, metrics_address=None, **settings):
         say(f"metrics on http://{metrics_address}/metrics")
     with watcher.signals():
         try:
-            Watching(host, watcher, log_file, counted, **settings).run()
+            Watching(host, watcher, log_file, figures, **settings).run()
         finally:
             watcher.close()
     say("stopped")
@@ -152,8 +152,8 @@ class Watching:
     """The watcher's loop: passes when `watcher` (watch.Watcher) says one is due, and what of them is news
     said once: a shim's trouble again, or a part of the state dir still unreadable, is not."""
 
-    def __init__(self, host, watcher, log_file, counted, **settings):
-        self.host, self.watcher, self.log_file, self.counted, self.settings = host, watcher, log_file, counted, settings
+    def __init__(self, host, watcher, log_file, figures, **settings):
+        self.host, self.watcher, self.log_file, self.figures, self.settings = host, watcher, log_file, figures, settings
         self.reported = {}  # shim -> the problems last reported for it
         self.skipped = set()  # what of the state dir the last pass could not read
 
@@ -167,7 +167,7 @@ class Watching:
                     f"{self.watcher.monitor_pid or '-'}) and every {self.watcher.interval:g} s")
 
     def one_pass(self):
-        self.counted.pass_started(self.watcher.monitor_state())
+        self.figures.pass_started(self.watcher.monitor_state())
         started = time.monotonic()
         skipped = []
         try:
@@ -175,7 +175,7 @@ class Watching:
         except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
             say(f"cannot read {self.settings['state_dir']}: {e}")
             outcomes = None
-        self.counted.pass_ended(self.watcher.monitor_state(), outcomes, time.monotonic() - started,
+        self.figures.pass_ended(self.watcher.monitor_state(), outcomes, time.monotonic() - started,
                                 self.watcher.due_in())
         if outcomes is None:
             return

@@ -38,9 +38,9 @@ class Bed:
         self.host, self.monitors, self.fail_starts = host, [], 0
         host.follow = self._follow
         self.watcher = watch.Watcher(host, interval, reconcile.say)
-        self.counted = figures.Figures(str(state_dir), interval, reconcile.say)
-        self.watching = reconcile.Watching(host, self.watcher, "-", self.counted, state_dir=str(state_dir),
-                                           dry_run=False, ip_timeout=10.0)
+        counted = figures.Figures(str(state_dir), interval, reconcile.say)
+        self.watching = reconcile.Watching(host, self.watcher, "-", counted, state_dir=str(state_dir), dry_run=False,
+                                           ip_timeout=10.0)
         self.err = io.StringIO()
         self.passes = 0
         self._pass = self.watching.one_pass
