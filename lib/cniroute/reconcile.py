@@ -88,7 +88,7 @@ def add_parser(sub):
     p.add_argument("--interval", metavar="SECONDS", type=_positive, default=60.0,
                    help="--watch: seconds between full passes (default %(default)s)")
     p.add_argument("--metrics-address", metavar="HOST:PORT",
-                   help="--watch: serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9753; off "
+                   help="--watch: serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:10290; off "
                         "unless given; needs the prometheus-client package, docs/metrics.md)")
     p.set_defaults(handler=handle)
 
