@@ -143,3 +143,25 @@ def wait_for_log(podman, name, text, timeout=30.0):
         time.sleep(0.2)
     return False
 
+
+
+def test_the_watchers_probes_pass_in_the_image_and_its_declared_port_serves_the_metrics(image, pod, podman, topo,
+                                                                                       tmp_path):
+    """The manifest's probe commands exist in the image and pass against the watcher container run as the manifest
+    says, and the container port it names `metrics` serves Prometheus' text format on the node."""
+    [watcher] = pod["containers"]
+    name = podman.name(watcher)
+    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net"}
+    started = podman.run(image_bed.podman_argv(watcher, pod, paths, name, image, detach=True))
+    assert started.returncode == 0, started
+    assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
+    for kind in ("livenessProbe", "readinessProbe"):
+        probe = podman.podman("exec", name, *watcher[kind]["exec"]["command"])
+        assert probe.returncode == 0, (kind, probe.stdout, probe.stderr, podman.podman("logs", name).stderr)
+    [port] = [p["containerPort"] for p in watcher["ports"] if p["name"] == "metrics"]
+    scrape = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    text = topo.node_exec(["python3", "-c", scrape], check=True).stdout
+    in_shape = 'route_cni_reconcile_passes_total{result="in_shape"} '
+    [passes] = [line for line in text.splitlines() if line.startswith(in_shape)]
+    assert float(passes[len(in_shape):]) >= 1, text
+    assert podman.podman("stop", "--time", str(pod["terminationGracePeriodSeconds"]), name).returncode == 0
