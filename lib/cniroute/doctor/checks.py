@@ -9,7 +9,7 @@ from .. import iproute, nft, plugin, shim, via_host
 from ..errors import CNIError, CommandFailed
 from ..node import Node
 from ..runner import ANY_STATUS
-from ..state import Store
+from ..store import Store
 from . import managers
 from .discovery import find_networks
 from .pods import PodChecks
@@ -71,10 +71,11 @@ class Doctor:
         for record in network.records.values():
             if record and (record.master, record.shim) not in pairs:
                 pairs.append((record.master, record.shim))
-        store = Store(network.state_dir, network.name, dry_run=True)
+        store = Store(network.state_dir, dry_run=True)
         checks += [Check(f"record {owner}", WARN, f"unreadable, or not written by this plugin: "
-                         f"{store.attachment_path(owner)}: {store.why_unreadable(owner)}",
-                         (f"# the runtime's GC removes it; by hand: rm {shlex.quote(store.attachment_path(owner))}",),
+                         f"{store.attachment_path(network.name, owner)}: {store.why_unreadable(network.name, owner)}",
+                         (f"# the runtime's GC removes it; by hand: "
+                          f"rm {shlex.quote(store.attachment_path(network.name, owner))}",),
                          Docs.CONFIGS)
                    for owner, record in network.records.items() if record is None]
         checks += self._forwarding(network)
@@ -102,7 +103,7 @@ class Doctor:
     def _shim_section(self, network, master_name, shim_name):
         """The master, the shim and what they need, then every recorded pod address on that shim."""
         pods = [r for r in network.records.values() if r and r.shim == shim_name and r.master == master_name]
-        store = Store(network.state_dir, network.name, dry_run=True)  # it never writes; old layouts stay
+        store = Store(network.state_dir, dry_run=True)  # it never writes; old layouts stay
         prefixes = list(dict.fromkeys(p for r in pods for p in r.prefixes))
         seen = self.pods.observe(shim_name, prefixes)
         node = Node.observe(self.runner)

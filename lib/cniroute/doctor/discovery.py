@@ -7,8 +7,8 @@ from collections import namedtuple
 
 from .. import config, files
 from ..errors import CNIError
-from ..state import Store
-from ..state import networks as recorded_networks
+from ..store import Store
+from ..store import networks as recorded_networks
 from .verdicts import WARN, Check, Docs
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -99,9 +99,9 @@ def _networks_of(path, document, unreadable):
 def _records(state_dir, network, unreadable):
     """{file stem: record or None} of a network's attachments; None (with a Check in `unreadable`) when they
     cannot be listed."""
-    store = Store(state_dir, network, dry_run=True)
+    store = Store(state_dir, dry_run=True)
     try:
-        return dict(store.entries())  # by file name: the owner, cut and hashed when very long
+        return dict(store.entries(network))  # by file name: the owner, cut and hashed when very long
     except OSError as e:
         unreadable.append(_unreadable_state(f"of network {network}", e))
         return None
