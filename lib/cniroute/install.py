@@ -58,7 +58,8 @@ route build there is replaced; anything else (another program, a symlink) only w
 copied into the conf dir only when asked (--conf-dir with --conflist), over a different one only with --force.
 
 With --node-root (the node's / as a container mounts it), it first checks that the node can run the plugin
-(python3 3.9 or newer, ip with -json, nsenter) and installs nothing if not, saying in one line what is missing.
+(python3 3.9 or newer, ip with -json, nsenter) and that the node's nft reads the sets this one (the image's, which
+the watcher runs) writes, and installs nothing if not, saying in one line what is missing.
 Every check is made before anything changes: a refusal changes nothing.""",
     "uninstall": """\
 Take away what `route install` of this build put into a CNI bin dir and conf dir: the plugin file if its bytes

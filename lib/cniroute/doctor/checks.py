@@ -10,8 +10,8 @@ from ..errors import CNIError, CommandFailed
 from ..node import Node
 from ..runner import ANY_STATUS
 from ..store import Store
-from . import managers
 from .discovery import find_networks
+from .managers import check as check_managers
 from .pods import PodChecks
 from .prerequisites import nft_versions, prerequisites
 from .verdicts import FAIL, OK, WARN, Check, Docs, Section, ip_command, nft_command, ok
@@ -118,7 +118,7 @@ class Doctor:
             drift = shim.Drift.between(self.runner, master, link, carried)
             v4 = [str(ipaddress.ip_interface(p).ip) for p in prefixes if iproute.family(p) == 4]
             checks += [self._addresses(master, link, drift), self._shim_sysctls(shim_name, drift),
-                       managers.check(self.runner, shim_name),
+                       check_managers(self.runner, shim_name),
                        self._rp_filter(master_name, shim_name, [a for a in v4 if seen.paths.get(a) != shim_name]),
                        self._arp_ignore(master_name, shim_name, drift)]
         if any(r.via_host for r in pods):
