@@ -7,7 +7,7 @@ import os
 
 import pytest
 from conftest import REPO
-from manifests import VARIANTS, daemonset, render
+from beds.manifests import VARIANTS, daemonset, render
 
 try:
     import kubernetes_validate
