@@ -6,14 +6,14 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from cniroute.state import Store
+from cniroute.store import Store
 
 
 def attachments(state_dir: Path, network: str) -> list[str]:
     """route's records of *network* under *state_dir*: `<container ID>@<ifname>` of each attachment it remembers
     (a record route cannot read is listed as `unreadable <file>`, so a test never misses it)."""
     return sorted(record.owner if record else f"unreadable {stem}.json"
-                  for stem, record in Store(str(state_dir), network).entries())
+                  for stem, record in Store(str(state_dir)).entries(network))
 
 
 def leases(ipam_dir: Path, network: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from beds import libcni
 from beds.libcni import add_pod, pod_ips
 from beds.topology import MASTER, NODE_V4, SHIM, ip_json, node_sysctl
-from cniroute.state import Attachment
+from cniroute.records import Attachment
 
 VIA = ["10.96.0.0/12"]
 NODE_CHECKS = ["python3", "ip -json", "nsenter", "nft", "kube-proxy"]
