@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_support import add_pod
 
-import netns
+from beds.libcni import add_pod, person_argv
+from beds.netns import netns_path
 
 
 @pytest.mark.parametrize("kind", ["fifo", "plain file"])
@@ -18,7 +18,7 @@ def test_doctor_never_enters_a_recorded_namespace_path_that_is_now_a_fifo_or_a_f
     conf = chain()
     pod, _ = add_pod(cni, conf)
     state_dir = json.loads(conf.read_text())["plugins"][1]["stateDir"]
-    path = netns.netns_path(pod)
+    path = netns_path(pod)
     [record] = Path(state_dir).glob("networks/*/attachments/*.json")
     assert json.loads(record.read_text())["netns"] == path  # what doctor would enter
     topo.del_pod(pod)
@@ -28,7 +28,7 @@ def test_doctor_never_enters_a_recorded_namespace_path_that_is_now_a_fifo_or_a_f
         with open(path, "w") as f:
             f.write("not a namespace\n")
     try:
-        proc = subprocess.run(netns.person_argv(topo.node, route_plugin, "doctor", "--json", "--conflist", str(conf),
+        proc = subprocess.run(person_argv(topo.node, route_plugin, "doctor", "--json", "--conflist", str(conf),
                                                 "--state-dir", str(tmp_path / "none")),
                               capture_output=True, text=True, timeout=60)
     finally:
