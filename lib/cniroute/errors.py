@@ -71,6 +71,11 @@ class CheckFailed(CNIError):
     code = 103
 
 
+class PodUnreachable(CheckFailed):
+    """route reconcile cannot look into a recorded pod: its namespace cannot be entered, or the path holds
+    another one now (never a CNI call's answer: those enter the namespace the runtime names)."""
+
+
 class DeviceMissing(CNIError):
     """A device the plugin needs (the master) is not there."""
 
