@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from . import state
 from .cri_client import CriClient, CriError, PodSandbox
@@ -82,8 +83,12 @@ def pause_image_archive() -> bytes:
 class ContainerdBed:
     """containerd with its CRI plugin in *topo*'s node netns, its files under *root*. Use as a context manager."""
 
-    def __init__(self, root: Path, topo: Topology, route_plugin: Path | None) -> None:
+    def __init__(self, root: Path, topo: Topology, route_plugin: Path | None,
+                 netns_under_state_dir: bool = True) -> None:
+        """`netns_under_state_dir` False: the pods' namespaces where containerd keeps them on a node, in the
+        machine's /var/run/netns (which the DaemonSet's watcher mounts)."""
         check_tools()
+        self.netns_under_state_dir = netns_under_state_dir
         self.root = Path(root)
         self.topo = topo
         self.tag = secrets.token_hex(4)
@@ -142,7 +147,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true  # root here lacks CAP_SYS_RESOURCE
-  netns_mounts_under_state_dir = true
+  netns_mounts_under_state_dir = {str(self.netns_under_state_dir).lower()}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_cdi = false
@@ -200,21 +205,22 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args], timeout=TIMEOUT)
 
     # -- networks and sandboxes ---------------------------------------------------------------------------------
-    def network(self, cni_version: str = "1.0.0", with_route: bool = True) -> str:
-        """Write the conflist macvlan + host-local (+ route), the one containerd uses; returns its name."""
-        conf = self.conflist(cni_version, with_route)
+    def network(self, cni_version: str = "1.0.0", with_route: bool = True, **route_options: Any) -> str:
+        """Write the conflist macvlan + host-local (+ route, with `route_options`), the one containerd uses;
+        returns its name."""
+        conf = self.conflist(cni_version, with_route, **route_options)
         # written in place: containerd 1.6's watcher misses a conflist moved in from another directory
         (self.conf_dir / CONFLIST).write_text(json.dumps(conf, indent=2))
         return conf["name"]
 
-    def conflist(self, cni_version: str = "1.0.0", with_route: bool = True) -> dict:
+    def conflist(self, cni_version: str = "1.0.0", with_route: bool = True, **route_options: Any) -> dict:
         name = f"rtt-cri-{self.tag}"
         macvlan = {"type": "macvlan", "master": MASTER, "mode": "bridge",
                    "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir), "subnet": "192.168.0.0/16",
                             "rangeStart": "192.168.1.2", "rangeEnd": "192.168.1.254", "gateway": "192.168.0.1",
                             "routes": [{"dst": "0.0.0.0/0"}]}}
         route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(self.route_state),
-                 "logFile": str(self.route_log)}
+                 "logFile": str(self.route_log), **route_options}
         return {"cniVersion": cni_version, "name": name, "plugins": [macvlan, route] if with_route else [macvlan]}
 
     def network_ready(self) -> tuple[bool, str]:

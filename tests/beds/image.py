@@ -5,10 +5,10 @@ builds it (tools/build-image.sh), and its two containers run by podman exactly a
 What the kubelet would make of a container of the pod spec, podman is told here (podman_argv): `command:`
 replaces the image's entrypoint (and its CMD), `runAsUser`, `readOnlyRootFilesystem` (no tmpfs added, as in
 Kubernetes), `capabilities` dropped and added, `allowPrivilegeEscalation: false` (no-new-privileges), each
-volumeMount (read-only where it says so) from its volume's hostPath (made if DirectoryOrCreate), mapped to a
-directory of the test's node, and `hostNetwork` as the node netns of the test (podman started in it by nsenter,
-with --network host). Resources, probes and terminationMessagePolicy are the kubelet's business and not
-translated.
+volumeMount (read-only where it says so, with its mountPropagation) from its volume's hostPath (made if
+DirectoryOrCreate), mapped to a directory of the test's node, `hostNetwork` as the node netns of the test (podman
+started in it by nsenter, with --network host), and `hostPID`. Resources, probes and terminationMessagePolicy
+are the kubelet's business and not translated.
 
 No registry is reached: the base is a stand-in made by tools/debian-base.sh from Debian's mirror (cached between
 runs on one machine), which also serves as the root file system of a test's node.
@@ -31,6 +31,7 @@ from .topology import Topology
 
 BASE_IMAGE = "localhost/route-base:bookworm"
 TIMEOUT = 600  # a fresh machine runs debootstrap and apt-get in the build
+PROPAGATION = {"None": "rprivate", "HostToContainer": "rslave", "Bidirectional": "rshared"}  # as the kubelet asks
 
 
 def base_rootfs() -> Path:
@@ -70,9 +71,13 @@ def podman_argv(container: dict[str, Any], pod: dict[str, Any], host_paths: dict
         source = host_paths[volume["path"]]
         if volume.get("type") == "DirectoryOrCreate":  # what the kubelet does for it
             os.makedirs(source, exist_ok=True)
-        argv += ["--volume", f"{source}:{mount['mountPath']}{':ro' if mount.get('readOnly') else ''}"]
+        options = ["ro"] if mount.get("readOnly") else []
+        options += [PROPAGATION[mount["mountPropagation"]]] if "mountPropagation" in mount else []
+        argv += ["--volume", ":".join([source, mount["mountPath"], *([",".join(options)] if options else [])])]
     if pod.get("hostNetwork"):
         argv += ["--network", "host"]
+    if pod.get("hostPID"):
+        argv += ["--pid", "host"]
     return [*argv, image]
 
 

@@ -2,8 +2,10 @@
 of tools/debian-base.sh), its self-check run by the build, and both containers of the rendered manifest run by
 podman as the manifest says (tests/beds/image.py), on a node whose / is a Debian 12 root file system and whose
 network is the test's node netns: the init container installs route, or refuses in one line on a node that
-cannot run it; the watcher repairs the pods' network of a containerd node and stops on SIGTERM.
+cannot run it; the watcher repairs the pods' network of a containerd node, node side and inside the pods, and
+stops on SIGTERM.
 """
+import json
 import os
 import time
 
@@ -11,7 +13,7 @@ import pytest
 
 from beds import manifests, runtime, watch
 from beds.image import PodmanContainers, base_rootfs, build_image, podman_argv, remove_image
-from beds.topology import SHIM
+from beds.topology import ELSEWHERE_V4, PROTO, SECOND_NIC, SHIM, move_node_address, node_sysctl
 from cniroute.doctor.prerequisites import PYTHON_PROBE
 
 try:
@@ -66,7 +68,8 @@ def node_root(rootfs, directory, lacks=()):
 
 def host_paths(node, **others):
     """The manifest's hostPaths as this test's node has them."""
-    return {"/": str(node), "/opt/cni/bin": str(node / "opt" / "cni" / "bin"), **others}
+    return {"/": str(node), "/opt/cni/bin": str(node / "opt" / "cni" / "bin"),
+            "/var/run/netns": "/var/run/netns", **others}  # the machine's, where the containerd node puts them
 
 
 def run_install(podman, pod, image, paths):
@@ -107,7 +110,7 @@ def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image,
                                                                         tmp_path):
     if cri is None:
         pytest.skip("the containerd node needs grpcio: pip install -r requirements-dev.txt")
-    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as node:
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
         # the init container puts route into the bin dir containerd's CNI uses
         root = node_root(rootfs, tmp_path / "node")
         proc = run_install(podman, pod, image, host_paths(root, **{"/opt/cni/bin": str(node.bin_dir)}))
@@ -131,6 +134,61 @@ def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image,
         assert stopped.returncode == 0 and time.monotonic() - began < grace, stopped
         state = podman.podman("inspect", "--format", "{{.State.ExitCode}}", name)
         assert state.stdout.strip() == "0", (state, podman.podman("logs", name))
+
+
+VIA = "10.96.0.0/12"
+NEW_ADDRESS = "10.20.0.7"
+
+
+def test_the_watcher_heals_inside_the_running_pods_after_the_nodes_address_changes(image, rootfs, pod, podman,
+                                                                                   topo, tmp_path):
+    """The watcher as the manifest runs it (its capabilities, the pods' namespaces mounted as it says) enters
+    the pods of a containerd node that keeps them where nodes do (/var/run/netns): a node whose master has no
+    address, pods with routeViaHost; after a DHCP renewal gave the node another address, the on-link route and
+    routeViaHost's route in both pods move to it."""
+    if cri is None:
+        pytest.skip("the containerd node needs grpcio: pip install -r requirements-dev.txt")
+    node_sysctl(topo, "net.ipv4.ip_forward", 1)  # routeViaHost needs it
+    move_node_address(topo, families=(4,))
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
+        root = node_root(rootfs, tmp_path / "node")
+        proc = run_install(podman, pod, image, host_paths(root, **{"/opt/cni/bin": str(node.bin_dir)}))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        node.network(routeViaHost=[VIA])
+        [watcher] = pod["containers"]
+        name = podman.name(watcher)
+        paths = host_paths(root, **{"/run/cni-route": str(node.route_state), "/proc/sys/net": "/proc/sys/net"})
+        first = node.pod_netns(node.run_sandbox("pod-0"))
+        started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
+        assert started.returncode == 0, started
+        assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
+        later = node.pod_netns(node.run_sandbox("pod-1"))  # its namespace mounted after the watcher started
+        pods = [first, later]
+        assert all(path.startswith("/var/run/netns/") for path in pods), pods
+        assert [routes_in(path) for path in pods] == [{(ELSEWHERE_V4, None), (VIA, ELSEWHERE_V4)}] * 2
+        renew(topo)
+        wanted = {(NEW_ADDRESS, None), (VIA, NEW_ADDRESS)}
+        deadline = time.monotonic() + 20
+        while any(routes_in(path) != wanted for path in pods) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        logs = podman.podman("logs", name)
+        assert [routes_in(path) for path in pods] == [wanted] * 2, logs.stdout + logs.stderr
+        assert "NOT in shape" not in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+        assert podman.podman("stop", "--time", str(pod["terminationGracePeriodSeconds"]), name).returncode == 0
+
+
+def routes_in(path):
+    """route's routes in the namespace at `path`: {(dst, gateway)}."""
+    found = json.loads(runtime.run(["nsenter", f"--net={path}", "ip", "-json", "route"], timeout=30).stdout)
+    return {(r["dst"], r.get("gateway")) for r in found if r.get("protocol") == PROTO}
+
+
+def renew(topo):
+    """A DHCP renewal that gives the node another address on its NIC (as tests/e2e/test_pod_side_heals.py)."""
+    for argv in (["sysctl", "-qw", f"net.ipv4.conf.{SECOND_NIC}.promote_secondaries=1"],
+                 ["ip", "addr", "add", f"{NEW_ADDRESS}/24", "dev", SECOND_NIC],
+                 ["ip", "addr", "del", f"{ELSEWHERE_V4}/24", "dev", SECOND_NIC]):
+        topo.node_exec(argv, check=True)
 
 
 def wait_for_log(podman, name, text, timeout=30.0):
