@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,15 @@ def pod_state(topo, pod):
     return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
+def settled_state(topo, pod, timeout=10.0):
+    """pod_state once no address of the pod is tentative any more: a link-local address in duplicate address
+    detection shows as tentative, and once through it also gets its route in the local table."""
+    deadline = time.monotonic() + timeout
+    while "tentative" in (found := pod_state(topo, pod)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def reply_paths(topo, pod):
     """Our rules and the routes of our tables in the pod."""
     found = []
@@ -381,7 +391,7 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
                 json.dumps({"cniVersion": "1.0.0", "name": name, "plugins": plugins}))
         cid = bed.run("web", cluster)
         sandbox = os.path.basename(bed.sandbox("web"))
-        before = pod_state(topo, sandbox)
+        before = settled_state(topo, sandbox)
         bed.podman("network", "connect", lan, "web")
         addresses = [bed.address("web", cluster), bed.address("web", lan)]
         assert addresses[0].startswith("10.244.0.") and addresses[1].startswith("192.168.1."), addresses
