@@ -583,3 +583,30 @@ def wait_in_shape(node: str, ips: Iterable[str], timeout: float = 10.0, **names:
             return time.monotonic() - started
         time.sleep(0.02)
     return None
+
+
+def remake_at_the_same_inode(name: str, tries: int = 300) -> None:
+    """Delete the network namespace `name` (ip netns) and make one at its path again that has its freed inode
+    number, as a runtime that crashed (no DEL) and made a new pod's namespace there may get. The kernel gives the
+    lowest free number once a freed namespace is cleaned up, so lower free ones are held meanwhile by fillers
+    (bind mounts of the namespaces that got them), removed at the end."""
+    path = f"/run/netns/{name}"
+    inode = os.stat(path).st_ino
+    run(["ip", "netns", "del", name])
+    fillers: list[str] = []
+    try:
+        for i in range(tries):
+            time.sleep(0.02)
+            run(["ip", "netns", "add", name])
+            got = os.stat(path).st_ino
+            if got == inode:
+                return
+            if got < inode:  # a lower number was free: keep it taken
+                fillers.append(f"{name}-{i}")
+                open(f"/run/netns/{fillers[-1]}", "w").close()
+                run(["mount", "--bind", path, f"/run/netns/{fillers[-1]}"])
+            run(["ip", "netns", "del", name])
+        raise SetupError(f"no new namespace got the inode {inode} in {tries} tries")
+    finally:
+        for filler in fillers:
+            run(["ip", "netns", "del", filler], check=False)

@@ -18,7 +18,7 @@ A pod with one interface gets none of this.
 import ipaddress
 from collections import namedtuple
 
-from . import iproute, routes, via_host
+from . import config, iproute, routes, via_host
 from .errors import CommandFailed, CommandTimeout, PodUnreachable
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
@@ -56,7 +56,8 @@ def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
     ours = {}  # ifname -> (ifindex, global addresses)
     for link in links:
         found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        if found and link.get("ifname") != "lo":
+        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
+        if found and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
             ours[link["ifname"]] = (link["ifindex"], found)
     if ifname not in ours or len(ours) < 2:
         return [], []
