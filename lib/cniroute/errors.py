@@ -73,7 +73,12 @@ class CheckFailed(CNIError):
 
 class PodUnreachable(CheckFailed):
     """route reconcile cannot look into a recorded pod: its namespace cannot be entered, or the path holds
-    another one now (never a CNI call's answer: those enter the namespace the runtime names)."""
+    another one now (never a CNI call's answer: those enter the namespace the runtime names). `reason`, one
+    word for the watcher's figures: "namespace_gone", "no_nsenter", "not_allowed" (nsenter refused)."""
+
+    def __init__(self, msg, details="", reason="failed"):
+        super().__init__(msg, details)
+        self.reason = reason
 
 
 class DeviceMissing(CNIError):

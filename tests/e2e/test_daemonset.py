@@ -1,6 +1,6 @@
 """The DaemonSet for real: the image built from deploy/Containerfile by tools/build-image.sh (on the stand-in base
 of tools/debian-base.sh), its self-check run by the build, and both containers of the rendered manifest run by
-podman as the manifest says (tests/image_bed.py), on a node whose / is a Debian 12 root file system and whose
+podman as the manifest says (tests/beds/image.py), on a node whose / is a Debian 12 root file system and whose
 network is the test's node netns: the init container installs route, or refuses in one line on a node that
 cannot run it; the watcher repairs the pods' network of a containerd node, node side and inside the pods, and
 stops on SIGTERM.
@@ -10,19 +10,18 @@ import os
 import time
 
 import pytest
-from e2e_support import ELSEWHERE_V4, PROTO, SECOND_NIC, SHIM, move_node_address, node_sysctl
 
-import image_bed
-import manifests
-import netns
-from cniroute import doctor
+from beds import manifests, runtime, watch
+from beds.image import PodmanContainers, base_rootfs, build_image, podman_argv, remove_image
+from beds.topology import ELSEWHERE_V4, PROTO, SECOND_NIC, SHIM, move_node_address, node_sysctl
+from cniroute.doctor.prerequisites import PYTHON_PROBE
 
 try:
-    import cri_bed
+    from beds import cri
 except ImportError:  # CI installs requirements-dev.txt (tools/setup.sh), grpcio with it
     if os.environ.get("CI"):
         raise
-    cri_bed = None
+    cri = None
 
 NODE_LACKS = {"python3": ("usr/bin/python3", "usr/bin/python3.11"), "ip": ("usr/bin/ip", "usr/sbin/ip")}
 
@@ -35,8 +34,8 @@ def pod():
 @pytest.fixture(scope="module")
 def rootfs():
     try:
-        return image_bed.base_rootfs()
-    except netns.CommandError as e:
+        return base_rootfs()
+    except runtime.CommandError as e:
         pytest.fail(f"tools/debian-base.sh failed: {e}", pytrace=False)
 
 
@@ -44,16 +43,16 @@ def rootfs():
 def image(rootfs):
     tag = f"localhost/rtt-route:{os.getpid()}"
     try:
-        image_bed.build_image(tag)
-    except netns.CommandError as e:
+        build_image(tag)
+    except runtime.CommandError as e:
         pytest.fail(f"tools/build-image.sh failed: {e}", pytrace=False)
     yield tag
-    image_bed.remove_image(tag)
+    remove_image(tag)
 
 
 @pytest.fixture
 def podman(topo):
-    with image_bed.PodmanContainers(topo) as containers:
+    with PodmanContainers(topo) as containers:
         yield containers
 
 
@@ -63,7 +62,7 @@ def node_root(rootfs, directory, lacks=()):
     # symlinks as a root file system needs, and refuses members that would land outside `directory`
     left_out = [f"--exclude=./{path}" for program in lacks for path in NODE_LACKS[program]]
     directory.mkdir()
-    netns.run(["tar", "-C", str(directory), "-xf", str(rootfs), "--anchored", *left_out], timeout=300)
+    runtime.run(["tar", "-C", str(directory), "-xf", str(rootfs), "--anchored", *left_out], timeout=300)
     return directory
 
 
@@ -75,7 +74,7 @@ def host_paths(node, **others):
 
 def run_install(podman, pod, image, paths):
     [init] = pod["initContainers"]
-    return podman.run(image_bed.podman_argv(init, pod, paths, podman.name(init), image))
+    return podman.run(podman_argv(init, pod, paths, podman.name(init), image))
 
 
 def test_the_init_container_installs_route_on_a_node_that_can_run_it(image, rootfs, pod, podman, tmp_path):
@@ -85,8 +84,8 @@ def test_the_init_container_installs_route_on_a_node_that_can_run_it(image, root
     assert "route install: the node (/node) can run it: python3: /usr/bin/python3 is Python 3." in proc.stdout, \
         proc.stdout
     installed = node / "opt" / "cni" / "bin" / "route"
-    answer = netns.run(["chroot", str(node), "/opt/cni/bin/route", "--version"], env=netns.runtime_env(),
-                       timeout=60)
+    answer = runtime.run(["chroot", str(node), "/opt/cni/bin/route", "--version"], env=runtime.runtime_env(),
+                         timeout=60)
     assert answer.stdout.startswith("route "), answer
     assert os.stat(installed).st_mode & 0o777 == 0o755
     again = run_install(podman, pod, image, host_paths(node))  # a restarted pod finds it there
@@ -103,15 +102,15 @@ def test_the_init_container_refuses_a_node_without_python3_or_ip_in_one_clean_li
     assert line.startswith("route install: refused, nothing changed: the node (/node) cannot run route: "), line
     clauses = line.split("cannot run route: ", 1)[1].split("; ")
     assert [clause.split(":")[0] for clause in clauses] == ["python3" if lacks == "python3" else "ip -json"], line
-    assert doctor.PYTHON_PROBE not in line, line  # the probe's source is no reason
+    assert PYTHON_PROBE not in line, line  # the probe's source is no reason
     assert list((node / "opt" / "cni" / "bin").iterdir()) == []
 
 
 def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image, rootfs, pod, podman, topo,
                                                                         tmp_path):
-    if cri_bed is None:
+    if cri is None:
         pytest.skip("the containerd node needs grpcio: pip install -r requirements-dev.txt")
-    with cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
         # the init container puts route into the bin dir containerd's CNI uses
         root = node_root(rootfs, tmp_path / "node")
         proc = run_install(podman, pod, image, host_paths(root, **{"/opt/cni/bin": str(node.bin_dir)}))
@@ -119,15 +118,15 @@ def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image,
         node.network()
         sandboxes = [node.run_sandbox(f"pod-{i}") for i in range(2)]
         ips = sorted(node.client.sandbox_status(sandbox)["ip"] for sandbox in sandboxes)
-        assert not netns.shape_problems(topo.node, ips)
+        assert not watch.shape_problems(topo.node, ips)
         [watcher] = pod["containers"]
         name = podman.name(watcher)
         paths = host_paths(root, **{"/run/cni-route": str(node.route_state), "/proc/sys/net": "/proc/sys/net"})
-        started = podman.run(image_bed.podman_argv(watcher, pod, paths, name, image, detach=True))
+        started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
         assert started.returncode == 0, started
         assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
         topo.node_exec(["ip", "link", "del", SHIM], check=True)
-        assert netns.wait_in_shape(topo.node, ips, timeout=20) is not None, netns.shape_problems(topo.node, ips)
+        assert watch.wait_in_shape(topo.node, ips, timeout=20) is not None, watch.shape_problems(topo.node, ips)
         assert wait_for_log(podman, name, f"{SHIM}: repaired"), podman.podman("logs", name)
         grace = pod["terminationGracePeriodSeconds"]
         began = time.monotonic()
@@ -147,11 +146,11 @@ def test_the_watcher_heals_inside_the_running_pods_after_the_nodes_address_chang
     the pods of a containerd node that keeps them where nodes do (/var/run/netns): a node whose master has no
     address, pods with routeViaHost; after a DHCP renewal gave the node another address, the on-link route and
     routeViaHost's route in both pods move to it."""
-    if cri_bed is None:
+    if cri is None:
         pytest.skip("the containerd node needs grpcio: pip install -r requirements-dev.txt")
     node_sysctl(topo, "net.ipv4.ip_forward", 1)  # routeViaHost needs it
     move_node_address(topo, families=(4,))
-    with cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None, netns_under_state_dir=False) as node:
         root = node_root(rootfs, tmp_path / "node")
         proc = run_install(podman, pod, image, host_paths(root, **{"/opt/cni/bin": str(node.bin_dir)}))
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -160,7 +159,7 @@ def test_the_watcher_heals_inside_the_running_pods_after_the_nodes_address_chang
         name = podman.name(watcher)
         paths = host_paths(root, **{"/run/cni-route": str(node.route_state), "/proc/sys/net": "/proc/sys/net"})
         first = node.pod_netns(node.run_sandbox("pod-0"))
-        started = podman.run(image_bed.podman_argv(watcher, pod, paths, name, image, detach=True))
+        started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
         assert started.returncode == 0, started
         assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
         later = node.pod_netns(node.run_sandbox("pod-1"))  # its namespace mounted after the watcher started
@@ -180,7 +179,7 @@ def test_the_watcher_heals_inside_the_running_pods_after_the_nodes_address_chang
 
 def routes_in(path):
     """route's routes in the namespace at `path`: {(dst, gateway)}."""
-    found = json.loads(netns.run(["nsenter", f"--net={path}", "ip", "-json", "route"], timeout=30).stdout)
+    found = json.loads(runtime.run(["nsenter", f"--net={path}", "ip", "-json", "route"], timeout=30).stdout)
     return {(r["dst"], r.get("gateway")) for r in found if r.get("protocol") == PROTO}
 
 
@@ -201,3 +200,24 @@ def wait_for_log(podman, name, text, timeout=30.0):
         time.sleep(0.2)
     return False
 
+
+def test_the_watchers_probes_pass_in_the_image_and_its_declared_port_serves_the_metrics(image, pod, podman, topo,
+                                                                                       tmp_path):
+    """The manifest's probe commands exist in the image and pass against the watcher container run as the manifest
+    says, and the container port it names `metrics` serves Prometheus' text format on the node."""
+    [watcher] = pod["containers"]
+    name = podman.name(watcher)
+    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net"}
+    started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
+    assert started.returncode == 0, started
+    assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
+    for kind in ("livenessProbe", "readinessProbe"):
+        probe = podman.podman("exec", name, *watcher[kind]["exec"]["command"])
+        assert probe.returncode == 0, (kind, probe.stdout, probe.stderr, podman.podman("logs", name).stderr)
+    [port] = [p["containerPort"] for p in watcher["ports"] if p["name"] == "metrics"]
+    scrape = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    text = topo.node_exec(["python3", "-c", scrape], check=True).stdout
+    in_shape = 'route_cni_reconcile_passes_total{result="in_shape"} '
+    [passes] = [line for line in text.splitlines() if line.startswith(in_shape)]
+    assert float(passes[len(in_shape):]) >= 1, text
+    assert podman.podman("stop", "--time", str(pod["terminationGracePeriodSeconds"]), name).returncode == 0

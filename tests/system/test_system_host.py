@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import netns
+from beds import netns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
 from cniroute import runner  # noqa: E402
