@@ -212,6 +212,9 @@ def test_an_interface_named_x_at_y_gets_its_reply_path_and_one_ip_printed_from_n
     assert code == 0, (out, err)
     record = json.loads((tmp_path / "networks" / "default" / "attachments" / "c1@net1.json").read_text())
     assert {route[3] for route in record["replyRoutes"]} == {"eth0", "net1", "x@y"}
+    (block,) = parse_log(err)
+    assert any(" dev x@y " in line for line in block.lines)
+    assert all(replay.replayable(line) for line in block.lines), block.lines  # route replay takes them
     assert "10.99.0.2" not in [address for address, _ in record["replyRules"]]
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert multus_pod.rules == []
