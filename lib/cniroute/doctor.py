@@ -737,9 +737,22 @@ def render_json(sections, stamp):
     }, indent=2) + "\n"
 
 
+DESCRIPTION = """\
+Say what is wrong on this node for the route plugin, and what fixes it, without changing anything: for the
+operator whose pods cannot reach their node, or who wants to know before they cannot. It checks what the plugin
+needs to run (python3, ip, nsenter, nft), then every network whose config chains route (the conf dirs and
+--conflist files) and every network recorded under a state dir (a Multus attachment has no conflist on the node):
+the master and the shim, the shim's addresses and sysctls, network managers that would manage the shim,
+rp_filter and arp_ignore, forwarding and the masquerade rule for routeViaHost, and for each recorded pod address
+its route, the path the kernel takes and its neighbour entry (with --probe, one ping).
+
+Each check is OK, WARN or FAIL, with what was found and, unless OK, the commands that fix it, exactly as they
+would be run. Exit 0 when nothing FAILs, 1 otherwise; --json prints one document, for monitoring."""
+
+
 def add_parser(sub):
     p = sub.add_parser("doctor", help="what is wrong on this node for route, and what fixes it (changes nothing)",
-                       description=__doc__.split("\n\n")[2])
+                       description=DESCRIPTION)
     p.add_argument("--conf-dir", action="append", default=[], metavar="DIR",
                    help=f"a CNI config dir to read (default: {DEFAULT_CONF_DIR}, unless --conflist is given)")
     p.add_argument("--conflist", action="append", default=[], metavar="FILE", help="a conflist to read")

@@ -20,10 +20,12 @@ exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run c
 1 with what it would repair.
 
 Each shim's pass is one RECONCILE block of the replayable log (journal.py): to --log-file ('-': stderr),
-else to the logFile of the configs its records came from, else to stderr. --watch: see watch.py.
+else to the logFile of the configs its records came from, else to stderr. --watch: `watch` runs a pass whenever
+watch.Watcher says one is due, and says only what is news (Watching).
 """
 import argparse
 import contextlib
+import gc
 import sys
 from collections import namedtuple
 
@@ -34,6 +36,7 @@ from .journal import Journal, deliver
 from .node import Node
 from .runner import PROC_SYS, Runner, SystemHost
 from .store import Store
+from .watch import Watcher
 
 STDERR = "-"
 
@@ -41,9 +44,23 @@ STDERR = "-"
 Outcome = namedtuple("Outcome", "shim problems changes journal logs")
 
 
+DESCRIPTION = """\
+Put back what the node's network lost under running pods, from what the plugin recorded when it attached them:
+the shim, its copies of the node's addresses, each pod's route on the node, routeViaHost's masquerade rule, and
+the routes the plugin made inside each running pod. For the operator of a node whose network changes under its
+pods: a network manager that restarts, a DHCP renewal, a master that goes down and up, a flushed route table.
+
+One pass covers every network recorded under the state dir, under the locks the plugin's own calls take, and
+creates nothing that no record names. Exit 0 when everything is in shape after it, else 1 with what is still
+wrong; --dry-run changes nothing and exits 1 with what it would repair. --watch stays running (the DaemonSet's
+watcher, or a systemd unit): a pass whenever `ip monitor` sees the node's links, addresses or routes change,
+and every --interval seconds. Each repair is logged as a block `route replay` can run again: to the log file
+of the networks' configs, or to --log-file."""
+
+
 def add_parser(sub):
     p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see docs/self-healing.md)",
-                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION)
     p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                    help="the plugin's stateDir (default %(default)s)")
     p.add_argument("--log-file", metavar="FILE", help="log here ('-': stderr) instead of the logFile the networks' "
@@ -68,13 +85,12 @@ def handle(args, host=None):
             say(str(e))
             return 1
         host = SystemHost(args.proc_sys)
+    settings = dict(state_dir=args.state_dir, dry_run=args.dry_run, ip_timeout=args.ip_timeout)
     if args.watch:
-        from . import watch
-
-        return watch.watch(args, host)
+        return watch(host, args.interval, args.log_file, **settings)
     skipped = []
     try:
-        outcomes = run_pass(args, host, skipped=skipped)
+        outcomes = run_pass(host, skipped=skipped, **settings)
     except OSError as e:  # the state dir cannot be read
         say(f"cannot read {args.state_dir}: {e}")
         return 1
@@ -89,10 +105,63 @@ def handle(args, host=None):
     return 1 if any(o.problems for o in outcomes) else 0
 
 
-def run_pass(args, host, stopping=lambda: False, skipped=None):
-    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping(). What of
-    the state dir cannot be read is left out, and said in `skipped` (Store.every_attachment)."""
-    store = Store(args.state_dir, args.dry_run)
+def watch(host, interval, log_file, **settings):
+    """`--watch`: a pass whenever the watcher says one is due, until SIGTERM or SIGINT; exit status 0."""
+    # The launchers turn the cyclic collector off for a call of a few ms; a watcher lives for weeks, and every
+    # ip it runs through sh leaves cycles (sh's command and process objects) that only the collector frees.
+    gc.enable()
+    watcher = Watcher(host, interval, say)
+    with watcher.signals():
+        try:
+            Watching(host, watcher, log_file, **settings).run()
+        finally:
+            watcher.close()
+    say("stopped")
+    return 0
+
+
+class Watching:
+    """The watcher's loop: passes when `watcher` (watch.Watcher) says one is due, and what of them is news
+    said once: a shim's trouble again, or a part of the state dir still unreadable, is not."""
+
+    def __init__(self, host, watcher, log_file, **settings):
+        self.host, self.watcher, self.log_file, self.settings = host, watcher, log_file, settings
+        self.reported = {}  # shim -> the problems last reported for it
+        self.skipped = set()  # what of the state dir the last pass could not read
+
+    def run(self):
+        first = True
+        while self.watcher.pass_due():
+            self.one_pass()
+            if first:
+                first = False
+                say(f"watching {self.settings['state_dir']}: a pass on ip monitor events (pid "
+                    f"{self.watcher.monitor_pid or '-'}) and every {self.watcher.interval:g} s")
+
+    def one_pass(self):
+        skipped = []
+        try:
+            outcomes = run_pass(self.host, stopping=lambda: self.watcher.stopping, skipped=skipped, **self.settings)
+        except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
+            say(f"cannot read {self.settings['state_dir']}: {e}")
+            return
+        for line in skipped:
+            if line not in self.skipped:  # said once, not every pass
+                say(line)
+        self.skipped = set(skipped)
+        for outcome in outcomes:
+            before = self.reported.get(outcome.shim, [])
+            if outcome.changes or outcome.problems != before:  # the same trouble again is not news
+                write_log(outcome, self.log_file)
+                say(f"{outcome.shim}: " + describe(outcome))
+        # Only the shims of this pass: one whose pods have all gone is forgotten (weeks of churn stay bounded).
+        self.reported = {outcome.shim: outcome.problems for outcome in outcomes}
+
+
+def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: False, skipped=None):
+    """Reconcile every shim recorded under `state_dir`; its Outcome each. Stops early (between shims) once
+    stopping(). What of the state dir cannot be read is left out, and said in `skipped` (Store.every_attachment)."""
+    store = Store(state_dir, dry_run)
     listed = {}
     for record in store.every_attachment(skipped):
         listed.setdefault(record.shim, []).append(record)
@@ -102,7 +171,7 @@ def run_pass(args, host, stopping=lambda: False, skipped=None):
             break
         journal = Journal()
         journal.header.update(command="RECONCILE", shim=shim_name)
-        runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
+        runner = Runner(journal, timeout=ip_timeout, dry_run=dry_run, host=host)
         try:
             attached, problems = reconcile_shim(runner, store, shim_name)
             records = attached or records

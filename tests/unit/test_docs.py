@@ -195,3 +195,31 @@ def test_every_command_names_its_manual_page():
         assert f"manual: {page}" in sub.format_help(), verb
         assert (REPO / page).is_file(), page
     assert all(page in parser.format_help() for page in person.MANUAL.values())
+
+
+def test_every_commands_help_is_written_for_a_person():
+    """Each --help says what the command does in words of its own (not the usage synopsis, not another command's
+    paragraph), names its page of docs/, and names no module, function or file of the code."""
+    import importlib
+    import pkgutil
+
+    import cniroute
+
+    parser = person.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "verb").choices
+    internal = set()
+    for module in pkgutil.walk_packages(cniroute.__path__, "cniroute."):
+        short = module.name.rsplit(".", 1)[1]
+        internal.add(f"{short}.py")
+        internal |= {f"{short}.{name}" for name in vars(importlib.import_module(module.name))
+                     if not name.startswith("__")}
+    descriptions = {}
+    for verb, sub in [("route", parser), *commands.items()]:
+        text = sub.format_help()
+        description = sub.description or ""
+        assert len(description.split(". ")) >= 2, (verb, description)  # what it does, and for whom or how
+        assert not re.search(r"^\s*route \w+ \[", description, re.M), (verb, description)  # not the synopsis
+        assert description not in descriptions.values(), (verb, "has the description of another command")
+        descriptions[verb] = description
+        assert re.search(r"docs/[\w-]+\.md", text), verb
+        assert not [name for name in internal if re.search(rf"(?<![\w/.]){re.escape(name)}\b", text)], (verb, text)
