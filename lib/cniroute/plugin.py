@@ -1,7 +1,7 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, pod_routes, result, routes, shim, via_host
+from . import SUPPORTED_VERSIONS, config, files, iproute, pod_routes, result, routes, shim, via_host
 from .errors import (
     AddressCollision,
     CheckFailed,
@@ -9,6 +9,7 @@ from .errors import (
     IncompatibleVersion,
     InvalidConfig,
     InvalidEnvironment,
+    IOFailure,
     PluginNotAvailable,
     TryAgainLater,
 )
@@ -145,8 +146,12 @@ def gc(conf, inv, runner):
     valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
     valid_stems = {file_stem(owner) for owner in valid}
     store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
+    try:
+        entries = store.entries(conf.name)
+    except OSError as e:  # not a directory of ours (a symlink...): nothing is removed through it
+        raise IOFailure(f"cannot list the state of network {conf.name}", files.why(e)) from None
     first_error = None
-    for stem, record in store.entries(conf.name):
+    for stem, record in entries:
         if stem in valid_stems:
             continue
         try:
