@@ -59,7 +59,9 @@ def add(conf, inv, runner):
         if planned:
             via_host.require_forwarding(runner, planned)
         in_pod = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname)) + planned
-        rules, table_routes = pod_routes.reply_paths(seen, inv.ifname, in_pod, node.links, addresses, shim_name)
+        rules, table_routes, foreign = pod_routes.reply_paths(seen, inv.ifname, in_pod, node.links, addresses,
+                                                              shim_name)
+        pod_routes.say_foreign(runner, foreign)
         attachment = attachment._replace(pod_routes=in_pod, log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
                                          reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
