@@ -32,6 +32,7 @@ class Figures:
     snapshot(). Counters (passes, repairs, errors) add up since the start; the rest is of the last pass."""
 
     def __init__(self, state_dir, interval, say, write=True):
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, STATUS_FILE)
         self.say = say
         self.write = write  # a dry run writes nothing
@@ -86,7 +87,7 @@ class Figures:
 
     def _write(self, text):
         try:
-            files.replace_whole(self.path, text.encode())
+            files.write_whole(self.state_dir, (), STATUS_FILE, text)
             self.unwritable = None
         except OSError as e:
             if self.unwritable is None:  # said once, not at every pass
