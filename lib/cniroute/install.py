@@ -292,7 +292,8 @@ def _install(prog, args, artifact):
 
 def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
-    from .doctor import FAIL, _said, prerequisites
+    from .doctor.prerequisites import prerequisites, said
+    from .doctor.verdicts import FAIL
     from .journal import Journal
     from .runner import ANY_STATUS, NodeRoot, Runner
 
@@ -301,7 +302,7 @@ def _require_runnable_node(root):
     runner = Runner(Journal(), host=NodeRoot(root))
     entered = runner.query([], "true", ok=ANY_STATUS)
     if entered.status == CHROOT_FAILED:  # every probe would fail the same way, and blame what it probes
-        raise Refused(f"cannot look at the node's programs: {_said(entered)} (chroot {root} needs the "
+        raise Refused(f"cannot look at the node's programs: {said(entered)} (chroot {root} needs the "
                       "SYS_CHROOT capability)")
     checks = prerequisites(runner, routes_via_host=False)
     missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]

@@ -1,6 +1,6 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
 (`add_parser(sub)`, which sets `handler`, and a description written for the person who runs it): replay
-(replay.py), doctor (doctor.py), install and uninstall (install.py), reconcile (reconcile.py), status (status.py)."""
+(replay.py), doctor (doctor/), install and uninstall (install.py), reconcile (reconcile.py), status (status.py)."""
 import argparse
 import sys
 

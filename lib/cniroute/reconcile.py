@@ -30,13 +30,14 @@ import sys
 import time
 from collections import Counter, namedtuple
 
-from . import interpreter, pod_routes, routes, shim, state, via_host
+from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
 from .figures import Figures
 from .journal import Journal, deliver
 from .node import Node
 from .runner import PROC_SYS, Runner, SystemHost
+from .store import Store
 from .watch import Watcher
 
 STDERR = "-"
@@ -194,9 +195,10 @@ class Watching:
 
 def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: False, skipped=None):
     """Reconcile every shim recorded under `state_dir`; its Outcome each. Stops early (between shims) once
-    stopping(). What of the state dir cannot be read is left out, and said in `skipped` (state.every_attachment)."""
+    stopping(). What of the state dir cannot be read is left out, and said in `skipped` (Store.every_attachment)."""
+    store = Store(state_dir, dry_run)
     listed = {}
-    for _, record in state.every_attachment(state_dir, dry_run, skipped):
+    for record in store.every_attachment(skipped):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):
@@ -206,10 +208,9 @@ def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: F
         journal.header.update(command="RECONCILE", shim=shim_name)
         runner = Runner(journal, timeout=ip_timeout, dry_run=dry_run, host=host)
         tally = Tally.empty()
-        try:  # the lock is per shim, node-wide: any network's Store takes it
-            store = state.Store(state_dir, records[0].network, dry_run)
+        try:
             attached, problems = reconcile_shim(runner, store, shim_name, tally)
-            records = [r for _, r in attached] or records
+            records = attached or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
             tally.errors[e.code] += 1
@@ -226,19 +227,19 @@ def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: F
 
 
 def reconcile_shim(runner, store, shim_name, tally):
-    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong]), counted in `tally`
-    (a Tally) too. A dry run takes no lock (it would create the lock file): it changes nothing, so it has
-    nothing to keep apart."""
+    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]), counted in `tally` (a Tally)
+    too. A dry run takes no lock (it would create the lock file): it changes nothing, so it has nothing to keep
+    apart."""
     with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
-        attached = [(s, r) for s, r in state.every_attachment(store.top, store.dry_run) if r.shim == shim_name]
+        attached = store.records_on(shim_name)
         if not attached:
             return [], []
-        masters = sorted({r.master for _, r in attached})
+        masters = sorted({r.master for r in attached})
         if len(masters) > 1:
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
-        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
+        selectors = attached[0].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
         try:
             node = Node.observe(runner)
             master_link = shim.require_master(node, master)
@@ -248,16 +249,16 @@ def reconcile_shim(runner, store, shim_name, tally):
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             tally.errors[e.code] += 1
             return attached, [str(e)]
-        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
-        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
+        running = [r for r in attached if all(store.owner_of(p) == r.claimant for p in r.prefixes)]
+        owned = [p for r in attached for p in r.prefixes if store.owner_of(p) == r.claimant]
         with runner.counting("node_route"):
             routes.restore(runner, owned, shim_name)
-        via = any(r.via_host for _, r in attached)
+        via = any(r.via_host for r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock(), runner.counting("masquerade_rule"):
                 via_host.ensure_masquerade(runner, shim_name)
         with runner.counting("pod_side"):
-            pods = _heal_pods(runner, running, node, carried, master_link, tally)
+            pods = _heal_pods(runner, store, running, node, carried, master_link, tally)
         if not runner.changes:
             return attached, pods  # what was read is in shape
         node = Node.observe(runner)
@@ -269,11 +270,11 @@ def reconcile_shim(runner, store, shim_name, tally):
         return attached, found + pods
 
 
-def _heal_pods(runner, attached, node, carried, master, tally):
+def _heal_pods(runner, store, attached, node, carried, master, tally):
     """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
-    be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
+    be done, per pod. `attached`: the records that own all their addresses."""
     problems = []
-    for store, record in attached:
+    for record in attached:
         try:
             healed = pod_routes.heal(runner, record, node, carried, master)
         except pod_routes.NotEntered as e:  # left as it is, as before

@@ -10,12 +10,13 @@ import json
 import sys
 import time
 
-from . import figures, state
+from . import figures
 from .config import DEFAULT_STATE_DIR
 from .errors import CNIError
 from .journal import Journal
 from .plugin import require_available
 from .runner import PROC_SYS, Runner, SystemHost
+from .store import Store
 
 STALL = 120.0  # seconds without progress before --live fails, by default (a slow node's pass takes a few)
 
@@ -69,7 +70,7 @@ def ready(state_dir, host):
     """--ready: one line; 0 when every recorded shim can take pods (or none is recorded), else 1."""
     recorded = {}
     try:
-        for _, record in state.every_attachment(state_dir, True):
+        for record in Store(state_dir, dry_run=True).every_attachment():
             recorded.setdefault(record.shim, []).append(record)
     except OSError as e:
         print(f"not ready: cannot read {state_dir}: {e}")
@@ -77,7 +78,7 @@ def ready(state_dir, host):
     runner = Runner(Journal(), dry_run=True, host=host)  # its journal is never written
     unavailable = []
     for shim_name, records in sorted(recorded.items()):
-        cidrs = sorted({cidr for record in records for cidr, _ in record.via_host})
+        cidrs = sorted({route.dst for record in records for route in record.via_host})
         try:  # networks that share a shim agree on its master and node addresses (docs/node-layouts.md)
             require_available(runner, records[0].master, shim_name, cidrs, records[0].node_addresses)
         except CNIError as e:

@@ -13,7 +13,7 @@ from e2e_support import SHIM
 import image_bed
 import manifests
 import netns
-from cniroute import doctor
+from cniroute.doctor.prerequisites import PYTHON_PROBE
 
 try:
     import cri_bed
@@ -100,7 +100,7 @@ def test_the_init_container_refuses_a_node_without_python3_or_ip_in_one_clean_li
     assert line.startswith("route install: refused, nothing changed: the node (/node) cannot run route: "), line
     clauses = line.split("cannot run route: ", 1)[1].split("; ")
     assert [clause.split(":")[0] for clause in clauses] == ["python3" if lacks == "python3" else "ip -json"], line
-    assert doctor.PYTHON_PROBE not in line, line  # the probe's source is no reason
+    assert PYTHON_PROBE not in line, line  # the probe's source is no reason
     assert list((node / "opt" / "cni" / "bin").iterdir()) == []
 
 
