@@ -19,7 +19,7 @@ import ipaddress
 from collections import namedtuple
 
 from . import iproute, routes, via_host
-from .errors import CommandFailed
+from .errors import CommandFailed, CommandTimeout, PodUnreachable
 from .records import PodRoute, ReplyRule, TableRoute
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
@@ -196,16 +196,6 @@ def _is_ipv6_route(obj):
     return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
-class NotEntered(Exception):
-    """heal() left a pod as it is, without entering it; `reason` says why, in one of a few words: "unrecorded"
-    (a record of an older version names no namespace identity), "namespace_gone" (the path names another
-    namespace or none), "no_nsenter", "not_the_pod" (its interface no longer carries the pod's addresses)."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def heal(runner, attachment, node, addresses, master):
     """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
     `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
@@ -215,21 +205,35 @@ def heal(runner, attachment, node, addresses, master):
     that still owns its addresses.
 
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
-    (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
-    pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it (its
-    pod_routes); raises NotEntered when the pod cannot be reached (records of older versions, a pod whose
-    namespace has gone: its DEL or GC comes)."""
+    (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
+    (runner.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
+    Returns the attachment as the pod now has it (its pod_routes), unchanged when the interface lacks
+    the pod's addresses or the record, of an older version, does not say where the pod is. PodUnreachable, with
+    the reason, when the pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path
+    holds another namespace: a pass that could not look is not in shape."""
     netns, ifname = attachment.netns, attachment.ifname
-    if not netns:
-        raise NotEntered("unrecorded")
-    if runner.host.namespace_id(netns) != attachment.netns_id:
-        raise NotEntered("unrecorded" if attachment.netns_id is None else "namespace_gone")
+    if not netns or not attachment.netns_id:
+        return attachment
+    try:
+        found_id = runner.host.identify_namespace(netns, like=attachment.netns_id)
+    except OSError as e:
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}",
+                             e.strerror or str(e)) from None
+    if found_id != attachment.netns_id:
+        raise PodUnreachable("another_namespace", f"{netns} is another network namespace now ({found_id}; ADD recorded "
+                             f"{attachment.netns_id}): not that pod any more")
     if not runner.has_program("nsenter"):
-        raise NotEntered("no_nsenter")
-    pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in runner.read([iproute.show_link(ifname)], netns=netns)
+        raise PodUnreachable("no_nsenter", f"cannot enter its network namespace {netns}", "nsenter is not on PATH")
+    try:
+        [links] = runner.read_each([iproute.show_addresses()], netns=netns)  # reads all: an answer proves entry
+    except CommandTimeout:
+        raise
+    except CommandFailed as e:
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}", e.details) from None
+    pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in links if link.get("ifname") == ifname
                      for a in link.get("addr_info", ()) if "local" in a]
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
-        raise NotEntered("not_the_pod")  # another pod's namespace now, or not the interface ADD routed
+        return attachment  # the pod took them off its interface (or, with an identity of the old form, another pod)
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
     had = attachment.pod_routes

@@ -32,7 +32,7 @@ from collections import Counter, namedtuple
 
 from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
-from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
+from .errors import CNIError, DeviceMissing, HostNotReady, PodUnreachable, ShimConflict, UnsuitableInterpreter
 from .figures import Figures
 from .journal import Journal, deliver
 from .node import Node
@@ -49,7 +49,8 @@ Outcome = namedtuple("Outcome", "shim problems changes journal logs tally")
 
 class Tally(namedtuple("Tally", "repairs errors not_entered attachments")):
     """What one shim's pass counted, each a Counter: repairs by kind (figures.REPAIRS), errors met by CNI code, pods
-    left as they were by why (pod_routes.NotEntered), attachments by network. The watcher's figures add them up."""
+    that could not be entered by why (PodUnreachable.reason), attachments by network. The watcher's figures add
+    them up."""
 
     __slots__ = ()
 
@@ -227,9 +228,9 @@ def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: F
 
 
 def reconcile_shim(runner, store, shim_name, tally):
-    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]), counted in `tally` (a Tally)
-    too. A dry run takes no lock (it would create the lock file): it changes nothing, so it has nothing to keep
-    apart."""
+    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]), counted in `tally` (a
+    Tally) too. A dry run takes no lock (it would create the lock file): it changes nothing, so it has nothing
+    to keep apart."""
     with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
         attached = store.records_on(shim_name)
@@ -277,7 +278,8 @@ def _heal_pods(runner, store, attached, node, carried, master, tally):
     for record in attached:
         try:
             healed = pod_routes.heal(runner, record, node, carried, master)
-        except pod_routes.NotEntered as e:  # left as it is, as before
+        except PodUnreachable as e:  # said, once per pass: a pass that could not look is not in shape
+            problems.append(f"pod {record.owner}: {e}")
             tally.not_entered[e.reason] += 1
             continue
         except CNIError as e:  # its namespace went meanwhile, no node address of a family...

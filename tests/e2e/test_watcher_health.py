@@ -13,11 +13,11 @@ import shutil
 import time
 
 import pytest
-from e2e_support import MASTER, NODE_IP, SHIM, add_pod, pod_ips
 from prometheus_client.parser import text_string_to_metric_families
 
-import manifests
-import netns
+from beds import manifests, runtime, watch
+from beds.libcni import add_pod, pod_ips
+from beds.topology import MASTER, NODE_V4, SHIM
 
 NETWORK = "rtt-route"  # the chain fixture's network name
 STALL = "2"  # seconds: the liveness probe's --stall, short for the test (the manifest gives a slow node more)
@@ -39,13 +39,13 @@ class Bed:
         state_dir, proc_sys = (command[command.index(option) + 1] for option in ("--state-dir", "--proc-sys"))
         assert (mounts[state_dir], mounts[proc_sys + "/net"]) == ("/run/cni-route", "/proc/sys/net"), mounts
         self.mapped = {state_dir: str(self.state_dir), proc_sys: "/proc/sys"}
-        self.path = f"{cni_path}:{netns.NODE_PATH}"  # `route` on PATH, as in the image
+        self.path = f"{cni_path}:{runtime.NODE_PATH}"  # `route` on PATH, as in the image
 
     def command(self, argv):
         return [self.mapped.get(word, word) for word in argv]
 
     def watcher(self, path=None):
-        w = netns.Watcher(self.topo.node, None, None, command=self.command(self.container["command"]),
+        w = watch.Watcher(self.topo.node, None, None, command=self.command(self.container["command"]),
                           path=path or self.path, stderr_path=self.tmp / f"watcher-{time.monotonic_ns()}.err")
         assert w.wait_for("watching"), w.output()
         return w
@@ -65,7 +65,7 @@ class Bed:
         """{(name, labels as a sorted tuple): value} scraped from the port the manifest declares."""
         [port] = [p["containerPort"] for p in self.container["ports"] if p["name"] == "metrics"]
         code, text = self.run(["python3", "-c", "import sys, urllib.request; sys.stdout.write(urllib.request."
-                               f"urlopen('http://{NODE_IP}:{port}/metrics', timeout=10).read().decode())"])
+                               f"urlopen('http://{NODE_V4}:{port}/metrics', timeout=10).read().decode())"])
         assert code == 0, text
         return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                 for family in text_string_to_metric_families(text) for sample in family.samples}
@@ -100,7 +100,7 @@ def test_the_manifests_watcher_serves_metrics_passes_its_probes_and_counts_its_r
         assert before[node_routes] == 0, before
 
         bed.topo.node_exec(["ip", "route", "flush", "proto", "201"], check=True)
-        assert netns.wait_in_shape(bed.topo.node, bed.ips) is not None, netns.shape_problems(bed.topo.node, bed.ips)
+        assert watch.wait_in_shape(bed.topo.node, bed.ips) is not None, watch.shape_problems(bed.topo.node, bed.ips)
         assert until(lambda: bed.metrics()[node_routes] == 2), bed.metrics()  # one route per pod
         code, text = bed.run(["route", "status", "--state-dir", str(bed.state_dir)])
         assert code == 0 and "node_route 2" in text and f"attachments at the last pass: {NETWORK} 2" in text, text
@@ -123,7 +123,7 @@ def test_the_liveness_probe_fails_while_a_pass_hangs_on_an_ip_that_does_not_retu
     --ip-timeout (10 s) kills it; the ip monitor, started before, is the real one and wakes the watcher."""
     hang, fake = tmp_path / "hang", tmp_path / "fake-bin"
     fake.mkdir()
-    real = shutil.which("ip", path=netns.NODE_PATH)
+    real = shutil.which("ip", path=runtime.NODE_PATH)
     (fake / "ip").write_text(f'#!/bin/sh\ncase " $* " in *" monitor "*) ;; *) [ -e {hang} ] && exec sleep 3600 ;; '
                              f'esac\nexec {real} "$@"\n')
     os.chmod(fake / "ip", 0o755)
