@@ -4,8 +4,8 @@ started, and whether its loop still makes progress.
 reconcile.Watching keeps one Figures and tells it when a pass starts and ends. Each time, the whole of it is
 written to STATUS_FILE under the state dir (to a temporary name, then renamed), where `route status` (status.py)
 and the probes read it; metrics.py serves the same snapshot to Prometheus. Times that another process compares
-with its own now are on CLOCK_BOOTTIME (one clock for the whole node, not set by NTP or by hand); the times a
-person reads are Unix times.
+with its own now are on CLOCK_MONOTONIC, the clock the watcher schedules its passes by (one clock for the whole
+node, not set by NTP or by hand); the times a person reads are Unix times.
 """
 import copy
 import json
@@ -24,7 +24,7 @@ REPAIRS = ("shim", "address_copy", "node_route", "masquerade_rule", "pod_side") 
 
 
 def clock():
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 class Figures:
