@@ -21,7 +21,7 @@ ADD and reconcile leave it and put no route of theirs to its destination in that
 import ipaddress
 from collections import namedtuple
 
-from . import iproute, routes, via_host
+from . import config, iproute, routes, via_host
 from .errors import CommandFailed, CommandTimeout, PodUnreachable
 from .records import PodRoute, ReplyRule, TableRoute
 
@@ -88,7 +88,8 @@ def _addressed(links):
     found = {}
     for link in links:
         addresses = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        if addresses and link.get("ifname") != "lo":
+        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
+        if addresses and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
             found[link["ifname"]] = (link["ifindex"], addresses)
     return found
 

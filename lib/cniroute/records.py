@@ -128,7 +128,8 @@ def _number(value):
 
 
 def _ifname(value):
-    if not isinstance(value, str) or not config.IFNAME.match(value):
+    """A pod interface's name in a reply route: any the kernel takes (another plugin or the pod named it)."""
+    if not config.is_kernel_ifname(value):
         raise ValueError(f"not an interface name: {value!r}")
     return value
 

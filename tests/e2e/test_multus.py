@@ -357,3 +357,58 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
         assert bed.attachments(lan) == []
         assert pod_state(topo, sandbox) == before
         assert [r for r in json.loads(topo.node_exec(["ip", "-json", "route"]).stdout) if r.get("dev") == SHIM] == []
+
+
+def reconcile(bed, route_plugin):
+    """One `route reconcile` pass on the node: (exit status, its report)."""
+    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
+                                            "--log-file", str(bed.log.with_name("reconcile.log"))),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def ours(topo, pod):
+    """route's routes (every table) and reply rules in the pod."""
+    return [obj for obj in reply_paths(topo, pod) if "priority" in obj] + [
+        obj for family in ("-4", "-6") for obj in json.loads(
+            topo.pod_exec(pod, ["ip", family, "-json", "route", "show", "table", "all"]).stdout)
+        if obj.get("protocol") == "201"]
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_cluster_interface_named_x_at_y_goes_through_add_reconcile_and_del(bed, route_plugin):
+    """`x@y` is a name Linux takes: the reply paths name it, the record keeps it and is read back, so the pass
+    puts the pod's node route back and DEL removes the reply rules."""
+    pod, path = bed.topo.add_pod()
+    ok(bed.cni.add(bed.primary, path, bed.cid(pod), "x@y"), "ADD x@y")
+    [lan, _] = bed.add(pod, path, "net1")
+    assert any(r.get("dev") == "x@y" for r in reply_paths(bed.topo, pod))
+    assert reconcile(bed, route_plugin) == (0, f"route reconcile: {SHIM}: in shape\n")
+    assert bed.topo.node_exec(["ip", "route", "del", lan, "dev", SHIM]).returncode == 0
+    code, report = reconcile(bed, route_plugin)
+    assert code == 0 and f"{SHIM}: repaired" in report, report
+    assert bed.topo.node_exec(["ip", "route", "show", lan, "dev", SHIM]).stdout.strip(), report
+    assert bed.check(pod)[0] == 0
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_namespace_made_again_at_the_pods_path_gets_nothing_of_the_dead_pod(bed, route_plugin):
+    """The runtime crashed: the pod's namespace is gone without a DEL, and a new one is made at the same path,
+    the kernel giving it the freed inode number, with interfaces of the same names and addresses. The pass
+    names it as another namespace and writes none of the dead pod's routes or rules into it."""
+    pod, cluster, lan = bed.pod()
+    assert ours(bed.topo, pod)
+    [record] = (bed.state / "networks" / SECONDARY_NET / "attachments").iterdir()
+    path = json.loads(record.read_text())["netns"]
+    netns.remake_at_the_same_inode(pod)
+    for ifname, addresses in (("eth0", cluster), ("net1", lan)):
+        peer = f"p-{ifname}"
+        for argv in (["link", "add", ifname, "type", "veth", "peer", "name", peer], ["link", "set", ifname, "up"],
+                     ["link", "set", peer, "up"],
+                     *(["addr", "add", f"{a}/{64 if ':' in a else 24}", "dev", ifname, "nodad"] for a in addresses)):
+            assert bed.topo.pod_exec(pod, ["ip", *argv]).returncode == 0, argv
+    code, report = reconcile(bed, route_plugin)
+    assert code == 1 and f"pod {bed.cid(pod)}@net1: {path} is another network namespace now" in report, report
+    assert ours(bed.topo, pod) == []

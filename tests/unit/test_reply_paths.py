@@ -200,7 +200,8 @@ def test_a_record_of_an_older_version_still_dels(monkeypatch, host, multus_pod, 
     {"replyRules": [["not-an-address", 2010002]]},
     {"replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", "eth0; reboot", False, None]]},
     {"replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", "eth0", "yes", None]]},
-    {"replyRoutes": [[-1, "0.0.0.0/0", None, "eth0", False, None]]}])
+    {"replyRoutes": [[-1, "0.0.0.0/0", None, "eth0", False, None]]},
+    *({"replyRoutes": [[2010002, "0.0.0.0/0", None, dev, False, None]]} for dev in ("a/b", "a:b", "..", "x" * 16))])
 def test_a_record_with_a_malformed_reply_path_is_not_ours(tmp_path, entry):
     from cniroute.records import Attachment
 
@@ -225,3 +226,15 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
+
+
+@pytest.mark.parametrize("dev", ["x@y", "net1@if3", "#", "é" * 7, "-x", "x" * 15])
+def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
+    """A pod's other interfaces are named by other plugins or the pod: what the kernel takes, a record holds."""
+    from cniroute.state import Attachment
+
+    document = {"containerID": "c1", "ifname": "net1", "network": "default", "master": "eno1",
+                "bridge": "eno1.host", "prefixes": [], "viaHost": [], "replyRules": [["10.244.0.2", 2010002]],
+                "replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]}
+    read = Attachment.from_json(json.loads(json.dumps(Attachment.from_json(document).to_json())))
+    assert read.reply_routes == [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]
