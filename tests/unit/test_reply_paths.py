@@ -231,10 +231,10 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
 @pytest.mark.parametrize("dev", ["x@y", "net1@if3", "#", "é" * 7, "-x", "x" * 15])
 def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
     """A pod's other interfaces are named by other plugins or the pod: what the kernel takes, a record holds."""
-    from cniroute.state import Attachment
+    from cniroute.records import Attachment, TableRoute
 
     document = {"containerID": "c1", "ifname": "net1", "network": "default", "master": "eno1",
                 "bridge": "eno1.host", "prefixes": [], "viaHost": [], "replyRules": [["10.244.0.2", 2010002]],
                 "replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]}
     read = Attachment.from_json(json.loads(json.dumps(Attachment.from_json(document).to_json())))
-    assert read.reply_routes == [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]
+    assert read.reply_routes == [TableRoute(2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None)]
