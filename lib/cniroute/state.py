@@ -24,6 +24,10 @@ from .errors import InvalidConfig, IOFailure
 
 LOCK_TIMEOUT = 30.0  # seconds; a holder does a handful of ip calls, so waiting longer means something is stuck
 MAX_STEM = 200  # bytes of an attachment file's name before ".json" and a writer's ".PID.tmp" (NAME_MAX is 255)
+# The attachment record's format, its key "format"; a record without one is format 1 (route 0.1.0 and before).
+# A later format only adds keys, and every release reads a record's keys it knows and passes over the others:
+# so a release reads every earlier format, and the previous release still DELs and GCs what this one writes.
+RECORD_FORMAT = 2
 
 
 def owner_id(container_id, ifname):
@@ -71,9 +75,10 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         return f"{self.network}/{self.owner}"
 
     def to_json(self):
-        document = {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
-                    "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
-                    "viaHost": [list(pair) for pair in self.via_host], "onLink": list(self.on_link)}
+        document = {"format": RECORD_FORMAT, "containerID": self.container_id, "ifname": self.ifname,
+                    "network": self.network, "master": self.master, "bridge": self.shim,
+                    "prefixes": list(self.prefixes), "viaHost": [list(pair) for pair in self.via_host],
+                    "onLink": list(self.on_link)}
         if self.log_file:
             document["logFile"] = self.log_file
             if self.log_max_bytes:
