@@ -1,16 +1,17 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
 (`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor.py), install and uninstall
-(install.py), reconcile (reconcile.py, and watch.py for --watch)."""
+(install.py), reconcile (reconcile.py, and watch.py for --watch), remove (remove.py)."""
 import argparse
 import sys
 
-from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, reconcile, replay
+from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, reconcile, remove, replay
 from .errors import UnsuitableInterpreter
 
-COMMANDS = (replay, doctor, install, reconcile)
+COMMANDS = (replay, doctor, install, reconcile, remove)
 # The page of docs/ (in the source tree) that explains each command; every --help names it.
 MANUAL = {"replay": "docs/debugging.md", "doctor": "docs/doctor.md", "install": "docs/install.md",
-          "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md"}
+          "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md",
+          "remove": "docs/install.md"}
 
 
 def build_parser():
