@@ -21,9 +21,9 @@ import contextlib
 import os
 import sys
 
-from . import files, interpreter, iproute, nft, pod_routes, routes, shim, state
+from . import files, iproute, nft, pod_routes, routes, shim, state
 from .config import DEFAULT_STATE_DIR
-from .errors import CNIError, UnsuitableInterpreter
+from .errors import CNIError
 from .journal import Journal, deliver
 from .node import Node
 from .runner import Runner, SystemHost
@@ -44,12 +44,6 @@ def add_parser(sub):
 
 
 def handle(args, host=None):
-    if host is None:
-        try:
-            interpreter.require_packages()
-        except UnsuitableInterpreter as e:
-            say(str(e))
-            return 1
     journal = Journal()
     journal.header["command"] = "REMOVE"
     runner = Runner(journal, dry_run=args.dry_run, host=host or SystemHost())
