@@ -89,25 +89,27 @@ class Node:
         self.route_chain, self.ifname = self.chains[-1]
         assert json.loads(self.route_chain.read_text())["name"] == NETWORK
 
-    def add(self, release):
-        """A new pod, every attachment ADDed: (pod, its addresses on route's interface, its namespace before)."""
+    def add(self, release, container=None):
+        """A new pod, every attachment ADDed (as `container`, else cid(pod)): (pod, its addresses on route's
+        interface, its namespace before)."""
         pod, path = self.topo.add_pod()
         before = self.pod_snapshot(pod)
         for conf, ifname in self.chains:
-            result = ok(self.cni[release].add(conf, path, cid(pod), ifname), f"ADD {ifname} by {release}")
+            result = ok(self.cni[release].add(conf, path, container or cid(pod), ifname), f"ADD {ifname} by {release}")
         return pod, pod_ips(result, self.ifname), before
 
-    def check(self, release, pod):
-        ok(self.cni[release].check(self.route_chain, pod, cid(pod), self.ifname), f"CHECK by {release}")
+    def check(self, release, pod, container=None):
+        ok(self.cni[release].check(self.route_chain, pod, container or cid(pod), self.ifname), f"CHECK by {release}")
 
     def delete(self, release, pod):
         for conf, ifname in reversed(self.chains):
             ok(self.cni[release].delete(conf, pod, cid(pod), ifname), f"DEL {ifname} by {release}")
 
     def gc(self, release, valid):
+        """GC of route's network, the runtime listing the containers `valid`."""
         conf = {"cniVersion": "1.1.0", "name": NETWORK, "type": "route", "master": MASTER, "bridge": SHIM,
                 "stateDir": str(self.state), **self.route_keys,
-                "cni.dev/valid-attachments": [{"containerID": cid(pod), "ifname": self.ifname} for pod in valid]}
+                "cni.dev/valid-attachments": [{"containerID": c, "ifname": self.ifname} for c in valid]}
         proc = subprocess.run(netns.plugin_argv(self.topo.node, self.plugins[release], "GC"), input=json.dumps(conf),
                               capture_output=True, text=True, timeout=120)
         assert (proc.returncode, proc.stdout) == (0, ""), proc

@@ -66,7 +66,7 @@ def test_rollback_the_previous_release_dels_and_gcs_the_pods_of_this_one(node):
     node.check("previous", deleted)
     node.delete("previous", deleted)
     assert node.pod_snapshot(deleted) == deleted_before
-    node.gc("previous", valid=[collected])  # what the runtime still lists stays
+    node.gc("previous", valid=[cid(collected)])  # what the runtime still lists stays
     assert [path.stem for path in records(node.state)] == [f"{cid(collected)}@{node.ifname}"]
     node.gc("previous", valid=[])
     node.assert_clean()
