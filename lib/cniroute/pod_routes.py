@@ -1,9 +1,9 @@
 """Routes the plugin puts inside the pod (entering its namespace with `nsenter --net=CNI_NETNS`).
 
-A pod route is [destination, gateway]:
-- [<node address>/32, None]: `dev <ifname> scope link`, to a node address outside the pod's subnets that the
-  shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
-- [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
+A pod route (records.PodRoute) is a destination and a gateway:
+- <node address>/32 without one: `dev <ifname> scope link`, to a node address outside the pod's subnets that
+  the shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
+- <cidr> via <node address>: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
 
 In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies must leave
@@ -12,7 +12,7 @@ addresses out of ours). So for every interface of the pod with global addresses,
 a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (REPLY_TABLE + the interface's
 ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
 address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
-A rule is [address, table]; a table route [table, dst, gateway or None, dev, onlink, metric or None].
+A rule is a records.ReplyRule, a table route a records.TableRoute.
 A pod with one interface gets none of this.
 """
 import ipaddress
@@ -20,6 +20,7 @@ from collections import namedtuple
 
 from . import iproute, routes, via_host
 from .errors import CommandFailed
+from .records import PodRoute, ReplyRule, TableRoute
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
 RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
@@ -27,17 +28,15 @@ REPLY_TABLE = 2010000  # + the interface's ifindex in the pod: one table per int
 
 
 class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
-    """Everything the plugin puts in the pod: `routes` [dst, gateway] in main on our interface (see above),
-    the reply paths' `rules` and `table_routes`."""
+    """Everything the plugin puts in the pod: `routes` [PodRoute] in main on our interface (see above), the
+    reply paths' `rules` [ReplyRule] and `table_routes` [TableRoute]."""
 
     __slots__ = ()
 
 
 def plan(attachment):
     """The pod-side changes of an attachment, from its record alone (ADD, DEL, CHECK and reconcile use this)."""
-    return PodPlan([[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host],
-                   [list(rule) for rule in attachment.reply_rules or ()],
-                   [list(route) for route in attachment.reply_routes or ()])
+    return PodPlan(attachment.pod_routes, attachment.reply_rules, attachment.reply_routes)
 
 
 def observe(runner, netns):
@@ -50,7 +49,7 @@ def observe(runner, netns):
 
 def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
     """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
-    ([dst, gateway]); none when no other interface of the pod has a global address. `node_links` the node's
+    ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the node's
     Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
     links, pod_table = seen
     ours = {}  # ifname -> (ifindex, global addresses)
@@ -63,15 +62,15 @@ def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
     rules, table_routes = [], []
     for name, (ifindex, found) in ours.items():
         table = REPLY_TABLE + ifindex
-        rules += [[a["local"], table] for a in found]
-        copied = [[table, routes.prefix_of(r["dst"], _is_ipv6_route(r)), r.get("gateway"), name,
-                   "onlink" in r.get("flags", ()), r.get("metric")]
+        rules += [ReplyRule(a["local"], table) for a in found]
+        copied = [TableRoute(table, routes.prefix_of(r["dst"], _is_ipv6_route(r)), r.get("gateway"), name,
+                             "onlink" in r.get("flags", ()), r.get("metric"))
                   for r in pod_table if r.get("table", "main") == "main" and r.get("dev") == name
                   and r.get("type", "unicast") == "unicast" and r.get("protocol") != iproute.ROUTE_PROTO]
         if name == ifname:
-            copied += [[table, dst, gateway, name, False, None] for dst, gateway in main_routes]
+            copied += [TableRoute(table, route.dst, route.gateway, name, False, None) for route in main_routes]
             copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
-        table_routes += sorted(copied, key=lambda route: route[2] is not None)  # next hops' own routes first
+        table_routes += sorted(copied, key=lambda route: route.gateway is not None)  # next hops' own routes first
     return rules, table_routes
 
 
@@ -79,7 +78,7 @@ def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, c
     """Routes to the node addresses the shim does not carry (another NIC's, a cluster CNI's host-side veth's),
     through one it does, onlink: the node may connect to our interface from any of them."""
     subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in pod_addresses]
-    have = {dst for _, dst, *_ in copied}
+    have = {route.dst for route in copied}
     found = []
     for link in node_links.values():
         if link.name == shim:
@@ -90,17 +89,17 @@ def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, c
             ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
             if via and ours and address not in carried and dst not in have and not any(address.ip in n for n in ours):
                 have.add(dst)
-                found.append([table, dst, via, ifname, True, None])
+                found.append(TableRoute(table, dst, via, ifname, True, None))
     return found
 
 
 def on_link(addresses, master, pod_addresses):
-    """[[host prefix, None]] for the node addresses the shim carries that the pod cannot reach on its own link
+    """[PodRoute] on-link to the node addresses the shim carries that the pod cannot reach on its own link
     otherwise: not the master's (with those, nothing changes from before), of a family the pod has, and
     outside every subnet of the pod (`pod_addresses`: "ip/len" of its interface)."""
     subnets = [ipaddress.ip_interface(a).network for a in pod_addresses]
     versions = {net.version for net in subnets}
-    return [[iproute.host_prefix(a.local), None] for a in addresses
+    return [PodRoute(iproute.host_prefix(a.local), None) for a in addresses
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
 
 
@@ -108,12 +107,12 @@ def install(runner, pod_plan, netns, ifname):
     """Put the plan in the pod: every route and the IPv4 rules in one ip call, the IPv6 rules in another (ip
     takes a rule's family from its options only). A rule that is there already (a repeated ADD) fails its
     line, `ip rule add` having no replace: then what is missing, if anything, is what fails the call."""
-    commands = [_replace(dst, gateway, ifname) for dst, gateway in pod_plan.routes]
+    commands = [_replace(route, ifname) for route in pod_plan.routes]
     commands += [iproute.replace_table_route(*route) for route in pod_plan.table_routes]
     try:
         for ipv6 in (False, True):
-            commands += [iproute.add_rule(address, table, RULE_PREF) for address, table in pod_plan.rules
-                         if _is_ipv6(address) == ipv6]
+            commands += [iproute.add_rule(rule.address, rule.table, RULE_PREF) for rule in pod_plan.rules
+                         if _is_ipv6(rule.address) == ipv6]
             runner.change_batch(commands, netns, ipv6, force=True)
             commands = []
     except CommandFailed as e:
@@ -130,10 +129,10 @@ def remove(runner, pod_plan, netns, ifname):
             or not runner.has_program("nsenter")):
         return
     if pod_plan.routes:
-        found = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
-        for dst, gateway in reversed(pod_plan.routes):
-            if any(_is_ours(r, gateway, ifname) for r in found[dst]):
-                runner.change(_delete(dst, gateway, ifname), netns=netns)
+        found = routes.observe(runner, [route.dst for route in pod_plan.routes], netns=netns)
+        for route in reversed(pod_plan.routes):
+            if any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
+                runner.change(_delete(route, ifname), netns=netns)
     if pod_plan.rules or pod_plan.table_routes:
         try:
             _delete_reply_paths(runner, pod_plan, netns)
@@ -145,14 +144,14 @@ def remove(runner, pod_plan, netns, ifname):
 def problems(runner, pod_plan, netns, ifname):
     found = []
     if pod_plan.routes:
-        seen = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
-        found += [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
-                  for dst, gateway in pod_plan.routes if not any(_is_ours(r, gateway, ifname) for r in seen[dst])]
+        seen = routes.observe(runner, [route.dst for route in pod_plan.routes], netns=netns)
+        found += [f"no route to {route.dst}{f' via {route.gateway}' if route.gateway else ''} dev {ifname} in the pod"
+                  for route in pod_plan.routes if not any(_is_ours(r, route.gateway, ifname) for r in seen[route.dst])]
     if pod_plan.rules or pod_plan.table_routes:
         rules, table_routes = _present(runner, pod_plan, netns)
-        found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
-                  if [address, table] not in rules]
-        found += [f"no route to {route[1]} dev {route[3]} in the pod's table {route[0]}"
+        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in pod_plan.rules
+                  if rule not in rules]
+        found += [f"no route to {route.dst} dev {route.dev} in the pod's table {route.table}"
                   for route in pod_plan.table_routes if route not in table_routes]
     return found
 
@@ -160,9 +159,9 @@ def problems(runner, pod_plan, netns, ifname):
 def _present(runner, pod_plan, netns):
     """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
     rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
-    if any(_is_ipv6(address) for address, _ in pod_plan.rules):
+    if any(_is_ipv6(rule.address) for rule in pod_plan.rules):
         rules += runner.read([iproute.show_rules()], True, netns)
-    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, *rule) for obj in rules)],
+    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, rule) for obj in rules)],
             [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
 
 
@@ -170,22 +169,22 @@ def _delete_reply_paths(runner, pod_plan, netns):
     """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
     rules, table_routes = _present(runner, pod_plan, netns)
     for ipv6 in (False, True):
-        commands = [iproute.delete_rule(address, table, RULE_PREF) for address, table in rules
-                    if _is_ipv6(address) == ipv6]
+        commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in rules
+                    if _is_ipv6(rule.address) == ipv6]
         if not ipv6:
             commands += [iproute.delete_table_route(*route) for route in reversed(table_routes)]
         runner.change_batch(commands, netns, ipv6, force=True)
 
 
-def _is_rule(obj, address, table):
-    return obj.get("priority") == RULE_PREF and obj.get("src") == address and str(obj.get("table")) == str(table)
+def _is_rule(obj, rule):
+    return (obj.get("priority") == RULE_PREF and obj.get("src") == rule.address
+            and str(obj.get("table")) == str(rule.table))
 
 
 def _is_table_route(obj, route):
-    table, dst, gateway, dev, _, _ = route
-    return (str(obj.get("table")) == str(table) and "dst" in obj
-            and routes.prefix_of(obj["dst"], _is_ipv6(dst)) == dst and obj.get("gateway") == gateway
-            and obj.get("dev") == dev and obj.get("protocol") == iproute.ROUTE_PROTO)
+    return (str(obj.get("table")) == str(route.table) and "dst" in obj
+            and routes.prefix_of(obj["dst"], _is_ipv6(route.dst)) == route.dst and obj.get("gateway") == route.gateway
+            and obj.get("dev") == route.dev and obj.get("protocol") == iproute.ROUTE_PROTO)
 
 
 def _is_ipv6(address):
@@ -208,7 +207,7 @@ def heal(runner, attachment, node, addresses, master):
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
     pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it (its
-    on_link and via_host), or unchanged when the pod cannot be reached (records of older versions, a pod whose
+    pod_routes), or unchanged when the pod cannot be reached (records of older versions, a pod whose
     namespace has gone: its DEL or GC comes)."""
     netns, ifname = attachment.netns, attachment.ifname
     if not netns or runner.host.namespace_id(netns) != attachment.netns_id or not runner.has_program("nsenter"):
@@ -218,18 +217,17 @@ def heal(runner, attachment, node, addresses, master):
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
         return attachment  # another pod's namespace now, or not the interface ADD routed
     wanted = on_link(addresses, master, pod_addresses)
-    wanted += via_host.plan([cidr for cidr, _ in attachment.via_host], addresses, master.name)
-    had = [[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host]
-    found = routes.observe(runner, list(dict.fromkeys(dst for dst, _ in wanted + had)), netns=netns)
-    for dst, gateway in wanted:  # in order: an on-link route before the routes through its address
-        if not any(_is_ours(r, gateway, ifname) for r in found[dst]):
-            runner.change(_replace(dst, gateway, ifname), netns=netns)
-    for dst, gateway in reversed(had):
-        replaced = any(d == dst for d, _ in wanted)  # `replace` took it over
-        if [dst, gateway] not in wanted and not replaced and any(_is_ours(r, gateway, ifname) for r in found[dst]):
-            runner.change(_delete(dst, gateway, ifname), netns=netns)
-    healed = attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
-                                 via_host=[pair for pair in wanted if pair[1] is not None])
+    wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
+    had = attachment.pod_routes
+    found = routes.observe(runner, list(dict.fromkeys(route.dst for route in [*wanted, *had])), netns=netns)
+    for route in wanted:  # in order: an on-link route before the routes through its address
+        if not any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
+            runner.change(_replace(route, ifname), netns=netns)
+    for route in reversed(had):
+        replaced = any(other.dst == route.dst for other in wanted)  # `replace` took it over
+        if not replaced and any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
+            runner.change(_delete(route, ifname), netns=netns)
+    healed = attachment._replace(pod_routes=wanted)
     if attachment.reply_rules or attachment.reply_routes:
         healed = _heal_reply_paths(runner, healed, node, addresses, plan(attachment))
     return healed
@@ -253,15 +251,20 @@ def _heal_reply_paths(runner, attachment, node, addresses, had):
 def as_result(pod_routes, version):
     """The routes as a CNI result lists them; on-link ones carry their scope where the spec has it (1.1)."""
     on_link_scope = {"scope": LINK_SCOPE} if version == "1.1.0" else {}
-    return [{"dst": dst, "gw": gateway} if gateway else {"dst": dst, **on_link_scope} for dst, gateway in pod_routes]
+    return [{"dst": route.dst, "gw": route.gateway} if route.gateway else {"dst": route.dst, **on_link_scope}
+            for route in pod_routes]
 
 
-def _replace(dst, gateway, ifname):
-    return iproute.replace_gateway_route(dst, gateway, ifname) if gateway else iproute.replace_route(dst, ifname)
+def _replace(route, ifname):
+    if route.gateway:
+        return iproute.replace_gateway_route(route.dst, route.gateway, ifname)
+    return iproute.replace_route(route.dst, ifname)
 
 
-def _delete(dst, gateway, ifname):
-    return iproute.delete_gateway_route(dst, gateway, ifname) if gateway else iproute.delete_route(dst, ifname)
+def _delete(route, ifname):
+    if route.gateway:
+        return iproute.delete_gateway_route(route.dst, route.gateway, ifname)
+    return iproute.delete_route(route.dst, ifname)
 
 
 def _is_ours(route, gateway, ifname):

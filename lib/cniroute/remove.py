@@ -1,40 +1,38 @@
-"""`route remove`: take route off a node, leaving it as it was before route's first ADD.
-
-    route remove [--state-dir /run/cni-route] [--plugin FILE] [--force] [--dry-run]
-
-What every ADD put there, found from the records and locks under the state dir:
-  - inside each pod that still runs (the namespace its record names, while it is still that pod's), the routes
-    and reply paths its ADD put there, as its DEL removes them;
-  - each shim's routes of protocol 201, then the shim itself, when route made it (a bridge macvlan on its master
-    with the MAC route gives it: a device route only adopted stays, without those routes);
-  - the nft table inet cni_route (routeViaHost's masquerade rules);
-  - the state dir: records, address claims, locks; the directory itself when nothing else is in it;
-  - with --plugin FILE (the node's /opt/cni/bin/route), that file, if it is a route build.
-Refused, changing nothing, while a record names a pod that still runs: that pod's DEL is still to come. Delete
-those pods first (or take the chain out of their networks and recreate them), or give --force: then their
-routes go too, and the plugin file stays all the same, for their DELs (a DEL that finds no plugin fails, and
-the pod stays Terminating). --dry-run says what it would do and changes nothing. Each shim is handled under
-its lock, the one ADD and DEL take. The commands are logged (stderr) as a replayable REMOVE block.
-"""
+"""`route remove`: take route off a node, leaving it as it was before route's first ADD (DESCRIPTION). Shims are
+found from the records and from the locks (a shim stays after its last pod's DEL, its lock file too); each is
+handled under its lock, the one ADD and DEL take. The commands go to stderr as a replayable REMOVE block."""
 import argparse
 import contextlib
 import os
 import sys
 
-from . import files, iproute, nft, pod_routes, routes, shim, state
+from . import files, iproute, nft, pod_routes, routes, shim
 from .config import DEFAULT_STATE_DIR
 from .errors import CNIError
 from .journal import Journal, deliver
 from .node import Node
 from .runner import Runner, SystemHost
+from .store import Store
 
-LAYOUT = ("networks", "ips", "locks")  # what route keeps in its state dir (state.py); nothing else is removed
+LAYOUT = ("networks", "ips", "locks")  # what route keeps in its state dir (store.py); nothing else is removed
 SHIM_LOCK = "shim."  # locks/shim.NAME: every shim a call ever changed, also after its last pod's DEL
+
+DESCRIPTION = """\
+Take route off this node: inside each pod that still runs, the routes and reply paths route put there (as its
+DEL would); on the node, route's routes (protocol 201) on each shim and the shims route made (a device it only
+adopted stays); the nft table inet cni_route; the state dir (records, address claims, locks, and the directory
+itself when nothing else is in it); with --plugin, the plugin file, if it is a route build. For the person who
+removes route from a node, after taking route out of the networks' configs and deleting the DaemonSet.
+
+Refused, changing nothing, while a record names a pod that still runs: that pod's DEL is still to come. Delete
+those pods first, or give --force: then their routes go too, and the plugin file stays all the same, because a
+pod whose DEL finds no plugin stays Terminating (run it again once they are gone). --dry-run says what it would
+do and changes nothing; the commands are printed on stderr, as a block `route replay` can read."""
 
 
 def add_parser(sub):
     p = sub.add_parser("remove", help="take route off this node: pods' and host routes, shims, nft table, state",
-                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                    help="the plugin's stateDir (default %(default)s)")
     p.add_argument("--plugin", metavar="FILE", help="also remove this plugin file (e.g. /opt/cni/bin/route)")
@@ -49,7 +47,8 @@ def handle(args, host=None):
     runner = Runner(journal, dry_run=args.dry_run, host=host or SystemHost())
     skipped = []
     try:
-        recorded = [record for _, record in state.every_attachment(args.state_dir, True, skipped)]
+        store = Store(args.state_dir, args.dry_run)
+        recorded = store.every_attachment(skipped)
         running = [r for r in recorded if runs(runner, r)]
         if running and not args.force:
             say("refused, nothing changed: pods that route attached still run, and their DEL is to come: "
@@ -59,7 +58,7 @@ def handle(args, host=None):
         plugin = _plugin(args.plugin, running) if args.plugin else None
         for line in skipped:
             say(f"{line}: removed with the state dir")
-        _remove(runner, args.state_dir, recorded, running, plugin)
+        _remove(runner, store, recorded, running, plugin)
     except (CNIError, OSError) as e:
         say(f"failed: {e}")
         return 1
@@ -93,22 +92,21 @@ def _plugin(path, running):
     return path
 
 
-def _remove(runner, state_dir, recorded, running, plugin):
+def _remove(runner, store, recorded, running, plugin):
     what = "would remove" if runner.dry_run else "removed"
     for record in running:
         pod_routes.remove(runner, pod_routes.plan(record), record.netns, record.ifname)
         say(f"{what} the routes and rules of {record.claimant} inside its pod {record.netns}")
     masters = {r.shim: r.master for r in recorded}
-    for name in _lock_names(state_dir):
+    for name in _lock_names(store.top):
         masters.setdefault(name, None)
-    store = state.Store(state_dir, "", runner.dry_run)  # for the locks alone, which are node-wide
     for name, master in sorted(masters.items()):
         with contextlib.nullcontext() if runner.dry_run else store.shim_lock(name):
             say(f"{name}: {_remove_shim(runner, name, master, what)}")
     if runner.has_program("nft") and nft.has_table(runner.query(nft.list_tables(), "nft").out):
         runner.change(nft.delete_table(), program="nft")
         say(f"{what} the nft table {' '.join(nft.TABLE)}")
-    say(_remove_state_dir(state_dir, runner.dry_run, what))
+    say(_remove_state_dir(store.top, runner.dry_run, what))
     if plugin:
         if not runner.dry_run:
             os.unlink(plugin)

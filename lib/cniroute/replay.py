@@ -136,15 +136,23 @@ def _word_matches(word, pattern, kinds):
     return bool(match) and all(_KINDS[kind](value) for kind, value in zip(kinds, match.groups()))
 
 
+DESCRIPTION = """\
+Run the commands of a route log again, as a person debugging a node does: the blocks that the plugin's calls
+and `route reconcile` appended to their logFile, each the ip, nft and sysctl commands of one call. Only lines
+of the shapes the plugin itself logs are run, anything else in the file is refused. --container, --command and
+--since choose the blocks; --dry-run only prints their commands. Exit 0 when every command ran as logged."""
+
+
 def add_parser(sub):
-    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see docs/debugging.md)")
+    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see docs/debugging.md)",
+                       description=DESCRIPTION)
     p.add_argument("--container", help="only blocks of this container ID")
     p.add_argument("--command", choices=["ADD", "DEL", "CHECK", "GC", "STATUS", "RECONCILE"],
                    help="only blocks of this verb (RECONCILE: route reconcile's)")
     p.add_argument("--since", type=_parse_time, help="only blocks at or after this UTC time (ISO 8601)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--keep-going", action="store_true", help="continue after a failing command")
-    p.add_argument("logfile")
+    p.add_argument("logfile", help="a log the plugin or route reconcile wrote (a network's logFile)")
     p.set_defaults(handler=handle)
 
 
