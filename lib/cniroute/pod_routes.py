@@ -196,6 +196,16 @@ def _is_ipv6_route(obj):
     return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
+class NotEntered(Exception):
+    """heal() left a pod as it is, without entering it; `reason` says why, in one of a few words: "unrecorded"
+    (a record of an older version names no namespace identity), "namespace_gone" (the path names another
+    namespace or none), "no_nsenter", "not_the_pod" (its interface no longer carries the pod's addresses)."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def heal(runner, attachment, node, addresses, master):
     """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
     `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
@@ -207,15 +217,19 @@ def heal(runner, attachment, node, addresses, master):
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
     pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it (its
-    pod_routes), or unchanged when the pod cannot be reached (records of older versions, a pod whose
+    pod_routes); raises NotEntered when the pod cannot be reached (records of older versions, a pod whose
     namespace has gone: its DEL or GC comes)."""
     netns, ifname = attachment.netns, attachment.ifname
-    if not netns or runner.host.namespace_id(netns) != attachment.netns_id or not runner.has_program("nsenter"):
-        return attachment
+    if not netns:
+        raise NotEntered("unrecorded")
+    if runner.host.namespace_id(netns) != attachment.netns_id:
+        raise NotEntered("unrecorded" if attachment.netns_id is None else "namespace_gone")
+    if not runner.has_program("nsenter"):
+        raise NotEntered("no_nsenter")
     pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in runner.read([iproute.show_link(ifname)], netns=netns)
                      for a in link.get("addr_info", ()) if "local" in a]
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
-        return attachment  # another pod's namespace now, or not the interface ADD routed
+        raise NotEntered("not_the_pod")  # another pod's namespace now, or not the interface ADD routed
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
     had = attachment.pod_routes

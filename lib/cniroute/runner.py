@@ -4,6 +4,7 @@ Everything it runs goes into the call's Journal (journal.py): changes as replaya
 comments. One exit-status policy for every call: a status outside `ok` (by default only 0) raises
 CommandFailed, which carries the status and stderr; within `ok`, the caller gets Completed(status, out, err).
 """
+import contextlib
 import fcntl
 import importlib
 import os
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 import types
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 from . import files, iproute
 from .errors import CommandFailed, CommandTimeout
@@ -39,6 +40,22 @@ class Runner:
         self.dry_run = dry_run
         self.host = host or SystemHost()
         self.changes = 0  # state-changing commands run (or, in a dry run, logged)
+        self.changes_by_kind = Counter()  # the same, by the kind of repair they were made for (counting())
+        self._kind = None
+
+    @contextlib.contextmanager
+    def counting(self, kind):
+        """Count the changes made inside under `kind` too (route reconcile's repairs by kind); the innermost wins."""
+        outer, self._kind = self._kind, kind
+        try:
+            yield
+        finally:
+            self._kind = outer
+
+    def _changed(self, count):
+        self.changes += count
+        if self._kind is not None:
+            self.changes_by_kind[self._kind] += count
 
     def read(self, commands, ipv6=False, netns=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
@@ -79,7 +96,7 @@ class Runner:
         if not commands:
             return
         ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
-        self.changes += len(commands)
+        self._changed(len(commands))
         for c in commands:
             if self.dry_run:
                 self.journal.comment("dry-run, not run: " + shlex.join([*ip, *c]))
@@ -101,7 +118,7 @@ class Runner:
         `perform() -> (status, stderr)` makes the change another way than running argv, which is then the
         command that replays it.
         """
-        self.changes += 1
+        self._changed(1)
         if self.dry_run:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
             return Completed(0, "", "")

@@ -8,7 +8,7 @@ import shlex
 import shutil
 import subprocess
 
-import manifests
+from beds import manifests
 import pytest
 import yaml
 from conftest import REPO

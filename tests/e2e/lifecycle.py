@@ -13,10 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e_support import MASTER, REPO, SHIM, Cni, ip_json, node_sysctl, ok, pod_ips
 from test_multus import Bed
 
-import netns
+from beds import REPO, libcni
+from beds.libcni import Cni, ok, pod_ips
+from beds.runtime import SetupError
+from beds.topology import MASTER, SHIM, Topology, ip_json, node_sysctl
 
 # route 0.1.0: the release users run before this one. Its records have no "format" key (format 1).
 PREVIOUS_RELEASE = ("0.1.0", "dbfdff8eaad36dd3f2c63d01619f4081f4e55e1d")
@@ -34,11 +36,11 @@ def previous_release() -> Path:
         cache = Path(tempfile.gettempdir()) / "route-ci"
         cache.mkdir(exist_ok=True)
     target = cache / f"route-{version}-{commit[:12]}.bin"
-    if netns.is_one_file_build(target):
+    if libcni.is_one_file_build(target):
         return target
     found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
     if found.returncode != 0:
-        raise netns.SetupError(f"commit {commit} (route {version}) is not in this clone's history: a shallow "
+        raise SetupError(f"commit {commit} (route {version}) is not in this clone's history: a shallow "
                                "clone? `git fetch --unshallow` brings it")
     with tempfile.TemporaryDirectory(prefix=f"route-{version}-") as tmp:
         source = Path(tmp) / "src"
@@ -49,7 +51,7 @@ def previous_release() -> Path:
         proc = subprocess.run([sys.executable, str(source / "tools" / "build_dist.py"), "--python", NODE_PYTHON,
                                "--output", str(built)], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            raise netns.SetupError(f"building route {version} failed:\n{proc.stdout}\n{proc.stderr}")
+            raise SetupError(f"building route {version} failed:\n{proc.stdout}\n{proc.stderr}")
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_bytes(built.read_bytes())
         temporary.chmod(0o755)
@@ -69,7 +71,7 @@ class Node:
         self.topo, self.state = topo, tmp_path / "route-state"
         self.plugins, self.cni = {"this": route_plugin}, {"this": cni}
         if previous_build:
-            old_path = netns.make_cni_path(tmp_path / "cni-bin-previous", previous_build)
+            old_path = libcni.make_cni_path(tmp_path / "cni-bin-previous", previous_build)
             self.plugins["previous"] = previous_build
             self.cni["previous"] = Cni(topo, cni.driver, old_path, cni.cache_dir)
         if kind == "route-via-host":
@@ -83,7 +85,7 @@ class Node:
             node_sysctl(topo, "net.ipv4.ip_forward", 1)
             node_sysctl(topo, "net.ipv6.conf.all.forwarding", 1)
             for release in self.cni.keys() - {"this"}:
-                os.symlink(netns.REFERENCE_PLUGINS / "ptp", os.path.join(self.cni[release].cni_path, "ptp"))
+                os.symlink(libcni.REFERENCE_PLUGINS / "ptp", os.path.join(self.cni[release].cni_path, "ptp"))
             self.chains = [(bed.primary, "eth0"), (bed.secondary, "net1")]
             self.route_keys = {}
         self.route_chain, self.ifname = self.chains[-1]
@@ -110,12 +112,12 @@ class Node:
         conf = {"cniVersion": "1.1.0", "name": NETWORK, "type": "route", "master": MASTER, "bridge": SHIM,
                 "stateDir": str(self.state), **self.route_keys,
                 "cni.dev/valid-attachments": [{"containerID": c, "ifname": self.ifname} for c in valid]}
-        proc = subprocess.run(netns.plugin_argv(self.topo.node, self.plugins[release], "GC"), input=json.dumps(conf),
+        proc = subprocess.run(libcni.plugin_argv(self.topo.node, self.plugins[release], "GC"), input=json.dumps(conf),
                               capture_output=True, text=True, timeout=120)
         assert (proc.returncode, proc.stdout) == (0, ""), proc
 
     def person(self, release, *args):
-        return subprocess.run(netns.person_argv(self.topo.node, self.plugins[release], *args), capture_output=True,
+        return subprocess.run(libcni.person_argv(self.topo.node, self.plugins[release], *args), capture_output=True,
                               text=True, timeout=120)
 
     def pod_snapshot(self, pod):
@@ -154,7 +156,7 @@ def namespace_snapshot(exec_in, *, links=True) -> dict:
     return snapshot
 
 
-def node_snapshot(topo: netns.Topology, state_dir: Path) -> dict:
+def node_snapshot(topo: Topology, state_dir: Path) -> dict:
     """The node namespace as namespace_snapshot reads it, once no IPv6 address of a new link is tentative any
     more (its duplicate address detection adds routes when it ends), and every file under the state dir."""
     for _ in range(100):
@@ -167,7 +169,7 @@ def node_snapshot(topo: netns.Topology, state_dir: Path) -> dict:
     return snapshot
 
 
-def our_routes(topo: netns.Topology) -> list:
+def our_routes(topo: Topology) -> list:
     """The node's routes of protocol 201 (the plugin's), of both families."""
     return sorted(r["dst"] for family in ("-4", "-6")
                   for r in ip_json(topo, [family, "route", "show", "table", "all", "proto", "201"]) or [])

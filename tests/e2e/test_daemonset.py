@@ -1,6 +1,6 @@
 """The DaemonSet for real: the image built from deploy/Containerfile by tools/build-image.sh (on the stand-in base
 of tools/debian-base.sh), its self-check run by the build, and both containers of the rendered manifest run by
-podman as the manifest says (tests/image_bed.py), on a node whose / is a Debian 12 root file system and whose
+podman as the manifest says (tests/beds/image.py), on a node whose / is a Debian 12 root file system and whose
 network is the test's node netns: the init container installs route, or refuses in one line on a node that
 cannot run it; the watcher repairs the pods' network of a containerd node and stops on SIGTERM.
 """
@@ -8,19 +8,18 @@ import os
 import time
 
 import pytest
-from e2e_support import SHIM
 
-import image_bed
-import manifests
-import netns
+from beds import manifests, runtime, watch
+from beds.image import PodmanContainers, base_rootfs, build_image, podman_argv, remove_image
+from beds.topology import SHIM
 from cniroute.doctor.prerequisites import PYTHON_PROBE
 
 try:
-    import cri_bed
+    from beds import cri
 except ImportError:  # CI installs requirements-dev.txt (tools/setup.sh), grpcio with it
     if os.environ.get("CI"):
         raise
-    cri_bed = None
+    cri = None
 
 NODE_LACKS = {"python3": ("usr/bin/python3", "usr/bin/python3.11"), "ip": ("usr/bin/ip", "usr/sbin/ip")}
 
@@ -33,8 +32,8 @@ def pod():
 @pytest.fixture(scope="module")
 def rootfs():
     try:
-        return image_bed.base_rootfs()
-    except netns.CommandError as e:
+        return base_rootfs()
+    except runtime.CommandError as e:
         pytest.fail(f"tools/debian-base.sh failed: {e}", pytrace=False)
 
 
@@ -42,16 +41,16 @@ def rootfs():
 def image(rootfs):
     tag = f"localhost/rtt-route:{os.getpid()}"
     try:
-        image_bed.build_image(tag)
-    except netns.CommandError as e:
+        build_image(tag)
+    except runtime.CommandError as e:
         pytest.fail(f"tools/build-image.sh failed: {e}", pytrace=False)
     yield tag
-    image_bed.remove_image(tag)
+    remove_image(tag)
 
 
 @pytest.fixture
 def podman(topo):
-    with image_bed.PodmanContainers(topo) as containers:
+    with PodmanContainers(topo) as containers:
         yield containers
 
 
@@ -61,7 +60,7 @@ def node_root(rootfs, directory, lacks=()):
     # symlinks as a root file system needs, and refuses members that would land outside `directory`
     left_out = [f"--exclude=./{path}" for program in lacks for path in NODE_LACKS[program]]
     directory.mkdir()
-    netns.run(["tar", "-C", str(directory), "-xf", str(rootfs), "--anchored", *left_out], timeout=300)
+    runtime.run(["tar", "-C", str(directory), "-xf", str(rootfs), "--anchored", *left_out], timeout=300)
     return directory
 
 
@@ -72,7 +71,7 @@ def host_paths(node, **others):
 
 def run_install(podman, pod, image, paths):
     [init] = pod["initContainers"]
-    return podman.run(image_bed.podman_argv(init, pod, paths, podman.name(init), image))
+    return podman.run(podman_argv(init, pod, paths, podman.name(init), image))
 
 
 def test_the_init_container_installs_route_on_a_node_that_can_run_it(image, rootfs, pod, podman, tmp_path):
@@ -82,8 +81,8 @@ def test_the_init_container_installs_route_on_a_node_that_can_run_it(image, root
     assert "route install: the node (/node) can run it: python3: /usr/bin/python3 is Python 3." in proc.stdout, \
         proc.stdout
     installed = node / "opt" / "cni" / "bin" / "route"
-    answer = netns.run(["chroot", str(node), "/opt/cni/bin/route", "--version"], env=netns.runtime_env(),
-                       timeout=60)
+    answer = runtime.run(["chroot", str(node), "/opt/cni/bin/route", "--version"], env=runtime.runtime_env(),
+                         timeout=60)
     assert answer.stdout.startswith("route "), answer
     assert os.stat(installed).st_mode & 0o777 == 0o755
     again = run_install(podman, pod, image, host_paths(node))  # a restarted pod finds it there
@@ -106,9 +105,9 @@ def test_the_init_container_refuses_a_node_without_python3_or_ip_in_one_clean_li
 
 def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image, rootfs, pod, podman, topo,
                                                                         tmp_path):
-    if cri_bed is None:
+    if cri is None:
         pytest.skip("the containerd node needs grpcio: pip install -r requirements-dev.txt")
-    with cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as node:
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as node:
         # the init container puts route into the bin dir containerd's CNI uses
         root = node_root(rootfs, tmp_path / "node")
         proc = run_install(podman, pod, image, host_paths(root, **{"/opt/cni/bin": str(node.bin_dir)}))
@@ -116,15 +115,15 @@ def test_the_watcher_repairs_a_containerd_nodes_pods_and_stops_on_sigterm(image,
         node.network()
         sandboxes = [node.run_sandbox(f"pod-{i}") for i in range(2)]
         ips = sorted(node.client.sandbox_status(sandbox)["ip"] for sandbox in sandboxes)
-        assert not netns.shape_problems(topo.node, ips)
+        assert not watch.shape_problems(topo.node, ips)
         [watcher] = pod["containers"]
         name = podman.name(watcher)
         paths = host_paths(root, **{"/run/cni-route": str(node.route_state), "/proc/sys/net": "/proc/sys/net"})
-        started = podman.run(image_bed.podman_argv(watcher, pod, paths, name, image, detach=True))
+        started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
         assert started.returncode == 0, started
         assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
         topo.node_exec(["ip", "link", "del", SHIM], check=True)
-        assert netns.wait_in_shape(topo.node, ips, timeout=20) is not None, netns.shape_problems(topo.node, ips)
+        assert watch.wait_in_shape(topo.node, ips, timeout=20) is not None, watch.shape_problems(topo.node, ips)
         assert wait_for_log(podman, name, f"{SHIM}: repaired"), podman.podman("logs", name)
         grace = pod["terminationGracePeriodSeconds"]
         began = time.monotonic()
@@ -143,3 +142,24 @@ def wait_for_log(podman, name, text, timeout=30.0):
         time.sleep(0.2)
     return False
 
+
+def test_the_watchers_probes_pass_in_the_image_and_its_declared_port_serves_the_metrics(image, pod, podman, topo,
+                                                                                       tmp_path):
+    """The manifest's probe commands exist in the image and pass against the watcher container run as the manifest
+    says, and the container port it names `metrics` serves Prometheus' text format on the node."""
+    [watcher] = pod["containers"]
+    name = podman.name(watcher)
+    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net"}
+    started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
+    assert started.returncode == 0, started
+    assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)
+    for kind in ("livenessProbe", "readinessProbe"):
+        probe = podman.podman("exec", name, *watcher[kind]["exec"]["command"])
+        assert probe.returncode == 0, (kind, probe.stdout, probe.stderr, podman.podman("logs", name).stderr)
+    [port] = [p["containerPort"] for p in watcher["ports"] if p["name"] == "metrics"]
+    scrape = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    text = topo.node_exec(["python3", "-c", scrape], check=True).stdout
+    in_shape = 'route_cni_reconcile_passes_total{result="in_shape"} '
+    [passes] = [line for line in text.splitlines() if line.startswith(in_shape)]
+    assert float(passes[len(in_shape):]) >= 1, text
+    assert podman.podman("stop", "--time", str(pod["terminationGracePeriodSeconds"]), name).returncode == 0

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import ELSEWHERE_V4, PROTO, SECOND_NIC, add_pod, move_node_address, node_sysctl, pod_ips, request
 
-import netns
+from beds import watch
+from beds.libcni import add_pod, pod_ips
+from beds.services import request
+from beds.topology import ELSEWHERE_V4, PROTO, SECOND_NIC, move_node_address, node_sysctl
 
 REPAIR_BOUND = 10.0  # seconds, as test_self_healing.py's
 NEW_ADDRESS = "10.20.0.7"
@@ -46,7 +48,7 @@ def bed(cni, topo, chain, servers, cni_path, tmp_path):
 def test_a_running_pod_reaches_the_nodes_new_address_and_the_probe_works_after_the_watcher_repairs(cni, topo, bed,
                                                                                                    tmp_path):
     pod, ip, route, state_dir = bed
-    with netns.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
+    with watch.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
         assert watcher.wait_for("watching"), watcher.output()
         renew(topo)
         started = time.monotonic()
@@ -81,7 +83,7 @@ def test_restarts_of_ip_monitor_and_repairs_leave_no_thread_or_descriptor_behind
     """The watcher of a node that runs for weeks: its ip monitor killed again and again, each time with a repair
     to make. Its threads and descriptors are counted before and after."""
     pod, ip, route, state_dir = bed
-    with netns.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
+    with watch.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
         assert watcher.wait_for("watching"), watcher.output()
 
         def cycle():

@@ -11,17 +11,17 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import SHIM
 from lifecycle import PREVIOUS_RELEASE, Node, cid, our_routes, previous_release, records
 
-import netns
+from beds.runtime import NODE_PATH, SetupError
+from beds.topology import SHIM
 
 
 @pytest.fixture(scope="session")
 def previous_build():
     try:
         return previous_release()
-    except netns.SetupError as e:
+    except SetupError as e:
         pytest.fail(str(e), pytrace=False)
 
 
@@ -31,7 +31,7 @@ def node(request, cni, topo, chain, tmp_path, route_plugin, previous_build):
 
 
 def test_the_previous_release_is_built_from_its_commit(previous_build):
-    version = subprocess.run(["env", "-i", f"PATH={netns.NODE_PATH}", str(previous_build), "--version"],
+    version = subprocess.run(["env", "-i", f"PATH={NODE_PATH}", str(previous_build), "--version"],
                              capture_output=True, text=True, timeout=60)
     assert version.stdout.startswith(f"route {PREVIOUS_RELEASE[0]} "), version
 
