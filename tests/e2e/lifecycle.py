@@ -157,12 +157,16 @@ def namespace_snapshot(exec_in, *, links=True) -> dict:
 
 
 def node_snapshot(topo: Topology, state_dir: Path) -> dict:
-    """The node namespace as namespace_snapshot reads it, once no IPv6 address of a new link is tentative any
-    more (its duplicate address detection adds routes when it ends), and every file under the state dir."""
+    """The node namespace as namespace_snapshot reads it, once it has settled (no IPv6 address of a new link
+    still tentative, whose duplicate address detection adds routes when it ends; two reads alike, as the kernel
+    takes a deleted pod namespace's veth away after the deletion returns), and every file under the state dir."""
+    previous = None
     for _ in range(100):
         snapshot = namespace_snapshot(topo.node_exec)
-        if not any(a.get("tentative") for link in snapshot["addresses"] for a in link.get("addr_info", ())):
+        tentative = any(a.get("tentative") for link in snapshot["addresses"] for a in link.get("addr_info", ()))
+        if snapshot == previous and not tentative:
             break
+        previous = snapshot
         time.sleep(0.1)
     snapshot["state files"] = sorted(str(p.relative_to(state_dir)) for p in state_dir.rglob("*")) \
         if state_dir.exists() else None
