@@ -83,8 +83,8 @@ class Collector:
                      "kind", doc["repairs"], REPAIRS)
         yield family(CounterMetricFamily, "reconcile_errors", "Errors the watcher's passes met, by CNI error code "
                      "(docs: README.md#errors).", "code", doc["errors"])
-        yield family(GaugeMetricFamily, "reconcile_pods_not_entered", "Pods the last pass left as they were without "
-                     "entering them, by reason.", "reason", doc["not_entered"])
+        yield family(GaugeMetricFamily, "reconcile_pods_not_entered", "Pods the last pass could not heal inside, by "
+                     "reason.", "reason", doc["not_entered"])
         yield family(GaugeMetricFamily, "attachments", "Attachments recorded on this node at the last pass, by "
                      "network.", "network", doc["attachments"])
         last = doc["last_pass"]

@@ -13,7 +13,10 @@ a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (
 ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
 address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
 A rule is a records.ReplyRule, a table route a records.TableRoute.
-A pod with one interface gets none of this.
+A pod with one interface gets none of this, and one left with one interface (another attachment's DEL took the
+others) needs none: CHECK asks only for the reply paths of the interfaces still there, and none of a pod left
+with one. A route in one of our tables that route did not make (not proto 201) is never taken over nor deleted:
+ADD and reconcile leave it and put no route of theirs to its destination in that table, and say so.
 """
 import ipaddress
 from collections import namedtuple
@@ -48,18 +51,14 @@ def observe(runner, netns):
 
 
 def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
-    """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
-    ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the node's
-    Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
+    """(rules, table routes, foreign) for the pod as observe() saw it, our interface `ifname` about to get
+    `main_routes` ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the
+    node's Links, `carried` the node addresses the shim carries (Address), `shim` its name. `foreign`: the
+    table routes left out because a route that is not ours has their table and destination (say_foreign)."""
     links, pod_table = seen
-    ours = {}  # ifname -> (ifindex, global addresses)
-    for link in links:
-        found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
-        if found and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
-            ours[link["ifname"]] = (link["ifindex"], found)
+    ours = _addressed(links)
     if ifname not in ours or len(ours) < 2:
-        return [], []
+        return [], [], []
     rules, table_routes = [], []
     for name, (ifindex, found) in ours.items():
         table = REPLY_TABLE + ifindex
@@ -72,7 +71,27 @@ def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
             copied += [TableRoute(table, route.dst, route.gateway, name, False, None) for route in main_routes]
             copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
         table_routes += sorted(copied, key=lambda route: route.gateway is not None)  # next hops' own routes first
-    return rules, table_routes
+    taken = {(str(r.get("table")), routes.prefix_of(r["dst"], _is_ipv6_route(r))) for r in pod_table
+             if "dst" in r and r.get("protocol") != iproute.ROUTE_PROTO}
+    foreign = [route for route in table_routes if (str(route.table), route.dst) in taken]
+    return rules, [route for route in table_routes if route not in foreign], foreign
+
+
+def say_foreign(runner, foreign):
+    for route in foreign:
+        runner.journal.comment(f"the pod's table {route.table} has a route to {route.dst} that route did not make: "
+                               "left as it is, and none of route's put there")
+
+
+def _addressed(links):
+    """{ifname: (ifindex, global address objects)} of the pod's interfaces that have a global address."""
+    found = {}
+    for link in links:
+        addresses = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
+        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
+        if addresses and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
+            found[link["ifname"]] = (link["ifindex"], addresses)
+    return found
 
 
 def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, carried, shim):
@@ -138,7 +157,7 @@ def remove(runner, pod_plan, netns, ifname):
         try:
             _delete_reply_paths(runner, pod_plan, netns)
         except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
-            if any(_present(runner, pod_plan, netns)):
+            if any(_present(pod_plan, *_read(runner, pod_plan, netns))):
                 raise
 
 
@@ -149,26 +168,45 @@ def problems(runner, pod_plan, netns, ifname):
         found += [f"no route to {route.dst}{f' via {route.gateway}' if route.gateway else ''} dev {ifname} in the pod"
                   for route in pod_plan.routes if not any(_is_ours(r, route.gateway, ifname) for r in seen[route.dst])]
     if pod_plan.rules or pod_plan.table_routes:
-        rules, table_routes = _present(runner, pod_plan, netns)
-        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in pod_plan.rules
-                  if rule not in rules]
+        rules, table, links = _read(runner, pod_plan, netns, iproute.show_addresses())
+        wanted = _still_wanted(pod_plan, _addressed(links))
+        rules_in, routes_in = _present(wanted, rules, table)
+        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in wanted.rules
+                  if rule not in rules_in]
         found += [f"no route to {route.dst} dev {route.dev} in the pod's table {route.table}"
-                  for route in pod_plan.table_routes if route not in table_routes]
+                  for route in wanted.table_routes if route not in routes_in]
     return found
 
 
-def _present(runner, pod_plan, netns):
-    """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
-    rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
+def _still_wanted(pod_plan, addressed):
+    """The reply paths of the plan that the pod's interfaces now (`addressed`: _addressed) still call for:
+    another attachment's DEL takes its interface, with its addresses and routes (ours in its table too), and a
+    pod left with one interface needs none."""
+    if len(addressed) < 2:
+        return pod_plan._replace(rules=[], table_routes=[])
+    held = {a["local"] for _, addresses in addressed.values() for a in addresses}
+    return pod_plan._replace(rules=[rule for rule in pod_plan.rules if rule.address in held],
+                             table_routes=[route for route in pod_plan.table_routes if route.dev in addressed])
+
+
+def _read(runner, pod_plan, netns, *more):
+    """The pod's rules (of both families when the plan has IPv6 ones), its routes of every table, then the
+    objects of the commands `more`: one read, and one more for IPv6 rules."""
+    rules, table, *rest = runner.read_each([iproute.show_rules(), iproute.show_all_routes(), *more], netns=netns)
     if any(_is_ipv6(rule.address) for rule in pod_plan.rules):
         rules += runner.read([iproute.show_rules()], True, netns)
+    return (rules, table, *rest)
+
+
+def _present(pod_plan, rules, table):
+    """(rules, table routes) of the plan that are among the pod's `rules` and `table` (_read)."""
     return ([rule for rule in pod_plan.rules if any(_is_rule(obj, rule) for obj in rules)],
             [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
 
 
 def _delete_reply_paths(runner, pod_plan, netns):
     """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
-    rules, table_routes = _present(runner, pod_plan, netns)
+    rules, table_routes = _present(pod_plan, *_read(runner, pod_plan, netns))
     for ipv6 in (False, True):
         commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in rules
                     if _is_ipv6(rule.address) == ipv6]
@@ -197,16 +235,6 @@ def _is_ipv6_route(obj):
     return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
-class NotEntered(Exception):
-    """heal() left a pod as it is, as it may; `reason` says why, in one word: "unrecorded" (a record of an older
-    version names no namespace identity), "not_the_pod" (its interface no longer carries the pod's addresses).
-    What it could not look into is a PodUnreachable, a problem of the pass, with the same kind of `reason`."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def heal(runner, attachment, node, addresses, master):
     """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
     `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
@@ -218,34 +246,33 @@ def heal(runner, attachment, node, addresses, master):
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
     (runner.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
-    Returns the attachment as the pod now has it (its pod_routes). NotEntered when it leaves the pod as it is:
-    a record of an older version that does not say where the pod is, an interface without the pod's addresses.
-    PodUnreachable, with the reason, when it cannot look: the pod cannot be entered (not allowed, the path gone:
-    its DEL or GC comes) or the path holds another namespace; a pass that could not look is not in shape."""
+    Returns the attachment as the pod now has it (its pod_routes), unchanged when the interface lacks
+    the pod's addresses or the record, of an older version, does not say where the pod is. PodUnreachable, with
+    the reason, when the pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path
+    holds another namespace: a pass that could not look is not in shape."""
     netns, ifname = attachment.netns, attachment.ifname
     if not netns or not attachment.netns_id:
-        raise NotEntered("unrecorded")
+        return attachment
     try:
         found_id = runner.host.identify_namespace(netns, like=attachment.netns_id)
     except OSError as e:
-        raise PodUnreachable(f"cannot enter its network namespace {netns}", e.strerror or str(e),
-                             reason="namespace_gone") from None
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}",
+                             e.strerror or str(e)) from None
     if found_id != attachment.netns_id:
-        raise PodUnreachable(f"{netns} is another network namespace now ({found_id}; ADD recorded "
-                             f"{attachment.netns_id}): not that pod any more", reason="namespace_gone")
+        raise PodUnreachable("another_namespace", f"{netns} is another network namespace now ({found_id}; ADD recorded "
+                             f"{attachment.netns_id}): not that pod any more")
     if not runner.has_program("nsenter"):
-        raise PodUnreachable(f"cannot enter its network namespace {netns}", "nsenter is not on PATH",
-                             reason="no_nsenter")
+        raise PodUnreachable("no_nsenter", f"cannot enter its network namespace {netns}", "nsenter is not on PATH")
     try:
         [links] = runner.read_each([iproute.show_addresses()], netns=netns)  # reads all: an answer proves entry
     except CommandTimeout:
         raise
     except CommandFailed as e:
-        raise PodUnreachable(f"cannot enter its network namespace {netns}", e.details, reason="not_allowed") from None
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}", e.details) from None
     pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in links if link.get("ifname") == ifname
                      for a in link.get("addr_info", ()) if "local" in a]
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
-        raise NotEntered("not_the_pod")  # the pod took them off (or, with an identity of the old form, another pod)
+        return attachment  # the pod took them off its interface (or, with an identity of the old form, another pod)
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
     had = attachment.pod_routes
@@ -266,8 +293,9 @@ def heal(runner, attachment, node, addresses, master):
 def _heal_reply_paths(runner, attachment, node, addresses, had):
     """The reply paths for the pod and the node as they are now (reply_paths, as ADD makes them): what is
     missing added, what the node or the pod no longer has removed first."""
-    rules, table_routes = reply_paths(observe(runner, attachment.netns), attachment.ifname, plan(attachment).routes,
-                                      node.links, addresses, attachment.shim)
+    rules, table_routes, foreign = reply_paths(observe(runner, attachment.netns), attachment.ifname,
+                                               plan(attachment).routes, node.links, addresses, attachment.shim)
+    say_foreign(runner, foreign)
     stale = PodPlan((), [r for r in had.rules if r not in rules],
                     [r for r in had.table_routes if r not in table_routes])
     if stale.rules or stale.table_routes:

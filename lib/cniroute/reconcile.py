@@ -49,7 +49,8 @@ Outcome = namedtuple("Outcome", "shim problems changes journal logs tally")
 
 class Tally(namedtuple("Tally", "repairs errors not_entered attachments")):
     """What one shim's pass counted, each a Counter: repairs by kind (figures.REPAIRS), errors met by CNI code, pods
-    left as they were by why (pod_routes.NotEntered), attachments by network. The watcher's figures add them up."""
+    that could not be entered by why (PodUnreachable.reason), attachments by network. The watcher's figures add
+    them up."""
 
     __slots__ = ()
 
@@ -277,10 +278,7 @@ def _heal_pods(runner, store, attached, node, carried, master, tally):
     for record in attached:
         try:
             healed = pod_routes.heal(runner, record, node, carried, master)
-        except pod_routes.NotEntered as e:  # left as it is, as before
-            tally.not_entered[e.reason] += 1
-            continue
-        except PodUnreachable as e:  # it could not look: a problem of the pass, with its reason
+        except PodUnreachable as e:  # said, once per pass: a pass that could not look is not in shape
             problems.append(f"pod {record.owner}: {e}")
             tally.not_entered[e.reason] += 1
             continue

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -197,9 +198,13 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
 
 
 def pod_state(topo, pod):
-    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses."""
+    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; read once no
+    address is `tentative` (its duplicate address detection still running: the flag goes by itself)."""
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
+    deadline = time.monotonic() + 10
+    while "tentative" in runtime.run(["ip", "-n", pod, "addr"]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
     return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
@@ -253,6 +258,38 @@ def test_check_names_a_missing_reply_path(bed):
     assert bed.topo.pod_exec(pod, ["ip", "rule", "del", "from", cluster[0], "lookup", table]).returncode == 0
     rc, out, _ = bed.check(pod)
     assert rc != 0 and f"no rule from {cluster[0]} lookup {table}" in out["msg"], out
+
+
+def test_check_of_net1_after_the_cluster_networks_del_passes(bed):
+    """Either DEL may come first (docs/multus.md): eth0's took eth0, and the pod left with net1 alone needs no
+    reply path; net1's own DEL then leaves nothing."""
+    pod, _, _ = bed.pod()
+    bed.delete(pod, "eth0")
+    rc, out, err = bed.check(pod)
+    assert rc == 0, (out, err)
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+def test_a_route_in_a_reply_table_that_route_did_not_make_is_neither_taken_nor_deleted(bed):
+    """Someone's route in the table route uses for eth0 (2010000 + its ifindex), to a destination route copies
+    there: ADD leaves it (proto static), and net1's DEL does not delete it."""
+    pod, path = bed.topo.add_pod()
+    bed.add(pod, path, "eth0")
+    [eth0] = json.loads(bed.topo.pod_exec(pod, ["ip", "-json", "link", "show", "eth0"]).stdout)
+    table = str(2010000 + eth0["ifindex"])
+    theirs = [CLUSTER_GW4, "dev", "eth0", "scope", "link", "table", table, "proto", "static"]
+    assert bed.topo.pod_exec(pod, ["ip", "route", "add", *theirs]).returncode == 0
+
+    def in_their_table():
+        return [(r["dst"], r.get("protocol")) for r in json.loads(bed.topo.pod_exec(
+            pod, ["ip", "-json", "route", "show", "table", table]).stdout) if r["dst"] == CLUSTER_GW4]
+
+    bed.add(pod, path, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
+    assert bed.check(pod)[0] == 0
+    bed.delete(pod, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
 
 
 def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):

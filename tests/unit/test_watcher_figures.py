@@ -41,14 +41,14 @@ def test_errors_are_counted_by_cni_code(monkeypatch, host, tmp_path):
     assert tally(host, tmp_path).errors == {104: 1}
 
 
-def test_pods_left_as_they_were_are_counted_by_why(monkeypatch, host, tmp_path):
+def test_pods_that_cannot_be_entered_are_counted_by_why(monkeypatch, host, tmp_path):
     host.pod(POD_NETNS, addresses=["192.168.1.2/16"])
     add(monkeypatch, host, tmp_path, "c1", "192.168.1.2/16")
     assert tally(host, tmp_path).not_entered == {}
-    host.pods[POD_NETNS].links["eth0"]["addresses"] = ["192.168.1.9/16"]  # another pod's namespace now
-    assert tally(host, tmp_path).not_entered == {"not_the_pod": 1}
+    host.pods[POD_NETNS].links["eth0"]["addresses"] = ["192.168.1.9/16"]  # the pod took ours off: left alone
+    assert tally(host, tmp_path).not_entered == {}
     host.namespaces.discard(POD_NETNS)
-    assert tally(host, tmp_path).not_entered == {"namespace_gone": 1}
+    assert tally(host, tmp_path).not_entered == {"cannot_enter": 1}
     host.on_path.discard("nsenter")
     host.namespaces.add(POD_NETNS)
     assert tally(host, tmp_path).not_entered == {"no_nsenter": 1}
