@@ -366,7 +366,7 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
 
 def reconcile(bed, route_plugin):
     """One `route reconcile` pass on the node: (exit status, its report)."""
-    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
                                             "--log-file", str(bed.log.with_name("reconcile.log"))),
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stderr
@@ -394,6 +394,9 @@ def test_a_cluster_interface_named_x_at_y_goes_through_add_reconcile_and_del(bed
     assert code == 0 and f"{SHIM}: repaired" in report, report
     assert bed.topo.node_exec(["ip", "route", "show", lan, "dev", SHIM]).stdout.strip(), report
     assert bed.check(pod)[0] == 0
+    replayed = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD",
+                                                 "--dry-run", str(bed.log)), capture_output=True, text=True, timeout=60)
+    assert replayed.returncode == 0 and "refused" not in replayed.stdout and " dev x@y " in replayed.stdout, replayed
     bed.delete(pod, "net1")
     assert reply_paths(bed.topo, pod) == []
 

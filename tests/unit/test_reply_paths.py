@@ -238,3 +238,23 @@ def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
                 "replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]}
     read = Attachment.from_json(json.loads(json.dumps(Attachment.from_json(document).to_json())))
     assert read.reply_routes == [TableRoute(2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None)]
+
+
+
+def test_an_interface_named_x_at_y_gets_its_reply_path_and_one_ip_printed_from_no_utf_8_gets_none(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Names come from the pod: any the kernel takes is used and recorded; one that ip printed from bytes that
+    were no UTF-8 (U+FFFD) names no interface any command could reach, so it gets no reply path."""
+    for name, address in (("x@y", "10.98.0.2/24"), ("bad\ufffd", "10.99.0.2/24")):
+        multus_pod.add_link(name, addresses=[address])
+        multus_pod.add_route(address.replace(".2/", ".0/"), name, protocol="kernel")
+    code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
+    assert code == 0, (out, err)
+    record = json.loads((tmp_path / "networks" / "default" / "attachments" / "c1@net1.json").read_text())
+    assert {route[3] for route in record["replyRoutes"]} == {"eth0", "net1", "x@y"}
+    (block,) = parse_log(err)
+    assert any(" dev x@y " in line for line in block.lines)
+    assert all(replay.replayable(line) for line in block.lines), block.lines  # route replay takes them
+    assert "10.99.0.2" not in [address for address, _ in record["replyRules"]]
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert multus_pod.rules == []
