@@ -279,6 +279,9 @@ class FakeHost:
             if not match:
                 raise LookupError("RTNETLINK answers: No such file or directory")
             self.neighbours.remove(match[0])
+        elif w[:3] == ["link", "del", "dev"] and len(w) == 4:
+            self._link(w[3])
+            self.delete_link(w[3])
         elif w[:3] == ["link", "set", "dev"] and w[4:] == ["up"]:
             self._link(w[3])["up"] = True
         elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":

@@ -13,12 +13,15 @@ a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (
 ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
 address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
 A rule is a records.ReplyRule, a table route a records.TableRoute.
-A pod with one interface gets none of this.
+A pod with one interface gets none of this, and one left with one interface (another attachment's DEL took the
+others) needs none: CHECK asks only for the reply paths of the interfaces still there, and none of a pod left
+with one. A route in one of our tables that route did not make (not proto 201) is never taken over nor deleted:
+ADD and reconcile leave it and put no route of theirs to its destination in that table, and say so.
 """
 import ipaddress
 from collections import namedtuple
 
-from . import iproute, routes, via_host
+from . import config, iproute, routes, via_host
 from .errors import CommandFailed, CommandTimeout, PodUnreachable
 from .records import PodRoute, ReplyRule, TableRoute
 
@@ -48,17 +51,14 @@ def observe(runner, netns):
 
 
 def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
-    """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
-    ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the node's
-    Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
+    """(rules, table routes, foreign) for the pod as observe() saw it, our interface `ifname` about to get
+    `main_routes` ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the
+    node's Links, `carried` the node addresses the shim carries (Address), `shim` its name. `foreign`: the
+    table routes left out because a route that is not ours has their table and destination (say_foreign)."""
     links, pod_table = seen
-    ours = {}  # ifname -> (ifindex, global addresses)
-    for link in links:
-        found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        if found and link.get("ifname") != "lo":
-            ours[link["ifname"]] = (link["ifindex"], found)
+    ours = _addressed(links)
     if ifname not in ours or len(ours) < 2:
-        return [], []
+        return [], [], []
     rules, table_routes = [], []
     for name, (ifindex, found) in ours.items():
         table = REPLY_TABLE + ifindex
@@ -71,7 +71,27 @@ def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
             copied += [TableRoute(table, route.dst, route.gateway, name, False, None) for route in main_routes]
             copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
         table_routes += sorted(copied, key=lambda route: route.gateway is not None)  # next hops' own routes first
-    return rules, table_routes
+    taken = {(str(r.get("table")), routes.prefix_of(r["dst"], _is_ipv6_route(r))) for r in pod_table
+             if "dst" in r and r.get("protocol") != iproute.ROUTE_PROTO}
+    foreign = [route for route in table_routes if (str(route.table), route.dst) in taken]
+    return rules, [route for route in table_routes if route not in foreign], foreign
+
+
+def say_foreign(runner, foreign):
+    for route in foreign:
+        runner.journal.comment(f"the pod's table {route.table} has a route to {route.dst} that route did not make: "
+                               "left as it is, and none of route's put there")
+
+
+def _addressed(links):
+    """{ifname: (ifindex, global address objects)} of the pod's interfaces that have a global address."""
+    found = {}
+    for link in links:
+        addresses = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
+        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
+        if addresses and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
+            found[link["ifname"]] = (link["ifindex"], addresses)
+    return found
 
 
 def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, carried, shim):
@@ -137,7 +157,7 @@ def remove(runner, pod_plan, netns, ifname):
         try:
             _delete_reply_paths(runner, pod_plan, netns)
         except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
-            if any(_present(runner, pod_plan, netns)):
+            if any(_present(pod_plan, *_read(runner, pod_plan, netns))):
                 raise
 
 
@@ -148,26 +168,45 @@ def problems(runner, pod_plan, netns, ifname):
         found += [f"no route to {route.dst}{f' via {route.gateway}' if route.gateway else ''} dev {ifname} in the pod"
                   for route in pod_plan.routes if not any(_is_ours(r, route.gateway, ifname) for r in seen[route.dst])]
     if pod_plan.rules or pod_plan.table_routes:
-        rules, table_routes = _present(runner, pod_plan, netns)
-        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in pod_plan.rules
-                  if rule not in rules]
+        rules, table, links = _read(runner, pod_plan, netns, iproute.show_addresses())
+        wanted = _still_wanted(pod_plan, _addressed(links))
+        rules_in, routes_in = _present(wanted, rules, table)
+        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in wanted.rules
+                  if rule not in rules_in]
         found += [f"no route to {route.dst} dev {route.dev} in the pod's table {route.table}"
-                  for route in pod_plan.table_routes if route not in table_routes]
+                  for route in wanted.table_routes if route not in routes_in]
     return found
 
 
-def _present(runner, pod_plan, netns):
-    """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
-    rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
+def _still_wanted(pod_plan, addressed):
+    """The reply paths of the plan that the pod's interfaces now (`addressed`: _addressed) still call for:
+    another attachment's DEL takes its interface, with its addresses and routes (ours in its table too), and a
+    pod left with one interface needs none."""
+    if len(addressed) < 2:
+        return pod_plan._replace(rules=[], table_routes=[])
+    held = {a["local"] for _, addresses in addressed.values() for a in addresses}
+    return pod_plan._replace(rules=[rule for rule in pod_plan.rules if rule.address in held],
+                             table_routes=[route for route in pod_plan.table_routes if route.dev in addressed])
+
+
+def _read(runner, pod_plan, netns, *more):
+    """The pod's rules (of both families when the plan has IPv6 ones), its routes of every table, then the
+    objects of the commands `more`: one read, and one more for IPv6 rules."""
+    rules, table, *rest = runner.read_each([iproute.show_rules(), iproute.show_all_routes(), *more], netns=netns)
     if any(_is_ipv6(rule.address) for rule in pod_plan.rules):
         rules += runner.read([iproute.show_rules()], True, netns)
+    return (rules, table, *rest)
+
+
+def _present(pod_plan, rules, table):
+    """(rules, table routes) of the plan that are among the pod's `rules` and `table` (_read)."""
     return ([rule for rule in pod_plan.rules if any(_is_rule(obj, rule) for obj in rules)],
             [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
 
 
 def _delete_reply_paths(runner, pod_plan, netns):
     """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
-    rules, table_routes = _present(runner, pod_plan, netns)
+    rules, table_routes = _present(pod_plan, *_read(runner, pod_plan, netns))
     for ipv6 in (False, True):
         commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in rules
                     if _is_ipv6(rule.address) == ipv6]
@@ -254,8 +293,9 @@ def heal(runner, attachment, node, addresses, master):
 def _heal_reply_paths(runner, attachment, node, addresses, had):
     """The reply paths for the pod and the node as they are now (reply_paths, as ADD makes them): what is
     missing added, what the node or the pod no longer has removed first."""
-    rules, table_routes = reply_paths(observe(runner, attachment.netns), attachment.ifname, plan(attachment).routes,
-                                      node.links, addresses, attachment.shim)
+    rules, table_routes, foreign = reply_paths(observe(runner, attachment.netns), attachment.ifname,
+                                               plan(attachment).routes, node.links, addresses, attachment.shim)
+    say_foreign(runner, foreign)
     stale = PodPlan((), [r for r in had.rules if r not in rules],
                     [r for r in had.table_routes if r not in table_routes])
     if stale.rules or stale.table_routes:

@@ -7,6 +7,11 @@ from collections import namedtuple
 from . import config, schema
 from .errors import InvalidConfig
 
+# The attachment record's format, its key "format"; a record without one is format 1 (route 0.1.0 and before).
+# A later format only adds keys, and every release reads a record's keys it knows and passes over the others:
+# so a release reads every earlier format, and the previous release still DELs and GCs what this one writes.
+RECORD_FORMAT = 2
+
 
 def owner_id(container_id, ifname):
     # '@' can occur in neither a container ID nor an interface name (both are validated).
@@ -79,8 +84,9 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         return [route for route in self.pod_routes if route.gateway is not None]
 
     def to_json(self):
-        document = {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
-                    "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
+        document = {"format": RECORD_FORMAT, "containerID": self.container_id, "ifname": self.ifname,
+                    "network": self.network, "master": self.master, "bridge": self.shim,
+                    "prefixes": list(self.prefixes),
                     "viaHost": [[route.dst, route.gateway] for route in self.via_host],
                     "onLink": [route.dst for route in self.pod_routes if route.gateway is None]}
         if self.log_file:
@@ -128,7 +134,8 @@ def _number(value):
 
 
 def _ifname(value):
-    if not isinstance(value, str) or not config.IFNAME.match(value):
+    """A pod interface's name in a reply route: any the kernel takes (another plugin or the pod named it)."""
+    if not config.is_kernel_ifname(value):
         raise ValueError(f"not an interface name: {value!r}")
     return value
 
