@@ -125,3 +125,12 @@ def test_a_dry_run_says_what_it_would_put_in_the_pod_and_changes_nothing(moved, 
     assert code == 1
     assert f"dry-run, not run: nsenter --net={POD_NETNS} ip route replace 10.20.0.7/32 dev eth0" in err, err
     assert pod_routes(pod) == before and record(tmp_path) == kept
+
+
+def test_a_pass_that_repairs_the_shim_but_cannot_heal_a_pod_exits_1_and_names_the_pod(moved, pod, tmp_path):
+    pod.failures[("route", "replace")] = (2, "RTNETLINK answers: Operation not permitted\n")
+    code, _, err = reconcile(moved, tmp_path)
+    assert moved.addresses_of("eno1.host") == ["10.20.0.7/24", "fd20::5/64"]  # the shim was repaired
+    assert code == 1, err
+    assert "eno1.host: NOT in shape" in err and "pod c1@eth0: " in err and "Operation not permitted" in err, err
+    assert "eno1.host: in shape" not in err and "eno1.host: repaired" not in err, err

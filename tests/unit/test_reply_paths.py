@@ -228,6 +228,26 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
 
 
+def test_an_add_that_fails_after_the_nodes_route_is_in_is_undone_by_a_del_without_prev_result(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Crash consistency: the runtime answers a failed ADD with a DEL, and may have no prevResult to give it. The
+    record is written before anything changes, so DEL takes out what the ADD put in, on the node and in the pod."""
+    via = {"routeViaHost": ["10.96.0.0/12"]}
+    before = json.dumps([[r for r in multus_pod.routes], multus_pod.rules])
+    multus_pod.failures[("rule", "add")] = (2, "RTNETLINK answers: Operation not supported\n")
+    code, out, _ = on_net1(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16", ifname="net1"),
+                                                             **via))
+    assert code == 1 and out["code"] == 100, out
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"] and (tmp_path / "ips" / "192.168.1.2").exists()
+    assert table_routes(multus_pod) and any(r["dst"] == "10.96.0.0/12" for r in multus_pod.routes)
+    del multus_pod.failures[("rule", "add")]
+    code, out, err = on_net1(monkeypatch, host, "DEL", netconf(tmp_path, **via))
+    assert code == 0, (out, err)
+    assert host.routes_on("eno1.host") == [] and not (tmp_path / "ips" / "192.168.1.2").exists()
+    assert list((tmp_path / "networks" / "default" / "attachments").iterdir()) == []
+    assert json.dumps([multus_pod.routes, multus_pod.rules]) == before
+
+
 @pytest.mark.parametrize("dev", ["x@y", "net1@if3", "#", "é" * 7, "-x", "x" * 15])
 def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
     """A pod's other interfaces are named by other plugins or the pod: what the kernel takes, a record holds."""
