@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """How long `route reconcile --watch` takes to repair the node after its network changed under running pods.
 
-The bed is the end-to-end tests' throw-away topology (tests/netns.py) with three attachments ADDed as a runtime
+The bed is the end-to-end tests' throw-away topology (tests/beds/topology.py) with three attachments ADDed as a runtime
 calls the plugin (`ip netns exec NODE env -i CNI_... PLUGIN`, prevResult on stdin) and the watcher running as a
-node runs it (netns.Watcher, --interval 60: only its ip monitor repairs within the run). Each damage is done
---n times; the time runs from just before the damaging command to the first moment netns.shape_problems()
+node runs it (watch.Watcher, --interval 60: only its ip monitor repairs within the run). Each damage is done
+--n times; the time runs from just before the damaging command to the first moment watch.shape_problems()
 finds nothing wrong (polled every 20 ms with ip -json, which adds up to ~25 ms).
 
   tools/heal_bench.py [--plugin dist/route] [--n 15] [--json heal-results.json]
@@ -24,9 +24,9 @@ from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import netns  # noqa: E402
+from beds import libcni, topology, watch  # noqa: E402
+from beds.topology import SHIM  # noqa: E402
 
-SHIM = "eno1.host"
 PODS = ("192.168.1.2", "192.168.1.3", "192.168.1.4")
 ADDRESSES = ("192.168.0.5/16", "192.168.0.6/16")  # the master's, alternately (a DHCP renewal)
 
@@ -57,7 +57,7 @@ def add(node, route, state_dir, container_id, ip):
     conf = {"cniVersion": "1.0.0", "name": "heal", "type": "route", "master": "eno1", "stateDir": state_dir,
             "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/x"}],
                            "ips": [{"interface": 0, "address": ip + "/16"}]}}
-    proc = subprocess.run(netns.plugin_argv(node, route, "ADD", container_id=container_id), input=json.dumps(conf),
+    proc = subprocess.run(libcni.plugin_argv(node, route, "ADD", container_id=container_id), input=json.dumps(conf),
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"ADD {ip} failed: {proc.stdout} {proc.stderr[-500:]}")
@@ -65,13 +65,13 @@ def add(node, route, state_dir, container_id, ip):
 
 def measure(plugin, n):
     results = {}
-    with tempfile.TemporaryDirectory() as tmp, netns.Topology() as topo:
+    with tempfile.TemporaryDirectory() as tmp, topology.Topology() as topo:
         route = os.path.join(tmp, "route")
-        netns.install_route(Path(route), Path(plugin).resolve())
+        libcni.install_route(Path(route), Path(plugin).resolve())
         state_dir = os.path.join(tmp, "state")
         for i, ip in enumerate(PODS):
             add(topo.node, route, state_dir, f"pod{i}", ip)
-        with netns.Watcher(topo.node, route, state_dir, "--interval", "60",
+        with watch.Watcher(topo.node, route, state_dir, "--interval", "60",
                            stderr_path=os.path.join(tmp, "watcher.err")) as watcher:
             if not watcher.wait_for("watching"):
                 raise SystemExit(f"the watcher did not start:\n{watcher.output()}")
@@ -79,17 +79,17 @@ def measure(plugin, n):
                 times = []
                 for _ in range(n):
                     topo.node_exec(["ip", "addr", "replace", "fd00::5/64", "dev", "eno1", "nodad"], check=True)
-                    if netns.wait_in_shape(topo.node, PODS) is None:
-                        raise SystemExit(f"not in shape before {name}: {netns.shape_problems(topo.node, PODS)}")
+                    if watch.wait_in_shape(topo.node, PODS) is None:
+                        raise SystemExit(f"not in shape before {name}: {watch.shape_problems(topo.node, PODS)}")
                     time.sleep(0.3)  # let the passes caused by the last repair finish
                     commands = damage()
                     started = time.monotonic()
                     for argv in commands:
                         topo.node_exec(argv, check=True)
-                    seconds = netns.wait_in_shape(topo.node, PODS, timeout=30)
+                    seconds = watch.wait_in_shape(topo.node, PODS, timeout=30)
                     if seconds is None:
                         raise SystemExit(f"{name}: not repaired within 30 s: "
-                                         f"{netns.shape_problems(topo.node, PODS)}\n{watcher.output()[-3000:]}")
+                                         f"{watch.shape_problems(topo.node, PODS)}\n{watcher.output()[-3000:]}")
                     times.append((time.monotonic() - started) * 1000)
                 results[name] = times
                 print(f"{name:28} median {statistics.median(times):6.0f} ms  p90 {_p90(times):6.0f}  "

@@ -10,8 +10,8 @@ running the old file keep it (dist/route imports through its own open descriptor
 changes nothing. A different route build is replaced; anything else there (another program, a symlink)
 only with --force. A conflist is written only when asked; an existing, different one only with --force.
 With --node-root (the node's / as a container mounts it, as the DaemonSet does), install first checks, chrooted
-there, that the node can run the plugin (doctor.prerequisites: its python3, ip -json, nsenter), and refuses in
-one line naming what is missing.
+there, that the node can run the plugin (doctor.prerequisites: its python3, ip -json, nsenter) and that its nft
+reads what this one (the image's, which the watcher runs) writes, and refuses in one line naming what is missing.
 
 uninstall removes only what this build's install would have put there: the bin file if its bytes are this
 build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why.
@@ -48,10 +48,31 @@ class Refused(Exception):
 FilePlan = namedtuple("FilePlan", "path data action was")
 
 
+# What --help says, for the administrator who puts the plugin on a node (by hand, or the DaemonSet's init container).
+DESCRIPTIONS = {
+    "install": """\
+Put this one-file build of the plugin (dist/route) into a CNI bin dir, where the container runtime finds it: for
+the administrator of a node, by hand or as the DaemonSet's init container does on every node. The copy replaces
+the file at once (processes still running the old one keep it); the same build again changes nothing. Another
+route build there is replaced; anything else (another program, a symlink) only with --force. A conflist is
+copied into the conf dir only when asked (--conf-dir with --conflist), over a different one only with --force.
+
+With --node-root (the node's / as a container mounts it), it first checks that the node can run the plugin
+(python3 3.9 or newer, ip with -json, nsenter) and that the node's nft reads the sets this one (the image's, which
+the watcher runs) writes, and installs nothing if not, saying in one line what is missing.
+Every check is made before anything changes: a refusal changes nothing.""",
+    "uninstall": """\
+Take away what `route install` of this build put into a CNI bin dir and conf dir: the plugin file if its bytes
+are this build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why. For the
+administrator who removes the plugin from a node.""",
+}
+
+
 def add_parser(sub):
     for verb in VERBS:
-        p = sub.add_parser(verb, help=f"{verb} this one-file build (dist/route) in a CNI bin dir",
-                           description=__doc__.split("\n\n")[1 if verb == "install" else 2])
+        where = "into" if verb == "install" else "from"
+        p = sub.add_parser(verb, help=f"{verb} this one-file build {where} a CNI bin dir (see docs/install.md)",
+                           description=DESCRIPTIONS[verb])
         p.add_argument("--bin-dir", default=DEFAULT_BIN_DIR, help=f"CNI bin dir (default {DEFAULT_BIN_DIR})")
         p.add_argument("--name", default="route", help="file name there = the plugin's `type` (default route)")
         p.add_argument("--conf-dir", help="CNI conf dir (e.g. /etc/cni/net.d); needs --conflist")
@@ -272,7 +293,8 @@ def _install(prog, args, artifact):
 
 def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
-    from .doctor import FAIL, _said, prerequisites
+    from .doctor.prerequisites import nft_versions, prerequisites, said
+    from .doctor.verdicts import FAIL
     from .journal import Journal
     from .runner import ANY_STATUS, NodeRoot, Runner
 
@@ -281,9 +303,9 @@ def _require_runnable_node(root):
     runner = Runner(Journal(), host=NodeRoot(root))
     entered = runner.query([], "true", ok=ANY_STATUS)
     if entered.status == CHROOT_FAILED:  # every probe would fail the same way, and blame what it probes
-        raise Refused(f"cannot look at the node's programs: {_said(entered)} (chroot {root} needs the "
+        raise Refused(f"cannot look at the node's programs: {said(entered)} (chroot {root} needs the "
                       "SYS_CHROOT capability)")
-    checks = prerequisites(runner, routes_via_host=False)
+    checks = prerequisites(runner, routes_via_host=False) + [nft_versions(Runner(Journal()), runner)]
     missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]
     if missing:
         raise Refused(f"the node ({root}) cannot run route: " + "; ".join(missing))

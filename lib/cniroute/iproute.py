@@ -99,6 +99,10 @@ def add_shim(name, master, mac=None):
             "mode", "bridge"]
 
 
+def delete_link(name):
+    return ["link", "del", "dev", name]
+
+
 def set_link_up(name):
     return ["link", "set", "dev", name, "up"]
 

@@ -46,7 +46,7 @@ DAMAGES = {
     "the zip's end record": flipped(lambda d: d.rindex(b"PK\x05\x06")),
     "a byte of a module in the zip": flipped(lambda d: d.index(b"jsonschema/validators.pyc") + 1000),
     "a byte of the launcher": flipped(lambda d: d.index(build_dist.BODY_START) + 100),
-    "bytes appended: downloaded twice into one file": lambda d: d + d,
+    "a download concatenated twice": lambda data: data + data,
 }
 
 

@@ -11,23 +11,25 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+
+from beds import libcni, netns, runtime, topology
+from beds.libcni import ok, pod_ips
+from beds.services import request
+from beds.topology import (
+    ELSEWHERE_GW4,
     ELSEWHERE_V4,
     ELSEWHERE_V6,
-    LAN_IP,
+    LAN_V4,
     MASTER,
-    NODE_IP,
+    NODE_V4,
+    SECOND_NIC,
     SHIM,
     move_node_address,
-    ok,
-    pod_ips,
-    request,
 )
-
-import netns
 
 PRIMARY_NET = "rtt-cluster"
 SECONDARY_NET = "rtt-route"
@@ -55,11 +57,11 @@ s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b"hello"); print(s.recv(200).
 
 
 class Bed:
-    """The node (netns.Topology) in one of the two layouts and the two networks' conflists."""
+    """The node (topology.Topology) in one of the two layouts and the two networks' conflists."""
 
     def __init__(self, cni, topo, tmp_path, layout):
         self.cni, self.topo, self.state = cni, topo, tmp_path / "route-state"
-        ptp = netns.REFERENCE_PLUGINS / "ptp"
+        ptp = libcni.REFERENCE_PLUGINS / "ptp"
         if not ptp.exists():
             pytest.fail(f"reference plugin {ptp} missing (containernetworking-plugins)", pytrace=False)
         (Path(cni.cni_path) / "ptp").symlink_to(ptp)
@@ -67,7 +69,7 @@ class Bed:
             move_node_address(topo)
             self.node_addresses = [ELSEWHERE_V4, ELSEWHERE_V6]
         else:
-            self.node_addresses = [NODE_IP, netns.NODE_V6]
+            self.node_addresses = [NODE_V4, topology.NODE_V6]
         self.node_addresses += [CLUSTER_GW4, CLUSTER_GW6]
         canary = {"type": "canary", "venv": sys.prefix}
         ptp_ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam-cluster"),
@@ -195,8 +197,8 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
     """To the LAN and the node through net1, from net1's address; everything else through the cluster network."""
     pod, cluster, lan = bed.pod()
     servers(bed.topo.lan, "::", 8081)
-    assert request(pod, LAN_IP, 8081) == f"echo hello from ::ffff:{lan[0]}"
-    assert request(pod, netns.LAN_V6, 8081) == f"echo hello from {lan[1]}"
+    assert request(pod, LAN_V4, 8081) == f"echo hello from ::ffff:{lan[0]}"
+    assert request(pod, topology.LAN_V6, 8081) == f"echo hello from {lan[1]}"
     for node_address in bed.node_addresses[:2]:  # those the shim carries
         way = route_get(bed.topo, pod, node_address)
         assert (way["dev"], way["prefsrc"]) == ("net1", lan[0] if ":" not in node_address else lan[1])
@@ -206,10 +208,14 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
 
 
 def pod_state(topo, pod):
-    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses."""
+    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; read once no
+    address is `tentative` (its duplicate address detection still running: the flag goes by itself)."""
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
-    return "\n".join(netns.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
+    deadline = time.monotonic() + 10
+    while "tentative" in runtime.run(["ip", "-n", pod, "addr"]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
 def reply_paths(topo, pod):
@@ -234,8 +240,8 @@ def test_del_of_net1_puts_the_pod_back_as_it_was(bed):
 
 def test_route_replay_takes_every_line_the_add_logged(bed, route_plugin):
     pod, _, _ = bed.pod()
-    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD", "--dry-run",
-                                            str(bed.log)), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD", "--dry-run",
+                                             str(bed.log)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "refused" not in proc.stdout, proc
     assert " rule add from " in proc.stdout and " table 2010" in proc.stdout
     assert " -6 rule add from " in proc.stdout and " onlink " in proc.stdout
@@ -264,6 +270,38 @@ def test_check_names_a_missing_reply_path(bed):
     assert rc != 0 and f"no rule from {cluster[0]} lookup {table}" in out["msg"], out
 
 
+def test_check_of_net1_after_the_cluster_networks_del_passes(bed):
+    """Either DEL may come first (docs/multus.md): eth0's took eth0, and the pod left with net1 alone needs no
+    reply path; net1's own DEL then leaves nothing."""
+    pod, _, _ = bed.pod()
+    bed.delete(pod, "eth0")
+    rc, out, err = bed.check(pod)
+    assert rc == 0, (out, err)
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+def test_a_route_in_a_reply_table_that_route_did_not_make_is_neither_taken_nor_deleted(bed):
+    """Someone's route in the table route uses for eth0 (2010000 + its ifindex), to a destination route copies
+    there: ADD leaves it (proto static), and net1's DEL does not delete it."""
+    pod, path = bed.topo.add_pod()
+    bed.add(pod, path, "eth0")
+    [eth0] = json.loads(bed.topo.pod_exec(pod, ["ip", "-json", "link", "show", "eth0"]).stdout)
+    table = str(2010000 + eth0["ifindex"])
+    theirs = [CLUSTER_GW4, "dev", "eth0", "scope", "link", "table", table, "proto", "static"]
+    assert bed.topo.pod_exec(pod, ["ip", "route", "add", *theirs]).returncode == 0
+
+    def in_their_table():
+        return [(r["dst"], r.get("protocol")) for r in json.loads(bed.topo.pod_exec(
+            pod, ["ip", "-json", "route", "show", "table", table]).stdout) if r["dst"] == CLUSTER_GW4]
+
+    bed.add(pod, path, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
+    assert bed.check(pod)[0] == 0
+    bed.delete(pod, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
+
+
 def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
     pod, path = bed.topo.add_pod()
     fresh_rules = bed.topo.pod_exec(pod, ["ip", "rule"]).stdout
@@ -272,10 +310,61 @@ def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
     assert bed.topo.pod_exec(pod, ["ip", "rule"]).stdout == fresh_rules
 
 
+MOVED_V4 = "10.20.0.7"  # the node's address on eth1 after a DHCP renewal
+
+
+def move_the_node_address_on_eth1(topo):
+    for argv in (["addr", "del", f"{ELSEWHERE_V4}/24", "dev", SECOND_NIC],
+                 ["addr", "add", f"{MOVED_V4}/24", "dev", SECOND_NIC],
+                 ["route", "replace", "default", "via", ELSEWHERE_GW4]):  # it went with the address
+        assert topo.node_exec(["ip", *argv]).returncode == 0, argv
+
+
+def through(reply_routes, address):
+    return [r for r in reply_routes if address in (r.get("dst"), r.get("gateway"))]
+
+
+def test_reconcile_after_the_node_address_on_another_nic_changed_and_a_later_del_leave_no_reply_route_to_it(
+        cni, topo, tmp_path, route_plugin):
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, _, _ = bed.pod()
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) != []
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin)
+    assert code == 0, err
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) == []
+    assert through(reply_paths(topo, pod), MOVED_V4) != []
+    bed.delete(pod, "net1")
+    assert reply_paths(topo, pod) == []
+
+
+def test_dry_runs_leave_the_pods_rules_and_reply_tables_as_they_are(cni, topo, tmp_path, route_plugin):
+    """`reconcile --dry-run` after the node's address changed, and an ADD of net1 whose route has dryRun."""
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, path = topo.add_pod()
+    bed.add(pod, path, "eth0")
+    rules = [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")]
+    dry = json.loads(bed.secondary.read_text())
+    dry["plugins"][1]["dryRun"] = True
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    assert reply_paths(topo, pod) == []
+    assert [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")] == rules
+    bed.delete(pod, "net1")
+    dry["plugins"][1]["dryRun"] = False
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    before = pod_state(topo, pod)
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin, "--dry-run", "--log-file", "-")
+    assert code == 1 and "dry-run, not run: nsenter" in err, err
+    assert pod_state(topo, pod) == before
+
+
 def doctor(bed, route_plugin):
     """{subject: check} of `route doctor --json` on the node, for the secondary network."""
-    argv = netns.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
-                             "--state-dir", str(bed.state))
+    argv = libcni.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
+                              "--state-dir", str(bed.state))
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1) and proc.stderr == "", proc
     return {c["subject"]: c for c in json.loads(proc.stdout)["checks"]}
@@ -298,14 +387,14 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
     container's addresses from each of its own; `podman network disconnect` leaves the container's routing as it
     was before the connect. (`podman run --network cluster,lan` would do: podman 4.3 sets a container's
     networks up in no fixed order, and when the secondary one comes first, route's ADD sees one interface.)"""
-    from podman_bed import PodmanBed
+    from beds.podman import PodmanBed
 
     try:
         bed = PodmanBed(tmp_path / "podman", topo, route_plugin)
-    except netns.SetupError as e:
+    except runtime.SetupError as e:
         pytest.fail(str(e), pytrace=False)
     with bed:
-        (Path(bed.cni_path) / "ptp").symlink_to(netns.REFERENCE_PLUGINS / "ptp")
+        (Path(bed.cni_path) / "ptp").symlink_to(libcni.REFERENCE_PLUGINS / "ptp")
         cluster, lan = f"rtt-cluster-{bed.tag}", f"rtt-lan-{bed.tag}"
         ptp_ipam = {"type": "host-local", "dataDir": str(bed.root / "ipam"), "routes": [{"dst": "0.0.0.0/0"}],
                     "ranges": [[{"subnet": "10.244.0.0/24", "gateway": CLUSTER_GW4}]]}
@@ -327,10 +416,68 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
         addresses = [bed.address("web", cluster), bed.address("web", lan)]
         assert addresses[0].startswith("10.244.0.") and addresses[1].startswith("192.168.1."), addresses
         assert bed.attachments(lan) == [f"{cid}@eth1"]
-        unanswered = [f"{source} -> {target}" for target in addresses for source in (NODE_IP, CLUSTER_GW4)
+        unanswered = [f"{source} -> {target}" for target in addresses for source in (NODE_V4, CLUSTER_GW4)
                       if topo.node_exec(["ping", "-c", "1", "-W", "2", "-I", source, target]).returncode != 0]
         assert unanswered == []
         bed.podman("network", "disconnect", lan, "web")
         assert bed.attachments(lan) == []
         assert pod_state(topo, sandbox) == before
         assert [r for r in json.loads(topo.node_exec(["ip", "-json", "route"]).stdout) if r.get("dev") == SHIM] == []
+
+
+def reconcile(bed, route_plugin, *options):
+    """One `route reconcile` pass on the node, with `options`: (exit status, its report)."""
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
+                                             "--log-file", str(bed.log.with_name("reconcile.log")), *options),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def ours(topo, pod):
+    """route's routes (every table) and reply rules in the pod."""
+    return [obj for obj in reply_paths(topo, pod) if "priority" in obj] + [
+        obj for family in ("-4", "-6") for obj in json.loads(
+            topo.pod_exec(pod, ["ip", family, "-json", "route", "show", "table", "all"]).stdout)
+        if obj.get("protocol") == "201"]
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_cluster_interface_named_x_at_y_goes_through_add_reconcile_and_del(bed, route_plugin):
+    """`x@y` is a name Linux takes: the reply paths name it, the record keeps it and is read back, so the pass
+    puts the pod's node route back and DEL removes the reply rules."""
+    pod, path = bed.topo.add_pod()
+    ok(bed.cni.add(bed.primary, path, bed.cid(pod), "x@y"), "ADD x@y")
+    [lan, _] = bed.add(pod, path, "net1")
+    assert any(r.get("dev") == "x@y" for r in reply_paths(bed.topo, pod))
+    assert reconcile(bed, route_plugin) == (0, f"route reconcile: {SHIM}: in shape\n")
+    assert bed.topo.node_exec(["ip", "route", "del", lan, "dev", SHIM]).returncode == 0
+    code, report = reconcile(bed, route_plugin)
+    assert code == 0 and f"{SHIM}: repaired" in report, report
+    assert bed.topo.node_exec(["ip", "route", "show", lan, "dev", SHIM]).stdout.strip(), report
+    assert bed.check(pod)[0] == 0
+    replayed = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD",
+                                                 "--dry-run", str(bed.log)), capture_output=True, text=True, timeout=60)
+    assert replayed.returncode == 0 and "refused" not in replayed.stdout and " dev x@y " in replayed.stdout, replayed
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_namespace_made_again_at_the_pods_path_gets_nothing_of_the_dead_pod(bed, route_plugin):
+    """The runtime crashed: the pod's namespace is gone without a DEL, and a new one is made at the same path,
+    the kernel giving it the freed inode number, with interfaces of the same names and addresses. The pass
+    names it as another namespace and writes none of the dead pod's routes or rules into it."""
+    pod, cluster, lan = bed.pod()
+    assert ours(bed.topo, pod)
+    [record] = (bed.state / "networks" / SECONDARY_NET / "attachments").iterdir()
+    path = json.loads(record.read_text())["netns"]
+    netns.remake_at_the_same_inode(pod)
+    for ifname, addresses in (("eth0", cluster), ("net1", lan)):
+        peer = f"p-{ifname}"
+        for argv in (["link", "add", ifname, "type", "veth", "peer", "name", peer], ["link", "set", ifname, "up"],
+                     ["link", "set", peer, "up"],
+                     *(["addr", "add", f"{a}/{64 if ':' in a else 24}", "dev", ifname, "nodad"] for a in addresses)):
+            assert bed.topo.pod_exec(pod, ["ip", *argv]).returncode == 0, argv
+    code, report = reconcile(bed, route_plugin)
+    assert code == 1 and f"pod {bed.cid(pod)}@net1: {path} is another network namespace now" in report, report
+    assert ours(bed.topo, pod) == []
