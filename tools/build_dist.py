@@ -38,50 +38,99 @@ sys.path.insert(0, os.path.join(REPO, "lib"))
 from cniroute import PYTHON_LAUNCH, SUPPORTED_VERSIONS  # noqa: E402  (the package's __init__ imports nothing)
 from cniroute.errors import DamagedBuild  # noqa: E402  (errors imports nothing)
 
-# What a CNI call imports, as bytecode in a section of its own between the header and the zip (see BOOT).
+# What a CNI call imports, as bytecode in a section of its own between the header and the zip (see BOOT), whose
+# layout is:
+#   CODE_MARK; the bytecode's magic number, 4 bytes; the file's size, 8, and CRC-32, 4 (the seal: seal() writes
+#   them once the zip is written; the CRC covers every byte of the file but its own 4); the length of
+#   _route_boot's bytecode, 4, and of the table, 8; _route_boot's marshalled bytecode; the table.
 CODE_SECTION = ("cniroute", "sh")
 CODE_MARK = b"#route-code\n"
-SEAL_AT = len(CODE_MARK) + 4  # where the section holds the file's size and the zip directory's place and CRC (seal)
-BOOT_ROOM = 1 << 16  # the header and _route_boot's bytecode are within the file's first BOOT_ROOM bytes
+SEAL_AT = len(CODE_MARK) + 4  # where the section holds the file's size and CRC-32
 
-# What starts every call, in Python 3.4's syntax (an old python3 must get to cli's version check): the header runs
-# it with `-c`, and it is __main__.py as well, for `python3 dist/route`. It runs _route_boot from its bytecode at
-# the start of the code section (importing it from the zip would read the zip's directory: ~1.5 ms of CPU), or
-# from the zip for another Python. Anything that keeps the file from starting (cut short, damaged: _route_boot
-# checks the file's size and the CRC-32 of the code section and of the zip's directory against the build's) is
-# answered as the plugin answers: CNI error JSON on stdout, code DamagedBuild.code.
-LAUNCHER = """import sys
-if sys.argv[0] == "-c":  # the header: argv as `python3 FILE ARGS` has it
-    del sys.argv[0]
-del sys.path[0]  # the current directory (-c) or the zip: no import searches either before prepare()
-try:
-    import marshal, os
+# What starts every call, in Python 3.4's syntax (an old python3 must get to cli's version check). The header's
+# shell line runs python3 -c WRAPPER (WRAPPER is __main__.py as well, for `python3 dist/route`), which reads the
+# whole file and compiles and runs the launcher's body from it: the header's lines after the shell line, which
+# the shell never reads. Before any other byte of the file runs, the body checks the file's size (cut short, or
+# bytes appended) and CRC-32 (which tells every damage of up to 4 bytes in a row): damage anywhere, the header
+# included, is answered before it runs, as the plugin answers: CNI error JSON on stdout, code DamagedBuild.code
+# (ANSWER: without json, whose import of re costs more than python3's own start). Then it runs _route_boot from
+# its bytecode in the code section (importing it from the zip would read the zip's directory: ~1.5 ms of CPU), or
+# from the zip for another Python, and hands it the open file and its bytes.
+# The answer is there twice, so that the copy that answers is never the damaged one: the wrapper's answers what
+# the body raises (its own damage too: what breaks its syntax is a SyntaxError of compile()); the body's answers
+# when the check finds the shell line or the wrapper damaged, which it tells by their own CRC-32. Unanswered is
+# only damage that keeps python3 from running the wrapper at all (its syntax, bytes that are not UTF-8): python3
+# then fails with status 1.
+ANSWER = r'''import os, sys
+why = "%s is damaged or cut short (%s: %s): install it again" % ((sys.argv + ["route"])[0], type(e).__name__, e)
+why = "".join("\\u%04x" % ord(c) if c < " " or c in "\\\"" or "\ud800" <= c <= "\udfff" else c for c in why)  # JSON
+os.write(1, ("""{"cniVersion": SUPPORTED, "code": CODE, "msg": "the plugin file cannot run", "details": "%s"}\n"""
+             % why).encode())
+os._exit(1)'''.replace("SUPPORTED", json.dumps(SUPPORTED_VERSIONS[-1])).replace("CODE", str(DamagedBuild.code))
+BODY_START, BODY_END = b"\n#{\n", b"\n#}\n"  # the body's first and last lines (the shell line ends before)
+
+
+def _literal(data):
+    return repr(data).replace("'", '"')  # within the shell's single quotes
+
+
+WRAPPER = """try:
+    import os, sys
+    if sys.argv[0] == "-c":  # the header: argv as `python3 FILE ARGS` has it
+        del sys.argv[0]
     fd = os.open(sys.argv[0], os.O_RDONLY)
-    head = os.pread(fd, BOOT_ROOM, 0)
-    os.close(fd)
-    at = head.index(MARK) + len(MARK)
-    if head[at:at + 4] == getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
-        boot = sys.modules["_route_boot"] = type(sys)("_route_boot")  # its bytecode, from the code section
-        exec(marshal.loads(head[at + 40:at + 40 + int.from_bytes(head[at + 24:at + 28], "little")]), vars(boot))
-    else:  # bytecode for another Python: the source, from the zip
-        sys.path.insert(0, sys.argv[0])
-        import _route_boot as boot
-        del sys.path[0]
-    run = boot.start(sys.argv[0])
+    data = os.pread(fd, os.fstat(fd).st_size, 0)
+    body = data[:data.index(END)]  # its first line is looked for before its last only: the zip may hold it too
+    exec(compile(body[body.index(START):], "launcher", "exec"))
 except Exception as e:
-    import json
-    sys.stdout.write(json.dumps({"cniVersion": SUPPORTED, "code": CODE, "msg": "the plugin file cannot run",
-                                 "details": "%s is damaged or cut short (%s: %s): install it again"
-                                            % (sys.argv[0], type(e).__name__, e)}) + "\\n")
-    sys.exit(1)
+    ANSWER
 run()
-""".replace("SUPPORTED", json.dumps(SUPPORTED_VERSIONS[-1])).replace("CODE", str(DamagedBuild.code)) \
-    .replace("BOOT_ROOM", str(BOOT_ROOM)).replace("MARK", repr(CODE_MARK).replace("'", '"'))
+""".replace("ANSWER", ANSWER.replace("\n", "\n    ")).replace("START", _literal(BODY_START)) \
+    .replace("END", _literal(BODY_END))
+BODY = """#{
+del sys.path[0]  # the current directory (-c) or the zip: no import searches either before prepare()
+import marshal, zlib
+whole, at = memoryview(data), data.index(MARK) + len(MARK)
+e = None
+if int.from_bytes(data[at + 4:at + 12], "little") != len(data):
+    e = ValueError("%d bytes, built with %d" % (len(data), int.from_bytes(data[at + 4:at + 12], "little")))
+elif zlib.crc32(whole[at + 16:], zlib.crc32(whole[:at + 12])) != int.from_bytes(data[at + 12:at + 16], "little"):
+    e = ValueError("its CRC-32 differs from the one it was built with")
+if e is not None and zlib.crc32(whole[:data.index(START)]) != SHELL_LINE_CRC:
+    ANSWER
+if e is not None:
+    raise e
+if data[at:at + 4] == getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
+    boot = sys.modules["_route_boot"] = type(sys)("_route_boot")  # its bytecode, from the code section
+    exec(marshal.loads(whole[at + 28:at + 28 + int.from_bytes(data[at + 16:at + 20], "little")]), vars(boot))
+else:  # bytecode for another Python: the source, from the zip
+    sys.path.insert(0, sys.argv[0])
+    import _route_boot as boot
+    del sys.path[0]
+run = boot.start(sys.argv[0], fd, data)
+#}
+""".replace("ANSWER", ANSWER.replace("\n", "\n    ")).replace("MARK", _literal(CODE_MARK)) \
+    .replace("START", _literal(BODY_START))
 
-# The shell runs python3 (found on the runtime's PATH) with PYTHON_LAUNCH's options on LAUNCHER and this file;
-# `#!/usr/bin/env python3` could not pass options portably (`env -S` is GNU's).
-HEADER = f"#!/bin/sh\n{PYTHON_LAUNCH} -c '{LAUNCHER}' \"$0\" \"$@\"\n".encode()
-assert "'" not in LAUNCHER  # it is quoted for the shell
+
+def header(wrapper, body):
+    """The shell line, which runs PYTHON_LAUNCH (python3 found on the runtime's PATH) -c `wrapper` with this file,
+    then `body`. `#!/usr/bin/env python3` could not pass options portably (`env -S` is GNU's). The line fails
+    closed: a damaged command could make python3 print its version or help, or run stdin as its script, and exit
+    0, so it is one word list, run only as built (a separator put into `exec python3 -S -E -c` runs no python3 at
+    all; its name is no single byte away from $0, which would run this file again); else the shell answers,
+    and never reads on."""
+    answer = json.dumps({"cniVersion": SUPPORTED_VERSIONS[-1], "code": DamagedBuild.code,
+                         "msg": "the plugin file cannot run",
+                         "details": "%s is damaged (its header): install it again"}, separators=(",", ":"))
+    assert "'" not in wrapper + answer  # quoted for the shell
+    return (f"#!/bin/sh\nd() {{ printf '{answer}\\n' \"$0\"; exit 1; }}; launch='{PYTHON_LAUNCH} -c'; "
+            f"case $launch in '{PYTHON_LAUNCH} -c') $launch '{wrapper}' \"$0\" \"$@\";; esac; d\n{body}").encode()
+
+
+LAUNCHER = WRAPPER
+_SHELL_LINE = header(WRAPPER, BODY).split(BODY_START)[0]  # all of the header but the body, which holds its CRC-32
+HEADER = header(WRAPPER, BODY.replace("SHELL_LINE_CRC", f"{zlib.crc32(_SHELL_LINE):#010x}"))
 
 
 # Pure-Python wheels only (py3-none-any), installable on CPython >= 3.9. jsonschema 4.18+ needs rpds-py
@@ -104,28 +153,26 @@ MAIN = LAUNCHER
 BOOT = '''\
 """Start-up of the one-file build (dist/route), before any bundled package is imported.
 
-start(archive): prepare(archive), then the plugin's entry (cniroute.cli.run), with the collector off. Raises when
-the file is cut short or damaged, which the launcher (LAUNCHER in tools/build_dist.py) answers in CNI terms.
+start(archive, fd, data): prepare(archive, fd, data), then the plugin's entry (cniroute.cli.run), with the
+collector off. The launcher (LAUNCHER in tools/build_dist.py) has checked the file's size and checksum before.
 
-prepare(archive=None):
+prepare(archive=None, fd=None, data=None):
   * sys.path becomes the interpreter's standard library + [the archive]: the node's site-packages, user site
     and PYTHONPATH cannot shadow or add to what is bundled (a compiled pvectorc from the node's pyrsistent,
     another jsonschema, ...). The archive comes last, so that an import of the standard library never
     searches the zip (zipimport would read its directory once more, for the pinned path).
   * pyrsistent's C extension is blocked: its pure-Python vector is what runs.
-  * the archive is opened once and imported from through /proc/self/fd/N, so a later import (jsonschema,
-    sh and the person commands are imported lazily) reads this very file even if `route install`
-    renamed a new build over the path meanwhile; zipimport reopens the archive by name at every import.
-  * the code section between the header and the zip (CODE_MARK; the bytecode's magic number, 4 bytes; the whole
-    file's size, 8; where the zip's directory starts, 8, and the CRC-32 from there to the end, 4; the length of
-    this module's own bytecode, 4, and of the table, 8; the CRC-32 of both, 4;
-    this module's marshalled bytecode, which the launcher runs; then the table, a marshalled
-    {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}) holds what
-    a CNI call imports, cniroute and sh: read at once from that descriptor and served by Bundled, a dict
-    lookup and an exec where zipimport would search the zip's directory and reopen the file for each module
-    (a tenth of an ADD's CPU). Bytecode for another Python (another magic number) is not used: zipimport
-    then compiles their sources from the zip, as it does for every other package. A file of another size
-    than built (cut short) or a section whose checksum differs (damaged) raises ValueError.
+  * the archive is opened once (by the launcher, which checked what it read: `fd`, `data`) and imported from
+    through /proc/self/fd/N, so a later import (jsonschema, sh and the person commands are imported lazily)
+    reads this very file even if `route install` renamed a new build over the path meanwhile; zipimport
+    reopens the archive by name at every import.
+  * the code section between the header and the zip (its layout: CODE_MARK in tools/build_dist.py) holds
+    this module's marshalled bytecode, which the launcher runs, then the table, a marshalled
+    {"modules": {name: (is package, code)}, "data": {path in the zip: bytes}}: what a CNI call imports,
+    cniroute and sh, served by Bundled from the bytes the launcher read, a dict lookup and an exec where
+    zipimport would search the zip's directory and reopen the file for each module (a tenth of an ADD's CPU).
+    Bytecode for another Python (another magic number) is not used: zipimport then compiles their sources
+    from the zip, as it does for every other package.
   * Python 3.9: importlib.resources.files() of a package in a zip is a zipfile.Path, whose joinpath()
     takes one part until 3.10; jsonschema 4.17.3 passes two (its vocabularies). Given 3.10's signature.
 Like the start of cniroute.cli, this runs on any python3 (Python 3.4's syntax, nothing newer called), so that a
@@ -135,38 +182,41 @@ import gc
 import marshal
 import os
 import sys
-import zlib
 
 ARCHIVE = None  # the archive as started (sys.argv[0] / sys.path[0]), before pinning
 CODE_MARK = CODE_MARK_VALUE
 
 
-def start(archive):
-    """What the launcher runs: the plugin's entry point, ready to call."""
+def start(archive, fd, data):
+    """What the launcher runs, with the file it checked (open as `fd`, read as `data`): the plugin's entry point,
+    ready to call."""
     gc.disable()  # a call lives ~40 ms and leaves little cyclic garbage; the collector's passes cost 4% of an ADD
-    prepare(archive)
+    prepare(archive, fd, data)
     from cniroute.cli import run
 
     return run
 
 
-def prepare(archive=None):
-    """`archive`: the file, when it is not sys.path[0] (the launcher takes that off first)."""
+def prepare(archive=None, fd=None, data=None):
+    """`archive`: the file, when it is not sys.path[0] (the launcher takes that off first); `fd` and `data`: the
+    file open and read, when the launcher has (else opened and read here)."""
     global ARCHIVE
     archive = ARCHIVE = os.path.abspath(sys.path.pop(0) if archive is None else archive)
     prefixes = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
     stdlib = [p for p in sys.path
               if p.startswith(prefixes) and not {"site-packages", "dist-packages"} & set(p.split(os.sep))]
-    fd = None
     try:
-        fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
+        if fd is None:
+            fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
         pinned = "/proc/self/fd/%d" % fd
         if not os.path.samestat(os.stat(pinned), os.fstat(fd)):
             raise OSError("no /proc")
     except OSError:
         pinned = archive
     sys.path[:] = stdlib + [pinned]
-    table = _code_section(fd) if fd is not None else None
+    if data is None and fd is not None:
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+    table = _code_section(data) if data is not None else None
     if table is not None:
         sys.meta_path.insert(0, Bundled(pinned, table))
     sys.modules.setdefault("pvectorc", None)  # `from pvectorc import pvector` -> ImportError -> pure Python
@@ -183,27 +233,17 @@ def _join(one, path, parts):
     return path
 
 
-def _code_section(fd):
+def _code_section(data):
     """The code section's table, or None: no section, or bytecode for another Python."""
-    head = os.pread(fd, 4096, 0)
-    start = head.find(CODE_MARK)
+    start = data.find(CODE_MARK)
     if start < 0:
         return None
     start += len(CODE_MARK)
-    magic, total, directory, directory_crc, boot, size, crc = (
-        head[start:start + 4], _number(head, start + 4, 8), _number(head, start + 12, 8), _number(head, start + 20, 4),
-        _number(head, start + 24, 4), _number(head, start + 28, 8), _number(head, start + 36, 4))
-    if os.fstat(fd).st_size != total:
-        raise ValueError("%d bytes, built with %d" % (os.fstat(fd).st_size, total))
-    if zlib.crc32(os.pread(fd, total - directory, directory)) != directory_crc:
-        raise ValueError("the zip directory's checksum differs from the build's")
     # importlib.util's, without importing it (Python 3.4 has no _frozen_importlib_external: no bytecode for it)
-    if magic != getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
+    if data[start:start + 4] != getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None):
         return None
-    data = os.pread(fd, boot + size, start + 40)
-    if zlib.crc32(data) != crc:
-        raise ValueError("the code section's checksum differs from the build's")
-    return marshal.loads(data[boot:])
+    table = start + 28 + _number(data, start + 16, 4)
+    return marshal.loads(memoryview(data)[table:table + _number(data, start + 20, 8)])
 
 
 def _number(data, at, size):
@@ -370,15 +410,15 @@ def write_zipapp(stage, output):
 
 
 def seal(f):
-    """Write into the code section of the build open in `f` (read and write) what _route_boot checks at start: the
-    file's size, where the zip's directory starts and the CRC-32 from there to the end."""
+    """Write into the code section of the build open in `f` (read and write) what the launcher checks before any
+    of the file runs: the file's size, and the CRC-32 of every byte but the CRC's own four."""
     f.seek(0)
-    data = f.read()
-    end = data.rindex(b"PK\x05\x06")  # the zip's end record; the directory's length is 12 bytes into it
-    directory = end - int.from_bytes(data[end + 12:end + 16], "little")
-    f.seek(data.index(CODE_MARK) + SEAL_AT)
-    f.write(len(data).to_bytes(8, "little") + directory.to_bytes(8, "little")
-            + zlib.crc32(data[directory:]).to_bytes(4, "little"))
+    data = bytearray(f.read())
+    at = data.index(CODE_MARK) + SEAL_AT
+    data[at:at + 8] = len(data).to_bytes(8, "little")
+    crc = zlib.crc32(data[at + 12:], zlib.crc32(data[:at + 8]))
+    f.seek(at)
+    f.write(data[at:at + 8] + crc.to_bytes(4, "little"))
 
 
 def code_section(stage, entries):
@@ -405,10 +445,8 @@ def code_section(stage, entries):
         boot = f.read()[16:]
     held = {name for name in entries if name.endswith(".pyc") and name.split("/")[0] in CODE_SECTION}
     # What seal() writes is known once the zip is written.
-    section = (CODE_MARK + magic + bytes(20) + len(boot).to_bytes(4, "little") + len(table).to_bytes(8, "little")
-               + zlib.crc32(boot + table).to_bytes(4, "little") + boot + table)
-    if len(HEADER) + len(CODE_MARK) + 40 + len(boot) > BOOT_ROOM:
-        sys.exit(f"build_dist: the launcher reads {BOOT_ROOM} bytes, which no longer hold _route_boot's bytecode")
+    section = (CODE_MARK + magic + bytes(12) + len(boot).to_bytes(4, "little") + len(table).to_bytes(8, "little")
+               + boot + table)
     return section, held
 
 
