@@ -59,7 +59,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None: the automatic choice);
     in a pod of several interfaces, the reply paths it made there (reply_rules: ReplyRule, reply_routes:
     TableRoute); and the pod's namespace: its path (netns, the ADD's CNI_NETNS) and which namespace that was
-    (netns_id, runner.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put
+    (netns_id, host.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put
     the pod's own routes back, each only while it still holds the pod (DEL changes only the namespace the
     runtime names then). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge,
     prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes,

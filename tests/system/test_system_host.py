@@ -13,9 +13,8 @@ import pytest
 from beds import netns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
-from cniroute import runner  # noqa: E402
 from cniroute.errors import CommandTimeout  # noqa: E402
-from cniroute.runner import SystemHost  # noqa: E402
+from cniroute.host import SystemHost, _cookie, _cookie_from_inside  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +74,8 @@ def test_a_namespace_made_again_at_the_path_with_the_freed_inode_has_another_coo
 def test_a_kernel_without_ns_get_id_gets_the_same_cookie_from_a_socket_made_inside(netns_path):
     fd = os.open(netns_path, os.O_RDONLY)
     try:
-        assert runner._cookie_from_inside(fd) == runner._cookie(fd)
-        assert runner._cookie_from_inside(fd) != runner._cookie(os.open("/proc/self/ns/net", os.O_RDONLY))
+        assert _cookie_from_inside(fd) == _cookie(fd)
+        assert _cookie_from_inside(fd) != _cookie(os.open("/proc/self/ns/net", os.O_RDONLY))
     finally:
         os.close(fd)
 
