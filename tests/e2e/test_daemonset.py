@@ -207,7 +207,8 @@ def test_the_watchers_probes_pass_in_the_image_and_its_declared_port_serves_the_
     says, and the container port it names `metrics` serves Prometheus' text format on the node."""
     [watcher] = pod["containers"]
     name = podman.name(watcher)
-    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net"}
+    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net",
+             "/var/run/netns": "/var/run/netns"}
     started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
     assert started.returncode == 0, started
     assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -197,9 +198,13 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
 
 
 def pod_state(topo, pod):
-    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses."""
+    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; read once no
+    address is `tentative` (its duplicate address detection still running: the flag goes by itself)."""
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
+    deadline = time.monotonic() + 10
+    while "tentative" in runtime.run(["ip", "-n", pod, "addr"]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
     return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
