@@ -45,11 +45,7 @@ class SystemHost:
         try:
             os.write(streams[0], (stdin or "").encode())
             os.lseek(streams[0], 0, os.SEEK_SET)
-            try:
-                proc = sh.Command(argv[0])(*argv[1:], _in=streams[0], _out=streams[1], _err=streams[2], _bg=True,
-                                           _bg_exc=False, _ok_code=range(256), _return_cmd=True)
-            except sh.CommandNotFound:
-                raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
+            proc = _start(argv, _in=streams[0], _out=streams[1], _err=streams[2], _return_cmd=True)
             expired = threading.Event()
             timer = threading.Timer(timeout, _kill, (proc, expired))
             timer.start()
@@ -148,11 +144,7 @@ class SystemHost:
             if os.getppid() != parent:  # the parent died before prctl took effect
                 os._exit(1)
 
-        try:
-            proc = sh.Command(argv[0])(*argv[1:], _bg=True, _bg_exc=False, _tty_out=False, _out=on_line,
-                                       _ok_code=range(256), _preexec_fn=die_with_parent)
-        except sh.CommandNotFound:
-            raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
+        proc = _start(argv, _tty_out=False, _out=on_line, _preexec_fn=die_with_parent)
 
         def wait():
             try:
@@ -190,6 +182,17 @@ class NodeRoot(SystemHost):
 
     def execute(self, argv, stdin, timeout):
         return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout)
+
+
+def _start(argv, **options):
+    """sh running argv in the background with `options`, any exit status taken; CommandFailed when the program
+    is not on PATH."""
+    import sh
+
+    try:
+        return sh.Command(argv[0])(*argv[1:], _bg=True, _bg_exc=False, _ok_code=range(256), **options)
+    except sh.CommandNotFound:
+        raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
 
 
 def _kill(proc, expired):

@@ -13,7 +13,7 @@ import pytest
 from beds import netns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
-from cniroute.errors import CommandTimeout  # noqa: E402
+from cniroute.errors import CommandFailed, CommandTimeout  # noqa: E402
 from cniroute.host import SystemHost, _cookie, _cookie_from_inside  # noqa: E402
 
 
@@ -48,6 +48,15 @@ def test_the_timeout_kills_the_command(host):
     with pytest.raises(CommandTimeout):
         host.execute(["sleep", "30"], None, 0.3)
     assert time.monotonic() - began < 10
+
+
+def test_a_program_not_on_path_is_said_so_both_when_run_and_when_followed(host):
+    for start in (lambda: host.execute(["no-such-program-anywhere"], None, 10),
+                  lambda: host.follow(["no-such-program-anywhere"], print, print)):
+        with pytest.raises(CommandFailed) as raised:
+            start()
+        assert (raised.value.msg, raised.value.details) == ("no-such-program-anywhere not found on PATH",
+                                                            "install the package that provides it")
 
 
 @pytest.fixture
