@@ -7,6 +7,8 @@ from collections import namedtuple
 from . import config, schema
 from .errors import InvalidConfig
 
+COOKIE = "cookie:"  # a namespace identity by its cookie, as host.SystemHost writes it (else DEVICE:INODE)
+
 # The attachment record's format, its key "format"; a record without one is format 1 (route 0.1.0 and before).
 # A later format only adds keys, and every release reads a record's keys it knows and passes over the others:
 # so a release reads every earlier format, and the previous release still DELs and GCs what this one writes.
@@ -101,7 +103,12 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         if self.netns:
             document["netns"] = self.netns
         if self.netns and self.netns_id:
-            document["netnsID"] = self.netns_id
+            # A cookie has a key of its own: route 0.1.0 reads netnsID as DEVICE:INODE only, and a record it cannot
+            # read is one its DEL (after a rollback) would leave in place.
+            if self.netns_id.startswith(COOKIE):
+                document["netnsCookie"] = int(self.netns_id[len(COOKIE):])
+            else:
+                document["netnsID"] = self.netns_id
         return document
 
     @classmethod
@@ -123,7 +130,15 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, pod_routes, document.get("logFile"), document.get("logMaxBytes"),
-                   node_addresses, reply_rules, reply_routes, document.get("netns"), document.get("netnsID"))
+                   node_addresses, reply_rules, reply_routes, document.get("netns"), _namespace_id(document))
+
+
+def _namespace_id(document):
+    """The pod namespace's identity as runner.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
+    kernels that tell no cookie); None when not recorded."""
+    if "netnsCookie" in document:
+        return f"{COOKIE}{document['netnsCookie']}"
+    return document.get("netnsID")
 
 
 def _number(value):

@@ -124,7 +124,7 @@ def remake_at_the_same_inode(name: str, tries: int = 300) -> None:
     number, as a runtime that crashed (no DEL) and made a new pod's namespace there may get. The kernel gives the
     lowest free number once a freed namespace is cleaned up, so lower free ones are held meanwhile by fillers
     (bind mounts of the namespaces that got them), removed at the end."""
-    path = f"/run/netns/{name}"
+    path = netns_path(name)
     inode = os.stat(path).st_ino
     run(["ip", "netns", "del", name])
     fillers: list[str] = []
@@ -137,8 +137,8 @@ def remake_at_the_same_inode(name: str, tries: int = 300) -> None:
                 return
             if got < inode:  # a lower number was free: keep it taken
                 fillers.append(f"{name}-{i}")
-                open(f"/run/netns/{fillers[-1]}", "w").close()
-                run(["mount", "--bind", path, f"/run/netns/{fillers[-1]}"])
+                open(netns_path(fillers[-1]), "w").close()
+                run(["mount", "--bind", path, netns_path(fillers[-1])])
             run(["ip", "netns", "del", name])
         raise SetupError(f"no new namespace got the inode {inode} in {tries} tries")
     finally:

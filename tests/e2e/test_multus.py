@@ -19,7 +19,17 @@ import pytest
 from beds import libcni, netns, runtime, topology
 from beds.libcni import ok, pod_ips
 from beds.services import request
-from beds.topology import ELSEWHERE_V4, ELSEWHERE_V6, LAN_V4, MASTER, NODE_V4, SHIM, move_node_address
+from beds.topology import (
+    ELSEWHERE_GW4,
+    ELSEWHERE_V4,
+    ELSEWHERE_V6,
+    LAN_V4,
+    MASTER,
+    NODE_V4,
+    SECOND_NIC,
+    SHIM,
+    move_node_address,
+)
 
 PRIMARY_NET = "rtt-cluster"
 SECONDARY_NET = "rtt-route"
@@ -300,6 +310,57 @@ def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
     assert bed.topo.pod_exec(pod, ["ip", "rule"]).stdout == fresh_rules
 
 
+MOVED_V4 = "10.20.0.7"  # the node's address on eth1 after a DHCP renewal
+
+
+def move_the_node_address_on_eth1(topo):
+    for argv in (["addr", "del", f"{ELSEWHERE_V4}/24", "dev", SECOND_NIC],
+                 ["addr", "add", f"{MOVED_V4}/24", "dev", SECOND_NIC],
+                 ["route", "replace", "default", "via", ELSEWHERE_GW4]):  # it went with the address
+        assert topo.node_exec(["ip", *argv]).returncode == 0, argv
+
+
+def through(reply_routes, address):
+    return [r for r in reply_routes if address in (r.get("dst"), r.get("gateway"))]
+
+
+def test_reconcile_after_the_node_address_on_another_nic_changed_and_a_later_del_leave_no_reply_route_to_it(
+        cni, topo, tmp_path, route_plugin):
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, _, _ = bed.pod()
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) != []
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin)
+    assert code == 0, err
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) == []
+    assert through(reply_paths(topo, pod), MOVED_V4) != []
+    bed.delete(pod, "net1")
+    assert reply_paths(topo, pod) == []
+
+
+def test_dry_runs_leave_the_pods_rules_and_reply_tables_as_they_are(cni, topo, tmp_path, route_plugin):
+    """`reconcile --dry-run` after the node's address changed, and an ADD of net1 whose route has dryRun."""
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, path = topo.add_pod()
+    bed.add(pod, path, "eth0")
+    rules = [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")]
+    dry = json.loads(bed.secondary.read_text())
+    dry["plugins"][1]["dryRun"] = True
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    assert reply_paths(topo, pod) == []
+    assert [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")] == rules
+    bed.delete(pod, "net1")
+    dry["plugins"][1]["dryRun"] = False
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    before = pod_state(topo, pod)
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin, "--dry-run", "--log-file", "-")
+    assert code == 1 and "dry-run, not run: nsenter" in err, err
+    assert pod_state(topo, pod) == before
+
+
 def doctor(bed, route_plugin):
     """{subject: check} of `route doctor --json` on the node, for the secondary network."""
     argv = libcni.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
@@ -364,10 +425,10 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
         assert [r for r in json.loads(topo.node_exec(["ip", "-json", "route"]).stdout) if r.get("dev") == SHIM] == []
 
 
-def reconcile(bed, route_plugin):
-    """One `route reconcile` pass on the node: (exit status, its report)."""
-    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
-                                            "--log-file", str(bed.log.with_name("reconcile.log"))),
+def reconcile(bed, route_plugin, *options):
+    """One `route reconcile` pass on the node, with `options`: (exit status, its report)."""
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
+                                             "--log-file", str(bed.log.with_name("reconcile.log")), *options),
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stderr
 
@@ -394,6 +455,9 @@ def test_a_cluster_interface_named_x_at_y_goes_through_add_reconcile_and_del(bed
     assert code == 0 and f"{SHIM}: repaired" in report, report
     assert bed.topo.node_exec(["ip", "route", "show", lan, "dev", SHIM]).stdout.strip(), report
     assert bed.check(pod)[0] == 0
+    replayed = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD",
+                                                 "--dry-run", str(bed.log)), capture_output=True, text=True, timeout=60)
+    assert replayed.returncode == 0 and "refused" not in replayed.stdout and " dev x@y " in replayed.stdout, replayed
     bed.delete(pod, "net1")
     assert reply_paths(bed.topo, pod) == []
 

@@ -228,6 +228,26 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
 
 
+def test_an_add_that_fails_after_the_nodes_route_is_in_is_undone_by_a_del_without_prev_result(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Crash consistency: the runtime answers a failed ADD with a DEL, and may have no prevResult to give it. The
+    record is written before anything changes, so DEL takes out what the ADD put in, on the node and in the pod."""
+    via = {"routeViaHost": ["10.96.0.0/12"]}
+    before = json.dumps([[r for r in multus_pod.routes], multus_pod.rules])
+    multus_pod.failures[("rule", "add")] = (2, "RTNETLINK answers: Operation not supported\n")
+    code, out, _ = on_net1(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16", ifname="net1"),
+                                                             **via))
+    assert code == 1 and out["code"] == 100, out
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"] and (tmp_path / "ips" / "192.168.1.2").exists()
+    assert table_routes(multus_pod) and any(r["dst"] == "10.96.0.0/12" for r in multus_pod.routes)
+    del multus_pod.failures[("rule", "add")]
+    code, out, err = on_net1(monkeypatch, host, "DEL", netconf(tmp_path, **via))
+    assert code == 0, (out, err)
+    assert host.routes_on("eno1.host") == [] and not (tmp_path / "ips" / "192.168.1.2").exists()
+    assert list((tmp_path / "networks" / "default" / "attachments").iterdir()) == []
+    assert json.dumps([multus_pod.routes, multus_pod.rules]) == before
+
+
 @pytest.mark.parametrize("dev", ["x@y", "net1@if3", "#", "é" * 7, "-x", "x" * 15])
 def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
     """A pod's other interfaces are named by other plugins or the pod: what the kernel takes, a record holds."""
@@ -238,3 +258,23 @@ def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
                 "replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]}
     read = Attachment.from_json(json.loads(json.dumps(Attachment.from_json(document).to_json())))
     assert read.reply_routes == [TableRoute(2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None)]
+
+
+
+def test_an_interface_named_x_at_y_gets_its_reply_path_and_one_ip_printed_from_no_utf_8_gets_none(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Names come from the pod: any the kernel takes is used and recorded; one that ip printed from bytes that
+    were no UTF-8 (U+FFFD) names no interface any command could reach, so it gets no reply path."""
+    for name, address in (("x@y", "10.98.0.2/24"), ("bad\ufffd", "10.99.0.2/24")):
+        multus_pod.add_link(name, addresses=[address])
+        multus_pod.add_route(address.replace(".2/", ".0/"), name, protocol="kernel")
+    code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
+    assert code == 0, (out, err)
+    record = json.loads((tmp_path / "networks" / "default" / "attachments" / "c1@net1.json").read_text())
+    assert {route[3] for route in record["replyRoutes"]} == {"eth0", "net1", "x@y"}
+    (block,) = parse_log(err)
+    assert any(" dev x@y " in line for line in block.lines)
+    assert all(replay.replayable(line) for line in block.lines), block.lines  # route replay takes them
+    assert "10.99.0.2" not in [address for address, _ in record["replyRules"]]
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert multus_pod.rules == []
