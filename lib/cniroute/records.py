@@ -134,7 +134,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
 
 
 def _namespace_id(document):
-    """The pod namespace's identity as runner.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
+    """The pod namespace's identity as host.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
     kernels that tell no cookie); None when not recorded."""
     if "netnsCookie" in document:
         return f"{COOKIE}{document['netnsCookie']}"
