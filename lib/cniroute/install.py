@@ -295,8 +295,9 @@ def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
     from .doctor.prerequisites import nft_versions, prerequisites, said
     from .doctor.verdicts import FAIL
+    from .host import NodeRoot
     from .journal import Journal
-    from .runner import ANY_STATUS, NodeRoot, Runner
+    from .runner import ANY_STATUS, Runner
 
     if not os.path.isdir(root):
         raise Refused(f"--node-root {root} is not a directory (is the node's / mounted there?)")

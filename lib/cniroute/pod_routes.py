@@ -245,7 +245,7 @@ def heal(runner, attachment, node, addresses, master):
 
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
-    (runner.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
+    (host.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
     Returns the attachment as the pod now has it (its pod_routes), unchanged when the interface lacks
     the pod's addresses or the record, of an older version, does not say where the pod is. PodUnreachable, with
     the reason, when the pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path

@@ -34,9 +34,10 @@ from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, PodUnreachable, ShimConflict, UnsuitableInterpreter
 from .figures import Figures
+from .host import PROC_SYS, SystemHost
 from .journal import Journal, deliver
 from .node import Node
-from .runner import PROC_SYS, Runner, SystemHost
+from .runner import Runner
 from .store import Store
 from .watch import Watcher
 

@@ -7,7 +7,7 @@ from collections import namedtuple
 from . import config, schema
 from .errors import InvalidConfig
 
-COOKIE = "cookie:"  # a namespace identity by its cookie, as runner.SystemHost writes it (else DEVICE:INODE)
+COOKIE = "cookie:"  # a namespace identity by its cookie, as host.SystemHost writes it (else DEVICE:INODE)
 
 # The attachment record's format, its key "format"; a record without one is format 1 (route 0.1.0 and before).
 # A later format only adds keys, and every release reads a record's keys it knows and passes over the others:
@@ -61,7 +61,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     log: logFile, logMaxBytes (None: stderr, the default size) and nodeAddresses (None: the automatic choice);
     in a pod of several interfaces, the reply paths it made there (reply_rules: ReplyRule, reply_routes:
     TableRoute); and the pod's namespace: its path (netns, the ADD's CNI_NETNS) and which namespace that was
-    (netns_id, runner.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put
+    (netns_id, host.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put
     the pod's own routes back, each only while it still holds the pod (DEL changes only the namespace the
     runtime names then). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge,
     prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes,
@@ -134,7 +134,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
 
 
 def _namespace_id(document):
-    """The pod namespace's identity as runner.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
+    """The pod namespace's identity as host.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
     kernels that tell no cookie); None when not recorded."""
     if "netnsCookie" in document:
         return f"{COOKIE}{document['netnsCookie']}"

@@ -9,9 +9,10 @@ import sys
 from . import files, iproute, nft, pod_routes, routes, shim
 from .config import DEFAULT_STATE_DIR
 from .errors import CNIError
+from .host import SystemHost
 from .journal import Journal, deliver
 from .node import Node
-from .runner import Runner, SystemHost
+from .runner import Runner
 from .store import Store
 
 LAYOUT = ("networks", "ips", "locks")  # what route keeps in its state dir (store.py); nothing else is removed

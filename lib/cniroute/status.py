@@ -13,9 +13,10 @@ import time
 from . import figures
 from .config import DEFAULT_STATE_DIR
 from .errors import CNIError
+from .host import PROC_SYS, SystemHost
 from .journal import Journal
 from .plugin import require_available
-from .runner import PROC_SYS, Runner, SystemHost
+from .runner import Runner
 from .store import Store
 
 STALL = 120.0  # seconds without progress before --live fails, by default (a slow node's pass takes a few)

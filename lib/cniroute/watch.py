@@ -9,7 +9,7 @@ it was not running. The passes themselves, and what they report, are reconcile's
 
 SIGTERM or SIGINT: no pass is due any more (the one in progress may ask `stopping` between shims), the monitor
 is stopped. kill -9 at any moment: the monitor dies with the watcher (PR_SET_PDEATHSIG, see
-runner.SystemHost.follow).
+host.SystemHost.follow).
 """
 import contextlib
 import os

@@ -1,4 +1,4 @@
-"""The lean import of sh (runner._import_sh_lean), each case in a fresh interpreter: the plugin's process
+"""The lean import of sh (lean_sh.import_sh), each case in a fresh interpreter: the plugin's process
 loads none of the modules sh is given stand-ins for, and sh behaves for any other code exactly as when
 imported plainly, its async API and its logging included. Needs processes, so these are not unit tests.
 
@@ -18,13 +18,14 @@ LEAN = r"""
 import sys
 sys.path[:0] = sys.argv[1:]
 from cniroute import cli  # noqa: F401
-from cniroute.runner import SystemHost, _STAND_INS
+from cniroute.host import SystemHost
+from cniroute.lean_sh import STAND_INS
 host = SystemHost()
 """
 
 STATE = LEAN + r"""
 import json
-loaded = sorted(name for name in _STAND_INS if name in sys.modules)
+loaded = sorted(name for name in STAND_INS if name in sys.modules)
 typing_loaded = "typing" in sys.modules  # the costliest of sh's imports (1.5 ms), which it uses for one annotation
 def stand_in(value):
     return type(value) is type(sys) and str(value.__doc__).startswith("stands in for")
@@ -33,7 +34,7 @@ holders = sorted(name for name, module in list(sys.modules.items())
 sh_holds = sorted(name for name, value in vars(sys.modules["sh"]._SelfWrapper__self_module).items() if stand_in(value))
 status, out, err = host.execute(["ip", "-json", "link", "show", "lo"], None, 10)
 lines = host.execute(["ip", "-json", "-batch", "-"], "link show lo\nlink show lo\n", 10)[1].count('"ifname":"lo"')
-loaded_by_calls = sorted(name for name in _STAND_INS if name in sys.modules)
+loaded_by_calls = sorted(name for name in STAND_INS if name in sys.modules)
 import ssl
 from importlib import metadata
 print(json.dumps({"loaded": loaded, "holders": holders, "status": status, "lo": '"ifname":"lo"' in out,

@@ -13,9 +13,8 @@ import pytest
 from beds import netns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
-from cniroute import runner  # noqa: E402
-from cniroute.errors import CommandTimeout  # noqa: E402
-from cniroute.runner import SystemHost  # noqa: E402
+from cniroute.errors import CommandFailed, CommandTimeout  # noqa: E402
+from cniroute.host import SystemHost, _cookie, _cookie_from_inside  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +50,15 @@ def test_the_timeout_kills_the_command(host):
     assert time.monotonic() - began < 10
 
 
+def test_a_program_not_on_path_is_said_so_both_when_run_and_when_followed(host):
+    for start in (lambda: host.execute(["no-such-program-anywhere"], None, 10),
+                  lambda: host.follow(["no-such-program-anywhere"], print, print)):
+        with pytest.raises(CommandFailed) as raised:
+            start()
+        assert (raised.value.msg, raised.value.details) == ("no-such-program-anywhere not found on PATH",
+                                                            "install the package that provides it")
+
+
 @pytest.fixture
 def netns_path():
     """A network namespace at /run/netns/NAME (ip netns), deleted at the end; remake() makes it again there."""
@@ -75,8 +83,8 @@ def test_a_namespace_made_again_at_the_path_with_the_freed_inode_has_another_coo
 def test_a_kernel_without_ns_get_id_gets_the_same_cookie_from_a_socket_made_inside(netns_path):
     fd = os.open(netns_path, os.O_RDONLY)
     try:
-        assert runner._cookie_from_inside(fd) == runner._cookie(fd)
-        assert runner._cookie_from_inside(fd) != runner._cookie(os.open("/proc/self/ns/net", os.O_RDONLY))
+        assert _cookie_from_inside(fd) == _cookie(fd)
+        assert _cookie_from_inside(fd) != _cookie(os.open("/proc/self/ns/net", os.O_RDONLY))
     finally:
         os.close(fd)
 

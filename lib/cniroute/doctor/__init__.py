@@ -26,8 +26,9 @@ and JSON).
 import time
 
 from .. import config
+from ..host import NodeRoot
 from ..journal import Journal
-from ..runner import NodeRoot, Runner
+from ..runner import Runner
 from .checks import Doctor
 from .discovery import DEFAULT_CONF_DIR
 from .pods import PROBE_LIMIT, PROBE_WAIT
