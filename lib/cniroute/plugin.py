@@ -43,7 +43,7 @@ def add(conf, inv, runner):
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, conf.name, runner.dry_run)
     attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
-    seen = pod_routes.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
+    links = pod_routes.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
     with store.shim_lock(shim_name):
         node = Node.observe(runner, neighbours_of=routes.addresses(prefixes))
         master_link = shim.require_master(node, master)
@@ -57,12 +57,13 @@ def add(conf, inv, runner):
         planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
-        rules, table_routes = pod_routes.reply_paths(seen, inv.ifname, on_link + planned, node.links, addresses,
+        rules, table_routes = pod_routes.reply_paths(runner, inv.netns, links, inv.ifname, node.links, addresses,
                                                      shim_name)
         attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
                                          reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
-                                         netns_id=runner.host.namespace_id(inv.netns))
+                                         netns_id=runner.host.namespace_id(inv.netns),
+                                         node_view=pod_routes.node_view(addresses, master_link, node.links, shim_name))
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(attachment)
         for prefix in prefixes:

@@ -6,12 +6,16 @@ A pod route is [destination, gateway]:
 - [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
 
-In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies must leave
-by the interface their connection came in on, whatever the main table says (our routes there send the node's
-addresses out of ours). So for every interface of the pod with global addresses, ours included, a reply path:
-a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (REPLY_TABLE + the interface's
-ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
-address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
+In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies to the node
+must leave by the interface their connection came in on, whatever the main table says (our routes there send
+node addresses out of ours). So for every interface of the pod with global addresses, ours included, a reply
+path: a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (REPLY_TABLE + the
+interface's ifindex) holding a route to each node address that main sends out of another interface, the way
+this one reaches it: from ours through a node address the shim carries (onlink), from another interface as the
+kernel routes to it out of that interface (`ip route get ADDRESS oif IFNAME`). Nothing else: a table without a
+match sends the lookup on to main, so everything but the node goes as main says. What route owns in a pod is
+thus bounded by the node's addresses, and so is what it reads there: its rules (by priority), its tables and its
+own main routes (by protocol: the kernel filters), never the pod's other routes.
 A rule is [address, table]; a table route [table, dst, gateway or None, dev, onlink, metric or None].
 A pod with one interface gets none of this.
 """
@@ -24,6 +28,7 @@ from .errors import CommandFailed
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
 RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
 REPLY_TABLE = 2010000  # + the interface's ifindex in the pod: one table per interface
+IPV6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route added without one (IPv4: 0, not shown)
 
 
 class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
@@ -31,6 +36,11 @@ class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), (
     the reply paths' `rules` and `table_routes`."""
 
     __slots__ = ()
+
+
+# What of route's one read finds in the pod, of one family: the routes of protocol 201 in main, those of route's
+# tables (of any protocol: the tables are route's), the rules at RULE_PREF.
+Found = namedtuple("Found", "main tables rules")
 
 
 def plan(attachment):
@@ -41,56 +51,62 @@ def plan(attachment):
 
 
 def observe(runner, netns):
-    """What reply_paths needs of the pod, in one ip call: (address objects, route objects of every table and
-    both families). Without nsenter, nothing: a pod that needs no route of ours inside still gets its ADD."""
+    """The pod's links and addresses (what reply_paths needs of the pod), in one ip call. Without nsenter,
+    nothing: a pod that needs no route of ours inside still gets its ADD."""
     if not runner.has_program("nsenter"):
-        return [], []
-    return tuple(runner.read_each([iproute.show_addresses(), iproute.show_all_routes()], netns=netns))
+        return []
+    return runner.read([iproute.show_addresses()], netns=netns)
 
 
-def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
-    """(rules, table routes) for the pod as observe() saw it, our interface `ifname` about to get `main_routes`
-    ([dst, gateway]); none when no other interface of the pod has a global address. `node_links` the node's
-    Links, `carried` the node addresses the shim carries (Address), `shim` its name."""
-    links, pod_table = seen
-    ours = {}  # ifname -> (ifindex, global addresses)
+def reply_paths(runner, netns, links, ifname, node_links, carried, shim):
+    """(rules, table routes) for the pod whose links observe() read, our interface `ifname`; none when no other
+    interface of the pod has a global address. `node_links` the node's Links, `carried` the node addresses the
+    shim carries (Address), `shim` its name. Asks the pod's kernel how its other interfaces reach the node
+    addresses main sends out of ours (one ip call)."""
+    interfaces = {}  # ifname -> (its table, its global addresses)
     for link in links:
         found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
         if found and link.get("ifname") != "lo":
-            ours[link["ifname"]] = (link["ifindex"], found)
-    if ifname not in ours or len(ours) < 2:
+            interfaces[link["ifname"]] = (REPLY_TABLE + link["ifindex"], found)
+    if ifname not in interfaces or len(interfaces) < 2:
         return [], []
-    rules, table_routes = [], []
-    for name, (ifindex, found) in ours.items():
-        table = REPLY_TABLE + ifindex
-        rules += [[a["local"], table] for a in found]
-        copied = [[table, routes.prefix_of(r["dst"], _is_ipv6_route(r)), r.get("gateway"), name,
-                   "onlink" in r.get("flags", ()), r.get("metric")]
-                  for r in pod_table if r.get("table", "main") == "main" and r.get("dev") == name
-                  and r.get("type", "unicast") == "unicast" and r.get("protocol") != iproute.ROUTE_PROTO]
-        if name == ifname:
-            copied += [[table, dst, gateway, name, False, None] for dst, gateway in main_routes]
-            copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
-        table_routes += sorted(copied, key=lambda route: route[2] is not None)  # next hops' own routes first
+    rules = [[a["local"], table] for table, found in interfaces.values() for a in found]
+    subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in interfaces[ifname][1]]
+    node = {a for link in node_links.values() if link.name != shim for a in link.global_addresses} | set(carried)
+    # main sends these out of ours: the carried ones (our on-link routes) and those in our subnets
+    toward_ours = sorted({a.local for a in node if a in carried or any(a.ip in net for net in subnets)})
+    table_routes = _to_other_node_addresses(interfaces[ifname][0], ifname, subnets, node, carried)
+    table_routes += _the_way_out_of(runner, netns, {k: v for k, v in interfaces.items() if k != ifname}, toward_ours)
     return rules, table_routes
 
 
-def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, carried, shim):
+def _to_other_node_addresses(table, ifname, subnets, node, carried):
     """Routes to the node addresses the shim does not carry (another NIC's, a cluster CNI's host-side veth's),
     through one it does, onlink: the node may connect to our interface from any of them."""
-    subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in pod_addresses]
-    have = {dst for _, dst, *_ in copied}
+    found = {}
+    for address in sorted(node, key=lambda a: a.local):
+        via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
+        ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
+        if via and ours and address not in carried and not any(address.ip in n for n in ours):
+            found.setdefault(iproute.host_prefix(address.local), [table, iproute.host_prefix(address.local), via,
+                                                                  ifname, True, None])
+    return list(found.values())
+
+
+def _the_way_out_of(runner, netns, others, destinations):
+    """Routes of each of the `others` (ifname -> (table, its addresses)) to each of `destinations` (node addresses
+    of a family it has) as the pod's kernel routes to them out of that interface: through its gateway (onlink:
+    the table has no route to the gateway itself), or on its link. One ip call (ip takes each get's family from
+    its address)."""
+    asked = [(name, table, d) for name, (table, found) in others.items() for d in destinations
+             if any(_is_ipv6(a["local"]) == _is_ipv6(d) for a in found)]
+    answers = runner.read([iproute.get_route_out_of(d, name) for name, _, d in asked], netns=netns)
     found = []
-    for link in node_links.values():
-        if link.name == shim:
-            continue
-        for address in link.global_addresses:
-            via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
-            dst = iproute.host_prefix(address.local)
-            ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
-            if via and ours and address not in carried and dst not in have and not any(address.ip in n for n in ours):
-                have.add(dst)
-                found.append([table, dst, via, ifname, True, None])
+    for name, table, destination in asked:
+        answer = next((a for a in answers if a.get("dev") == name and a.get("dst") == destination), None)
+        if answer is not None:
+            gateway = answer.get("gateway")
+            found.append([table, iproute.host_prefix(destination), gateway, name, gateway is not None, None])
     return found
 
 
@@ -102,6 +118,16 @@ def on_link(addresses, master, pod_addresses):
     versions = {net.version for net in subnets}
     return [[iproute.host_prefix(a.local), None] for a in addresses
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
+
+
+def node_view(carried, master, node_links, shim):
+    """What of the node the pod side is made from, as the record keeps it (Attachment.node_view): the addresses
+    the shim carries, the master's, and the node's other global addresses. A pod whose record has the node's
+    view of now needs nothing from a pass: reconcile enters only the pods whose view changed."""
+    others = {a.cidr for link in node_links.values() if link.name not in (shim, master.name)
+              for a in link.global_addresses}
+    return sorted({f"carried {a.cidr}" for a in carried} | {f"master {a.cidr}" for a in master.global_addresses}
+                  | {f"node {cidr}" for cidr in others})
 
 
 def install(runner, pod_plan, netns, ifname):
@@ -117,84 +143,192 @@ def install(runner, pod_plan, netns, ifname):
             runner.change_batch(commands, netns, ipv6, force=True)
             commands = []
     except CommandFailed as e:
-        missing = problems(runner, pod_plan, netns, ifname)
+        missing = _differences(pod_plan, ifname, _read(runner, pod_plan, netns), extras=False)
         if missing:
             raise CommandFailed(e.msg, "; ".join([e.details, *missing])) from None
 
 
 def remove(runner, pod_plan, netns, ifname):
-    """Delete our routes and reply paths in the pod. A pod whose namespace is gone took them along, and so did
-    one whose CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing
-    to do. What went before us (an interface deleted first, with its routes) is fine."""
+    """Delete what is route's in the pod, as it is now: our main routes to the recorded destinations on our
+    interface, whatever the pod changed of them, every route of the recorded tables and every rule at RULE_PREF
+    that looks one up. A pod whose namespace is gone took them along, and so did one whose CNI_NETNS is no
+    longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing to do. What went before
+    us (an interface deleted first, with its routes) is fine."""
     if (not netns or not any(pod_plan) or not runner.host.is_network_namespace(netns)
             or not runner.has_program("nsenter")):
         return
-    if pod_plan.routes:
-        found = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
-        for dst, gateway in reversed(pod_plan.routes):
-            if any(_is_ours(r, gateway, ifname) for r in found[dst]):
-                runner.change(_delete(dst, gateway, ifname), netns=netns)
-    if pod_plan.rules or pod_plan.table_routes:
-        try:
-            _delete_reply_paths(runner, pod_plan, netns)
-        except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
-            if any(_present(runner, pod_plan, netns)):
-                raise
+    try:
+        for ipv6, commands in _owned(pod_plan, ifname, _read(runner, pod_plan, netns)).items():
+            runner.change_batch(commands, netns, ipv6, force=True)
+    except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
+        if _owned(pod_plan, ifname, _read(runner, pod_plan, netns)):
+            raise
 
 
 def problems(runner, pod_plan, netns, ifname):
+    """What differs in the pod from the plan, as sentences (_differences)."""
+    return _differences(pod_plan, ifname, _read(runner, pod_plan, netns))
+
+
+def _differences(pod_plan, ifname, seen, extras=True):
+    """What differs in the pod (`seen`: _read) from the plan: what is missing or what the pod has instead (every
+    field that makes a route or a rule counts: table, destination, gateway, device, metric, scope, protocol,
+    type), and (`extras`) what route's tables hold that the plan does not."""
     found = []
-    if pod_plan.routes:
-        seen = routes.observe(runner, [dst for dst, _ in pod_plan.routes], netns=netns)
-        found += [f"no route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname} in the pod"
-                  for dst, gateway in pod_plan.routes if not any(_is_ours(r, gateway, ifname) for r in seen[dst])]
-    if pod_plan.rules or pod_plan.table_routes:
-        rules, table_routes = _present(runner, pod_plan, netns)
-        found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
-                  if [address, table] not in rules]
-        found += [f"no route to {route[1]} dev {route[3]} in the pod's table {route[0]}"
-                  for route in pod_plan.table_routes if route not in table_routes]
+    main, tables = {}, {}
+    for ipv6, family in seen.items():
+        for obj in family.main:
+            main.setdefault(routes.prefix_of(obj.get("dst", ""), ipv6), []).append(obj)
+        for table, objs in family.tables.items():
+            for obj in objs:
+                tables.setdefault((table, routes.prefix_of(obj.get("dst", ""), ipv6)), []).append(obj)
+    for dst, gateway in pod_plan.routes:
+        wanted = _main_route(dst, gateway, ifname)
+        have = main.get(dst, [])
+        if not any(_same_route(obj, wanted) for obj in have):
+            found.append(_differs(f"route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname}", "the pod",
+                                  wanted, have))
+    wanted_in = {}
+    for route in pod_plan.table_routes:
+        table, dst, _, dev = route[:4]
+        wanted = wanted_in.setdefault((table, dst), [])
+        wanted.append(_table_route(route))
+        have = tables.get((table, dst), [])
+        if not any(_same_route(obj, wanted[-1]) for obj in have):
+            found.append(_differs(f"route to {dst} dev {dev}", f"the pod's table {table}", wanted[-1], have))
+    for (table, dst), objs in sorted(tables.items()) if extras else ():
+        wanted = wanted_in.get((table, dst), [])
+        extra = [obj for obj in objs if not any(_same_route(obj, w) for w in wanted)]
+        if wanted and len(extra) == len(objs):
+            continue  # said above: what the pod has instead
+        found += [f"the pod's table {table} has `{_describe(obj)}`, which route did not put there" for obj in extra]
+    rules = [obj for family in seen.values() for obj in family.rules]
+    found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
+              if not any(_is_rule(obj, address, table) for obj in rules)]
     return found
 
 
-def _present(runner, pod_plan, netns):
-    """(rules, table routes) of the plan that are in the pod: one read, and one more for IPv6 rules."""
-    rules, table = runner.read_each([iproute.show_rules(), iproute.show_all_routes()], netns=netns)
-    if any(_is_ipv6(address) for address, _ in pod_plan.rules):
-        rules += runner.read([iproute.show_rules()], True, netns)
-    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, *rule) for obj in rules)],
-            [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
-
-
-def _delete_reply_paths(runner, pod_plan, netns):
-    """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
-    rules, table_routes = _present(runner, pod_plan, netns)
+def _read(runner, pod_plan, netns):
+    """{ipv6: Found} of the families the plan has anything of: one ip call each, of what is route's alone (the
+    kernel filters by protocol and table, ip the rules by priority)."""
+    tables = sorted({table for _, table in pod_plan.rules} | {route[0] for route in pod_plan.table_routes})
+    found = {}
     for ipv6 in (False, True):
-        commands = [iproute.delete_rule(address, table, RULE_PREF) for address, table in rules
-                    if _is_ipv6(address) == ipv6]
-        if not ipv6:
-            commands += [iproute.delete_table_route(*route) for route in reversed(table_routes)]
-        runner.change_batch(commands, netns, ipv6, force=True)
+        if not (any(_is_ipv6(dst) == ipv6 for dst, _ in pod_plan.routes) or tables):
+            continue
+        answers = runner.read_each([iproute.show_own_routes(), *(iproute.show_table(t) for t in tables),
+                                    *([iproute.show_rules_at(RULE_PREF)] if tables else [])], ipv6, netns)
+        found[ipv6] = Found(answers[0], dict(zip(tables, answers[1:])), answers[len(tables) + 1] if tables else [])
+    return found
+
+
+def _owned(pod_plan, ifname, seen, keep=None):
+    """{ipv6: [argv]} that delete what is route's among what _read saw, in order: the rules that look up a table
+    of the plan, those tables (flushed: whatever is in them is route's, as the pod may have changed it), ours in
+    main to a destination of the plan on our interface (by destination and gateway: whatever its metric or scope).
+    What `keep` (a PodPlan) wants and is there as it wants it stays: a table, when it holds that and nothing else."""
+    tables = {table for _, table in pod_plan.rules} | {route[0] for route in pod_plan.table_routes}
+    destinations = {dst for dst, _ in pod_plan.routes}
+    keep = keep or PodPlan(())
+    kept_main = [_main_route(dst, gateway, ifname) for dst, gateway in keep.routes]
+    found = {}
+    for ipv6, family in seen.items():
+        commands = [iproute.delete_rule(_source(obj), obj["table"], RULE_PREF) for obj in family.rules
+                    if _number(obj.get("table")) in tables and obj.get("src", "all") != "all"
+                    and not any(_is_rule(obj, address, table) for address, table in keep.rules)]
+        for table, objs in family.tables.items():
+            wanted = [_table_route(route) for route in keep.table_routes
+                      if route[0] == table and _is_ipv6(route[1]) == ipv6]
+            if objs and not _exactly(objs, wanted):
+                commands.append(iproute.flush_table(table))
+        if commands:
+            found[ipv6] = commands
+    for ipv6, family in seen.items():  # of either family in the batch without -6, as ADD puts them (ip takes theirs)
+        for obj in reversed(family.main):
+            dst = routes.prefix_of(obj.get("dst", ""), ipv6)
+            if obj.get("dev") == ifname and dst in destinations and not any(_same_route(obj, w) for w in kept_main):
+                found.setdefault(False, []).append(_delete(dst, obj.get("gateway"), ifname))
+    return dict(sorted(found.items()))
+
+
+def _exactly(objs, wanted):
+    """Whether the route objects `objs` are the routes `wanted` (_wanted), no more, no fewer."""
+    return (len(objs) == len(wanted) and all(any(_same_route(obj, w) for w in wanted) for obj in objs)
+            and all(any(_same_route(obj, w) for obj in objs) for w in wanted))
+
+
+def _source(obj):
+    """The `from` of a rule object."""
+    return obj["src"] + (f"/{obj['srclen']}" if "srclen" in obj else "")
+
+
+def _number(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_rule(obj, address, table):
-    return obj.get("priority") == RULE_PREF and obj.get("src") == address and str(obj.get("table")) == str(table)
+    """Whether a rule object of show_rules_at is `from address lookup table` and nothing more (no other selector,
+    no other action: ip names each it has)."""
+    return (obj.get("priority") == RULE_PREF and obj.get("src") == address and _number(obj.get("table")) == table
+            and not set(obj) - {"priority", "src", "table", "protocol", "flags"})
 
 
-def _is_table_route(obj, route):
-    table, dst, gateway, dev, _, _ = route
-    return (str(obj.get("table")) == str(table) and "dst" in obj
-            and routes.prefix_of(obj["dst"], _is_ipv6(dst)) == dst and obj.get("gateway") == gateway
-            and obj.get("dev") == dev and obj.get("protocol") == iproute.ROUTE_PROTO)
+def _main_route(dst, gateway, ifname):
+    return _wanted(dst, gateway, ifname, False, None)
+
+
+def _table_route(route):
+    _, dst, gateway, dev, onlink, metric = route
+    return _wanted(dst, gateway, dev, onlink, metric)
+
+
+def _wanted(dst, gateway, dev, onlink, metric):
+    """A route as route puts it, as ip -json shows it once the kernel has it (the fields _same_route compares)."""
+    ipv6 = _is_ipv6(dst)
+    return {"dst": dst, "gateway": gateway, "dev": dev, "onlink": onlink,
+            "metric": metric if metric is not None else (IPV6_DEFAULT_METRIC if ipv6 else 0),
+            "scope": "global" if gateway or ipv6 else "link", "type": "unicast"}
+
+
+def _same_route(obj, wanted):
+    """Whether a route object of a read filtered by protocol (or table) is `wanted` (_wanted): every field that
+    tells two routes apart, so that a route the pod swapped for another metric or scope is not taken for ours."""
+    ipv6 = _is_ipv6(wanted["dst"])
+    return (routes.prefix_of(obj.get("dst", ""), ipv6) == wanted["dst"] and obj.get("gateway") == wanted["gateway"]
+            and obj.get("dev") == wanted["dev"] and ("onlink" in obj.get("flags", ())) == wanted["onlink"]
+            and obj.get("metric", 0) == wanted["metric"] and "nexthops" not in obj
+            and obj.get("scope", "global") == wanted["scope"] and obj.get("type", "unicast") == wanted["type"]
+            and obj.get("protocol", iproute.ROUTE_PROTO) == iproute.ROUTE_PROTO)
+
+
+def _differs(what, where, wanted, have):
+    if not have:
+        return f"no {what} in {where}"
+    return f"{what} in {where} is `{'`, `'.join(_describe(obj) for obj in have)}`, not `{_describe(wanted)}`"
+
+
+def _describe(obj):
+    """A route object (of ip -json, or _wanted) as ip would print it: enough to tell it from another."""
+    words = [obj.get("dst") or "?"]
+    if obj.get("type", "unicast") != "unicast":
+        words.insert(0, obj["type"])
+    if obj.get("gateway"):
+        words += ["via", obj["gateway"]]
+    words += ["dev", obj.get("dev") or "?"]
+    if obj.get("onlink") is True or "onlink" in obj.get("flags", ()):
+        words.append("onlink")
+    if obj.get("metric"):
+        words += ["metric", str(obj["metric"])]
+    if obj.get("protocol", iproute.ROUTE_PROTO) != iproute.ROUTE_PROTO:
+        words += ["proto", obj["protocol"]]
+    return " ".join(words + ["scope", obj.get("scope", "global")])
 
 
 def _is_ipv6(address):
     return ":" in address
-
-
-def _is_ipv6_route(obj):
-    """Of a route object of `table all` (which names no family): only IPv6 routes have a router preference."""
-    return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
 
 
 def heal(runner, attachment, node, addresses, master):
@@ -202,14 +336,14 @@ def heal(runner, attachment, node, addresses, master):
     `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
     node addresses outside the pod's subnets and routeViaHost's routes, through the node address the shim
     carries now, and in a pod that ADD gave reply paths, those made again for the node and the pod as they are
-    now; ours that point at an address the node gave up go. `route reconcile` calls it for every attachment
-    that still owns its addresses.
+    now; what of route's the node or the pod no longer calls for goes. `route reconcile` calls it for every
+    attachment that owns its addresses and was made for another node than the node of now (node_view).
 
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
     (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
-    pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it (its
-    on_link and via_host), or unchanged when the pod cannot be reached (records of older versions, a pod whose
-    namespace has gone: its DEL or GC comes)."""
+    pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it, or
+    unchanged when the pod cannot be reached (records of older versions, a pod whose namespace has gone: its
+    DEL or GC comes)."""
     netns, ifname = attachment.netns, attachment.ifname
     if not netns or runner.host.namespace_id(netns) != attachment.netns_id or not runner.has_program("nsenter"):
         return attachment
@@ -219,35 +353,22 @@ def heal(runner, attachment, node, addresses, master):
         return attachment  # another pod's namespace now, or not the interface ADD routed
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([cidr for cidr, _ in attachment.via_host], addresses, master.name)
-    had = [[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host]
-    found = routes.observe(runner, list(dict.fromkeys(dst for dst, _ in wanted + had)), netns=netns)
-    for dst, gateway in wanted:  # in order: an on-link route before the routes through its address
-        if not any(_is_ours(r, gateway, ifname) for r in found[dst]):
-            runner.change(_replace(dst, gateway, ifname), netns=netns)
-    for dst, gateway in reversed(had):
-        replaced = any(d == dst for d, _ in wanted)  # `replace` took it over
-        if [dst, gateway] not in wanted and not replaced and any(_is_ours(r, gateway, ifname) for r in found[dst]):
-            runner.change(_delete(dst, gateway, ifname), netns=netns)
-    healed = attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
-                                 via_host=[pair for pair in wanted if pair[1] is not None])
+    rules, table_routes = [], []
     if attachment.reply_rules or attachment.reply_routes:
-        healed = _heal_reply_paths(runner, healed, node, addresses, plan(attachment))
-    return healed
-
-
-def _heal_reply_paths(runner, attachment, node, addresses, had):
-    """The reply paths for the pod and the node as they are now (reply_paths, as ADD makes them): what is
-    missing added, what the node or the pod no longer has removed first."""
-    rules, table_routes = reply_paths(observe(runner, attachment.netns), attachment.ifname, plan(attachment).routes,
-                                      node.links, addresses, attachment.shim)
-    stale = PodPlan((), [r for r in had.rules if r not in rules],
-                    [r for r in had.table_routes if r not in table_routes])
-    if stale.rules or stale.table_routes:
-        _delete_reply_paths(runner, stale, attachment.netns)
-    missing = problems(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
-    if missing:
-        install(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
-    return attachment._replace(reply_rules=rules, reply_routes=table_routes)
+        rules, table_routes = reply_paths(runner, netns, observe(runner, netns), ifname, node.links, addresses,
+                                          attachment.shim)
+    now, had = PodPlan(wanted, rules, table_routes), plan(attachment)
+    both = PodPlan(had.routes + wanted, had.rules + rules, had.table_routes + table_routes)
+    seen = _read(runner, both, netns)  # what of route's the pod has, once
+    stale = _owned(both, ifname, seen, keep=now)
+    for ipv6, commands in stale.items():  # first: an old route to a destination of now would stay in the way
+        runner.change_batch(commands, netns, ipv6, force=True)
+    if stale or _differences(now, ifname, seen):
+        install(runner, now, netns, ifname)
+    return attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
+                               via_host=[pair for pair in wanted if pair[1] is not None], reply_rules=rules,
+                               reply_routes=table_routes,
+                               node_view=node_view(addresses, master, node.links, attachment.shim))
 
 
 def as_result(pod_routes, version):
@@ -262,8 +383,3 @@ def _replace(dst, gateway, ifname):
 
 def _delete(dst, gateway, ifname):
     return iproute.delete_gateway_route(dst, gateway, ifname) if gateway else iproute.delete_route(dst, ifname)
-
-
-def _is_ours(route, gateway, ifname):
-    return (route.get("gateway") == gateway and route.get("dev") == ifname
-            and route.get("protocol") == iproute.ROUTE_PROTO)

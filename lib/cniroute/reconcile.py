@@ -9,11 +9,13 @@ One pass covers every shim that an attachment record under the state dir names, 
   - the pods' routes: the route of every address its attachment still owns (an address that IPAM has given
     to a newer pod is that pod's). A pod whose DEL has run has no record, so nothing of it comes back;
   - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost;
-  - inside each running pod that owns its addresses, the routes ADD put there (pod_routes.heal), for the node
-    as it is now: after the node's address changed, the on-link route to the new address and routeViaHost's
-    routes through it, and no more route to the old one. Only in the namespace ADD named while it is still
-    that pod's (recorded identity, the pod's addresses on its interface); records of older versions do not
-    say, and their pods are left as they are.
+  - inside each running pod that owns its addresses and was made for another node than the node of now
+    (its record's node view: the addresses the shim carries, the master's, the node's others), the routes ADD
+    put there (pod_routes.heal), for the node as it is now: after the node's address changed, the on-link
+    route to the new address, routeViaHost's routes through it and the reply paths, and no more route to the
+    old one. Only in the namespace ADD named while it is still that pod's (recorded identity, the pod's
+    addresses on its interface); records of older versions do not say, and their pods are left as they are.
+    A pass on a node that changed nothing that concerns pods enters none.
 Nothing is created without a record. Each shim is handled under its lock, the one ADD and DEL take, and its
 records are read inside it. When the pass changed something, the host is read again, as CHECK reads it:
 exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run changes nothing, so it exits
@@ -156,10 +158,14 @@ def reconcile_shim(runner, store, shim_name):
 
 
 def _heal_pods(runner, attached, node, carried, master):
-    """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
-    be done, per pod. `attached`: the [(Store, record)] that own all their addresses."""
+    """Put back the own routes of every running pod made for another node than this one (pod_routes.heal) and
+    record what they are now; what could not be done, per pod. `attached`: the [(Store, record)] that own all
+    their addresses."""
     problems = []
+    view = pod_routes.node_view(carried, master, node.links, attached[0][1].shim if attached else None)
     for store, record in attached:
+        if record.node_view == view:
+            continue  # made for the node as it is: nothing to enter the pod for
         try:
             healed = pod_routes.heal(runner, record, node, carried, master)
         except CNIError as e:  # its namespace went meanwhile, no node address of a family...

@@ -51,6 +51,7 @@ def _shapes():
             for build in (iproute.replace_table_route, iproute.delete_table_route)
             for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]  # reply tables
     pod += [[*family, *build(a, n, n)] for build in (iproute.add_rule, iproute.delete_rule) for family in ([], ["-6"])]
+    pod += [[*family, *iproute.flush_table(n)] for family in ([], ["-6"])]  # DEL: a reply table, all of it route's
     nft_ = [nft.add_table(), nft.add_chain(), *(nft.add_set(p) for p in nft.PROTOS),
             *(nft.add_masquerade(i, p) for p in nft.PROTOS), nft.delete_rule(n), nft.delete_table()]
     sysctl = [[f"{key.format(i)}={value}"] for key, value in shim.SHIM_SYSCTLS]

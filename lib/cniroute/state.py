@@ -44,7 +44,8 @@ def file_stem(owner):
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes via_host on_link "
                                          "log_file log_max_bytes node_addresses reply_rules reply_routes netns "
-                                         "netns_id", defaults=([], None, None, None, [], [], None, None))):
+                                         "netns_id node_view",
+                                defaults=([], None, None, None, [], [], None, None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through, its
     routeViaHost [cidr, gateway] pairs, the node addresses it reaches on its own link (on_link, routes in the
     pod), and what of its config `route reconcile` needs to remake the shim as ADD did and to log where the
@@ -54,9 +55,11 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     namespace: its path (netns, the ADD's CNI_NETNS) and which namespace that was (netns_id,
     runner.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put the pod's
     own routes back, each only while it still holds the pod (DEL changes only the namespace the runtime names
-    then). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge, prefixes,
-    viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes, netns, netnsID:
-    records written before they existed stay readable)."""
+    then); node_view, what of the node the pod side was made for (pod_routes.node_view: reconcile enters only
+    the pods made for another node than the node of now). On disk as schemas/attachment.json (keys containerID,
+    ifname, network, master, bridge, prefixes, viaHost, and optionally onLink, logFile, logMaxBytes,
+    nodeAddresses, replyRules, replyRoutes, netns, netnsID, nodeView: records written before they existed stay
+    readable)."""
 
     __slots__ = ()
 
@@ -87,6 +90,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             document["netns"] = self.netns
         if self.netns and self.netns_id:
             document["netnsID"] = self.netns_id
+        if self.node_view is not None:
+            document["nodeView"] = list(self.node_view)
         return document
 
     @classmethod
@@ -113,7 +118,7 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, via_host, on_link, document.get("logFile"),
                    document.get("logMaxBytes"), node_addresses, reply_rules, reply_routes, document.get("netns"),
-                   document.get("netnsID"))
+                   document.get("netnsID"), document.get("nodeView"))
 
 
 def _number(value):

@@ -30,16 +30,16 @@ def table_routes(pod):
                   if r.get("table", "main") != "main")
 
 
-def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_routes(monkeypatch, host, multus_pod,
-                                                                                tmp_path):
+def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_way_to_the_node(monkeypatch, host,
+                                                                                       multus_pod, tmp_path):
     main_before = [r for r in multus_pod.routes]
     code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     assert code == 0, (out, err)
     assert multus_pod.rules == [{"src": "10.244.0.2", "table": str(ETH0), "priority": 32201},
                                 {"src": "192.168.1.2", "table": str(NET1), "priority": 32201}]
     assert table_routes(multus_pod) == sorted([
-        (str(ETH0), "10.244.0.1/32", None, "eth0", False), (str(ETH0), "0.0.0.0/0", "10.244.0.1", "eth0", False),
-        (str(NET1), "192.168.0.0/16", None, "net1", False),
+        # the node's address main sends out of net1, the way eth0 reaches it (its default route's gateway)
+        (str(ETH0), "192.168.0.5/32", "10.244.0.1", "eth0", True),
         # the node's other address (ptp's veth), through the one the shim carries
         (str(NET1), "10.244.0.1/32", "192.168.0.5", "net1", True)])
     assert [r for r in multus_pod.routes if r.get("table", "main") == "main"] == main_before  # main as it was
@@ -47,11 +47,11 @@ def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_routes(mo
     assert record["replyRules"] == [["10.244.0.2", ETH0], ["192.168.1.2", NET1]]
 
 
-def test_the_pod_side_is_one_ip_call_and_the_log_replays(monkeypatch, host, multus_pod, tmp_path):
+def test_the_pod_side_is_two_reads_and_a_change_and_the_log_replays(monkeypatch, host, multus_pod, tmp_path):
     _, _, log = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     entered = [argv for argv in host.calls if argv[0] == "nsenter"]
     assert [argv[2:] for argv in entered if "-json" in argv] == [
-        ["ip", "-json", "-d", "-force", "-batch", "-"]]  # one read
+        ["ip", "-json", "-d", "-force", "-batch", "-"]] * 2  # the pod's addresses; eth0's way to the node
     (block,) = parse_log(log)
     assert [line for line in block.lines if line.startswith("nsenter")] == [
         f"nsenter --net={POD_NETNS} ip " + " ".join(argv[3:]) for argv in entered if "-json" not in argv]
@@ -98,7 +98,7 @@ def test_check_names_what_is_missing(monkeypatch, host, multus_pod, tmp_path):
     multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(NET1)]
     _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
     assert "no rule from 10.244.0.2 lookup 2010002 in the pod" in out["msg"]
-    assert "no route to 192.168.0.0/16 dev net1 in the pod's table 2010003" in out["msg"]
+    assert "no route to 10.244.0.1/32 dev net1 in the pod's table 2010003" in out["msg"]
 
 
 def test_a_pod_of_one_interface_is_left_alone(monkeypatch, host, tmp_path):
@@ -120,7 +120,7 @@ def test_dual_stack_rules_go_in_an_ip_6_batch_of_their_own(monkeypatch, host, tm
     assert [argv[2:5] for argv in host.calls if argv[0] == "nsenter" and "rule" in argv] == [
         ["ip", "rule", "add"], ["ip", "rule", "add"], ["ip", "-6", "rule"], ["ip", "-6", "rule"]]
     assert (str(NET1), "fd44::1/128", "fd00::5", "net1", True) in table_routes(pod)
-    assert (str(ETH0), "::/0", "fd44::1", "eth0", False) in table_routes(pod)
+    assert (str(ETH0), "fd00::5/128", "fd44::1", "eth0", True) in table_routes(pod)
     assert on_net1(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
     assert pod.rules == [] and table_routes(pod) == []
 
