@@ -142,13 +142,20 @@ class LockWatch:
     the lock held, in ms, since the last reset()."""
 
     def __init__(self, path):
-        self.path, self.longest, self.busy_since = path, 0.0, None
+        self.path, self.longest, self.busy_since, self.holds = path, 0.0, None, 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def reset(self):
-        self.longest = 0.0
+        self.longest, self.holds = 0.0, 0
+
+    def wait_for_hold(self, timeout):
+        """Wait until a hold has begun and ended since reset() (at most `timeout` s); the longest, in ms."""
+        deadline = time.monotonic() + timeout
+        while (not self.holds or self.busy_since is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.longest
 
     def _run(self):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -163,6 +170,7 @@ class LockWatch:
                     if self.busy_since is not None:
                         self.longest = max(self.longest, (time.monotonic() - self.busy_since) * 1000)
                         self.busy_since = None
+                        self.holds += 1
                 time.sleep(LOCK_POLL)
         finally:
             os.close(fd)
@@ -210,8 +218,7 @@ def watcher_cost(plugin, pods, n):
                 time.sleep(1.0)  # the passes of what came before are over
                 lock.reset()
                 topo.node_exec(["ip", "route", "add", "10.99.0.0/24", "dev", "lo"], check=True)
-                time.sleep(1.0)  # the pass it woke (after SETTLE) has ended
-                holds.append(lock.longest)
+                holds.append(lock.wait_for_hold(120))  # the pass it woke (after SETTLE)
                 topo.node_exec(["ip", "route", "del", "10.99.0.0/24", "dev", "lo"], check=True)
             results["lock held by a pass with nothing to repair (ms)"] = holds
             watcher.stop()
