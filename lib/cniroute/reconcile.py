@@ -131,16 +131,16 @@ def reconcile_shim(runner, store, shim_name):
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
         selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
+        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
+        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
         try:
-            node = Node.observe(runner)
+            node = Node.observe(runner, routes_to=owned)  # the routes of the pods too: one ip process fewer
             master_link = shim.require_master(node, master)
             carried = node.shim_addresses(master, shim_name, selectors)
             shim.ensure(runner, node, master, shim_name, carried)
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
-        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
-        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
-        routes.restore(runner, owned, shim_name)
+        routes.restore(runner, owned, shim_name, node.routes_to)
         via = any(r.via_host for _, r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock():
