@@ -48,10 +48,30 @@ class Refused(Exception):
 FilePlan = namedtuple("FilePlan", "path data action was")
 
 
+# What --help says, for the administrator who puts the plugin on a node (by hand, or the DaemonSet's init container).
+DESCRIPTIONS = {
+    "install": """\
+Put this one-file build of the plugin (dist/route) into a CNI bin dir, where the container runtime finds it: for
+the administrator of a node, by hand or as the DaemonSet's init container does on every node. The copy replaces
+the file at once (processes still running the old one keep it); the same build again changes nothing. Another
+route build there is replaced; anything else (another program, a symlink) only with --force. A conflist is
+copied into the conf dir only when asked (--conf-dir with --conflist), over a different one only with --force.
+
+With --node-root (the node's / as a container mounts it), it first checks that the node can run the plugin
+(python3 3.9 or newer, ip with -json, nsenter) and installs nothing if not, saying in one line what is missing.
+Every check is made before anything changes: a refusal changes nothing.""",
+    "uninstall": """\
+Take away what `route install` of this build put into a CNI bin dir and conf dir: the plugin file if its bytes
+are this build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why. For the
+administrator who removes the plugin from a node.""",
+}
+
+
 def add_parser(sub):
     for verb in VERBS:
-        p = sub.add_parser(verb, help=f"{verb} this one-file build (dist/route) in a CNI bin dir",
-                           description=__doc__.split("\n\n")[1 if verb == "install" else 2])
+        where = "into" if verb == "install" else "from"
+        p = sub.add_parser(verb, help=f"{verb} this one-file build {where} a CNI bin dir (see docs/install.md)",
+                           description=DESCRIPTIONS[verb])
         p.add_argument("--bin-dir", default=DEFAULT_BIN_DIR, help=f"CNI bin dir (default {DEFAULT_BIN_DIR})")
         p.add_argument("--name", default="route", help="file name there = the plugin's `type` (default route)")
         p.add_argument("--conf-dir", help="CNI conf dir (e.g. /etc/cni/net.d); needs --conflist")
@@ -272,7 +292,8 @@ def _install(prog, args, artifact):
 
 def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
-    from .doctor import FAIL, _said, prerequisites
+    from .doctor.prerequisites import prerequisites, said
+    from .doctor.verdicts import FAIL
     from .journal import Journal
     from .runner import ANY_STATUS, NodeRoot, Runner
 
@@ -281,7 +302,7 @@ def _require_runnable_node(root):
     runner = Runner(Journal(), host=NodeRoot(root))
     entered = runner.query([], "true", ok=ANY_STATUS)
     if entered.status == CHROOT_FAILED:  # every probe would fail the same way, and blame what it probes
-        raise Refused(f"cannot look at the node's programs: {_said(entered)} (chroot {root} needs the "
+        raise Refused(f"cannot look at the node's programs: {said(entered)} (chroot {root} needs the "
                       "SYS_CHROOT capability)")
     checks = prerequisites(runner, routes_via_host=False)
     missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]

@@ -1,6 +1,6 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
-(`add_parser(sub)`, which sets `handler`): replay (replay.py), doctor (doctor.py), install and uninstall
-(install.py), reconcile (reconcile.py, and watch.py for --watch)."""
+(`add_parser(sub)`, which sets `handler`, and a description written for the person who runs it): replay
+(replay.py), doctor (doctor/), install and uninstall (install.py), reconcile (reconcile.py)."""
 import argparse
 import sys
 
@@ -13,8 +13,15 @@ MANUAL = {"replay": "docs/debugging.md", "doctor": "docs/doctor.md", "install": 
           "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md"}
 
 
+DESCRIPTION = """\
+route is a chained CNI plugin, run by the container runtime after macvlan, that lets a node reach its own
+macvlan pods. Run by hand, it serves the person who looks after a node: the commands below install it, check
+the node, repair what the node's network lost and replay what a call did."""
+
+
 def build_parser():
-    top = argparse.ArgumentParser(prog="route", description="The route CNI plugin, run by hand.",
+    top = argparse.ArgumentParser(prog="route", description=DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                   epilog="manual: README.md and docs/ in the source tree; " + ", ".join(
                                       f"{verb}: {page}" for verb, page in MANUAL.items()))
     top.add_argument("--version", action="store_true", help="print the version and exit")
@@ -23,6 +30,7 @@ def build_parser():
         command.add_parser(sub)
     for verb, parser in sub.choices.items():
         parser.epilog = f"manual: {MANUAL[verb]}"
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the descriptions' paragraphs as written
     return top
 
 

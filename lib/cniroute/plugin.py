@@ -13,7 +13,8 @@ from .errors import (
     TryAgainLater,
 )
 from .node import Node
-from .state import Attachment, Store, file_stem, owner_id
+from .records import Attachment, owner_id
+from .store import Store, file_stem
 
 
 class Invocation(namedtuple("Invocation", "command container_id netns ifname", defaults=(None, None, None))):
@@ -41,8 +42,8 @@ def add(conf, inv, runner):
     if conf.route_via_host:
         via_host.require_programs(runner)
     master, shim_name = _require_master(*locate(conf, runner))
-    store = Store(conf.state_dir, conf.name, runner.dry_run)
-    attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes, [])
+    store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
+    attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes)
     links = pod_routes.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
     with store.shim_lock(shim_name):
         node = Node.observe(runner, neighbours_of=routes.addresses(prefixes))
@@ -53,13 +54,13 @@ def add(conf, inv, runner):
                                    "keep the IPAM range (or a static IP) clear of the node's addresses and gateways")
         addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
         was_down = shim.ensure(runner, node, master, shim_name, addresses)
-        on_link = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname))
         planned = via_host.plan(conf.route_via_host, addresses, master) if conf.route_via_host else []
         if planned:
             via_host.require_forwarding(runner, planned)
+        in_pod = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname)) + planned
         rules, table_routes = pod_routes.reply_paths(runner, inv.netns, links, inv.ifname, node.links, addresses,
                                                      shim_name)
-        attachment = attachment._replace(via_host=planned, on_link=[dst for dst, _ in on_link], log_file=conf.log_file,
+        attachment = attachment._replace(pod_routes=in_pod, log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
                                          reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
                                          netns_id=runner.host.namespace_id(inv.netns),
@@ -78,24 +79,24 @@ def add(conf, inv, runner):
             with store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
         pod_routes.install(runner, pod_routes.plan(attachment), inv.netns, inv.ifname)
-    return result.render(result.with_routes(prev, pod_routes.as_result(on_link + planned, conf.version)),
+    return result.render(result.with_routes(prev, pod_routes.as_result(in_pod, conf.version)),
                          conf.version)
 
 
 def delete(conf, inv, runner):
     """Remove the pod's routes. Whatever is already gone is fine: a failing DEL would stop the chain."""
-    store = Store(conf.state_dir, conf.name, runner.dry_run)
-    recorded = store.attachment(inv.owner)
+    store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
+    recorded = store.attachment(conf.name, inv.owner)
     for _ in range(3):
         master, shim_name = locate(conf, runner, recorded)
         if shim_name is None:  # no shim was ever known for this pod, so no route of ours can exist
-            store.forget(inv.owner)
+            store.forget(conf.name, inv.owner)
             return None
         with store.shim_lock(shim_name):
             # Read again under the lock: an ADD of this attachment may have finished while we waited for it.
-            recorded = store.attachment(inv.owner)
+            recorded = store.attachment(conf.name, inv.owner)
             if recorded is None or recorded.shim == shim_name:
-                attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [], [])
+                attachment = recorded or Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, [])
                 if conf.prev_result is not None:
                     prefixes = list(attachment.prefixes)
                     prefixes += [p for p in result.pod_prefixes(conf.prev_result, inv.ifname) if p not in prefixes]
@@ -126,7 +127,7 @@ def check(conf, inv, runner):
             wanted += planned
             if not via_host.has_masquerade(runner, shim_name):
                 found.append(f"no masquerade rule for {shim_name} in nft table inet cni_route")
-        recorded = Store(conf.state_dir, conf.name, runner.dry_run).attachment(inv.owner)
+        recorded = Store(conf.state_dir, runner.dry_run).attachment(conf.name, inv.owner)
         replies = pod_routes.plan(recorded) if recorded is not None else pod_routes.PodPlan([])
         found += pod_routes.problems(runner, replies._replace(routes=wanted), inv.netns, inv.ifname)
     if found:
@@ -145,15 +146,15 @@ def gc(conf, inv, runner):
         raise InvalidConfig("invalid cni.dev/valid-attachments", "GC needs the list of valid attachments")
     valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
     valid_stems = {file_stem(owner) for owner in valid}
-    store = Store(conf.state_dir, conf.name, runner.dry_run)
+    store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
     first_error = None
-    for stem, record in store.entries():
+    for stem, record in store.entries(conf.name):
         if stem in valid_stems:
             continue
         try:
             if record is None:  # unreadable: there is nothing we could safely delete by it
                 runner.journal.comment(f"gc: dropping unreadable state {stem}")
-                store.forget_entry(stem)
+                store.forget_entry(conf.name, stem)
                 continue
             with store.shim_lock(record.shim):
                 _detach(runner, store, record, None)
@@ -162,9 +163,9 @@ def gc(conf, inv, runner):
             first_error = first_error or e
     for prefix, claimant in store.claimed().items():
         network, _, owner = (claimant or "").partition("/")
-        if not owner or (network == conf.name and owner not in valid and store.attachment(owner) is None):
+        if not owner or (network == conf.name and owner not in valid and store.attachment(network, owner) is None):
             store.release(prefix, claimant)  # a claim whose attachment is gone
-    store.sweep_temporaries()
+    store.sweep_temporaries(conf.name)
     if first_error is not None:
         raise first_error
     return None
@@ -241,7 +242,7 @@ def _detach(runner, store, attachment, netns):
             via_host.remove_masquerade(runner, shim_name)
     for prefix in mine:
         store.release(prefix, claimant)
-    store.forget(attachment.owner)
+    store.forget(attachment.network, attachment.owner)
 
 
 def _restore_others(runner, store, shim_name, me):

@@ -1,9 +1,9 @@
 """Routes the plugin puts inside the pod (entering its namespace with `nsenter --net=CNI_NETNS`).
 
-A pod route is [destination, gateway]:
-- [<node address>/32, None]: `dev <ifname> scope link`, to a node address outside the pod's subnets that the
-  shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
-- [<cidr>, <node address>]: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
+A pod route (records.PodRoute) is a destination and a gateway:
+- <node address>/32 without one: `dev <ifname> scope link`, to a node address outside the pod's subnets that
+  the shim carries (docs/node-layouts.md): the pod reaches the node on its own link, through the shim;
+- <cidr> via <node address>: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
 
 In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies to the node
@@ -16,7 +16,7 @@ kernel routes to it out of that interface (`ip route get ADDRESS oif IFNAME`). N
 match sends the lookup on to main, so everything but the node goes as main says. What route owns in a pod is
 thus bounded by the node's addresses, and so is what it reads there: its rules (by priority), its tables and its
 own main routes (by protocol: the kernel filters), never the pod's other routes.
-A rule is [address, table]; a table route [table, dst, gateway or None, dev, onlink, metric or None].
+A rule is a records.ReplyRule, a table route a records.TableRoute.
 A pod with one interface gets none of this.
 """
 import ipaddress
@@ -24,6 +24,7 @@ from collections import namedtuple
 
 from . import iproute, routes, via_host
 from .errors import CommandFailed
+from .records import PodRoute, ReplyRule, TableRoute
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
 RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
@@ -32,8 +33,8 @@ IPV6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route added without 
 
 
 class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
-    """Everything the plugin puts in the pod: `routes` [dst, gateway] in main on our interface (see above),
-    the reply paths' `rules` and `table_routes`."""
+    """Everything the plugin puts in the pod: `routes` [PodRoute] in main on our interface (see above), the
+    reply paths' `rules` [ReplyRule] and `table_routes` [TableRoute]."""
 
     __slots__ = ()
 
@@ -45,9 +46,7 @@ Found = namedtuple("Found", "main tables rules")
 
 def plan(attachment):
     """The pod-side changes of an attachment, from its record alone (ADD, DEL, CHECK and reconcile use this)."""
-    return PodPlan([[dst, None] for dst in attachment.on_link] + [list(pair) for pair in attachment.via_host],
-                   [list(rule) for rule in attachment.reply_rules or ()],
-                   [list(route) for route in attachment.reply_routes or ()])
+    return PodPlan(attachment.pod_routes, attachment.reply_rules, attachment.reply_routes)
 
 
 def observe(runner, netns):
@@ -70,7 +69,7 @@ def reply_paths(runner, netns, links, ifname, node_links, carried, shim):
             interfaces[link["ifname"]] = (REPLY_TABLE + link["ifindex"], found)
     if ifname not in interfaces or len(interfaces) < 2:
         return [], []
-    rules = [[a["local"], table] for table, found in interfaces.values() for a in found]
+    rules = [ReplyRule(a["local"], table) for table, found in interfaces.values() for a in found]
     subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in interfaces[ifname][1]]
     node = {a for link in node_links.values() if link.name != shim for a in link.global_addresses} | set(carried)
     # main sends these out of ours: the carried ones (our on-link routes) and those in our subnets
@@ -88,8 +87,8 @@ def _to_other_node_addresses(table, ifname, subnets, node, carried):
         via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
         ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
         if via and ours and address not in carried and not any(address.ip in n for n in ours):
-            found.setdefault(iproute.host_prefix(address.local), [table, iproute.host_prefix(address.local), via,
-                                                                  ifname, True, None])
+            dst = iproute.host_prefix(address.local)
+            found.setdefault(dst, TableRoute(table, dst, via, ifname, True, None))
     return list(found.values())
 
 
@@ -106,17 +105,17 @@ def _the_way_out_of(runner, netns, others, destinations):
         answer = next((a for a in answers if a.get("dev") == name and a.get("dst") == destination), None)
         if answer is not None:
             gateway = answer.get("gateway")
-            found.append([table, iproute.host_prefix(destination), gateway, name, gateway is not None, None])
+            found.append(TableRoute(table, iproute.host_prefix(destination), gateway, name, gateway is not None, None))
     return found
 
 
 def on_link(addresses, master, pod_addresses):
-    """[[host prefix, None]] for the node addresses the shim carries that the pod cannot reach on its own link
+    """[PodRoute] on-link to the node addresses the shim carries that the pod cannot reach on its own link
     otherwise: not the master's (with those, nothing changes from before), of a family the pod has, and
     outside every subnet of the pod (`pod_addresses`: "ip/len" of its interface)."""
     subnets = [ipaddress.ip_interface(a).network for a in pod_addresses]
     versions = {net.version for net in subnets}
-    return [[iproute.host_prefix(a.local), None] for a in addresses
+    return [PodRoute(iproute.host_prefix(a.local), None) for a in addresses
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
 
 
@@ -190,12 +189,12 @@ def _differences(pod_plan, ifname, seen, extras=True):
                                   wanted, have))
     wanted_in = {}
     for route in pod_plan.table_routes:
-        table, dst, _, dev = route[:4]
-        wanted = wanted_in.setdefault((table, dst), [])
+        wanted = wanted_in.setdefault((route.table, route.dst), [])
         wanted.append(_table_route(route))
-        have = tables.get((table, dst), [])
+        have = tables.get((route.table, route.dst), [])
         if not any(_same_route(obj, wanted[-1]) for obj in have):
-            found.append(_differs(f"route to {dst} dev {dev}", f"the pod's table {table}", wanted[-1], have))
+            found.append(_differs(f"route to {route.dst} dev {route.dev}", f"the pod's table {route.table}",
+                                  wanted[-1], have))
     for (table, dst), objs in sorted(tables.items()) if extras else ():
         wanted = wanted_in.get((table, dst), [])
         extra = [obj for obj in objs if not any(_same_route(obj, w) for w in wanted)]
@@ -211,7 +210,7 @@ def _differences(pod_plan, ifname, seen, extras=True):
 def _read(runner, pod_plan, netns):
     """{ipv6: Found} of the families the plan has anything of: one ip call each, of what is route's alone (the
     kernel filters by protocol and table, ip the rules by priority)."""
-    tables = sorted({table for _, table in pod_plan.rules} | {route[0] for route in pod_plan.table_routes})
+    tables = sorted({rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes})
     found = {}
     for ipv6 in (False, True):
         if not (any(_is_ipv6(dst) == ipv6 for dst, _ in pod_plan.routes) or tables):
@@ -227,7 +226,7 @@ def _owned(pod_plan, ifname, seen, keep=None):
     of the plan, those tables (flushed: whatever is in them is route's, as the pod may have changed it), ours in
     main to a destination of the plan on our interface (by destination and gateway: whatever its metric or scope).
     What `keep` (a PodPlan) wants and is there as it wants it stays: a table, when it holds that and nothing else."""
-    tables = {table for _, table in pod_plan.rules} | {route[0] for route in pod_plan.table_routes}
+    tables = {rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes}
     destinations = {dst for dst, _ in pod_plan.routes}
     keep = keep or PodPlan(())
     kept_main = [_main_route(dst, gateway, ifname) for dst, gateway in keep.routes]
@@ -238,7 +237,7 @@ def _owned(pod_plan, ifname, seen, keep=None):
                     and not any(_is_rule(obj, address, table) for address, table in keep.rules)]
         for table, objs in family.tables.items():
             wanted = [_table_route(route) for route in keep.table_routes
-                      if route[0] == table and _is_ipv6(route[1]) == ipv6]
+                      if route.table == table and _is_ipv6(route.dst) == ipv6]
             if objs and not _exactly(objs, wanted):
                 commands.append(iproute.flush_table(table))
         if commands:
@@ -281,8 +280,7 @@ def _main_route(dst, gateway, ifname):
 
 
 def _table_route(route):
-    _, dst, gateway, dev, onlink, metric = route
-    return _wanted(dst, gateway, dev, onlink, metric)
+    return _wanted(route.dst, route.gateway, route.dev, route.onlink, route.metric)
 
 
 def _wanted(dst, gateway, dev, onlink, metric):
@@ -352,7 +350,7 @@ def heal(runner, attachment, node, addresses, master):
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
         return attachment  # another pod's namespace now, or not the interface ADD routed
     wanted = on_link(addresses, master, pod_addresses)
-    wanted += via_host.plan([cidr for cidr, _ in attachment.via_host], addresses, master.name)
+    wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
     rules, table_routes = [], []
     if attachment.reply_rules or attachment.reply_routes:
         rules, table_routes = reply_paths(runner, netns, observe(runner, netns), ifname, node.links, addresses,
@@ -365,9 +363,7 @@ def heal(runner, attachment, node, addresses, master):
         runner.change_batch(commands, netns, ipv6, force=True)
     if stale or _differences(now, ifname, seen):
         install(runner, now, netns, ifname)
-    return attachment._replace(on_link=[dst for dst, gateway in wanted if gateway is None],
-                               via_host=[pair for pair in wanted if pair[1] is not None], reply_rules=rules,
-                               reply_routes=table_routes,
+    return attachment._replace(pod_routes=wanted, reply_rules=rules, reply_routes=table_routes,
                                node_view=node_view(addresses, master, node.links, attachment.shim))
 
 

@@ -22,19 +22,23 @@ exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run c
 1 with what it would repair.
 
 Each shim's pass is one RECONCILE block of the replayable log (journal.py): to --log-file ('-': stderr),
-else to the logFile of the configs its records came from, else to stderr. --watch: see watch.py.
+else to the logFile of the configs its records came from, else to stderr. --watch: `watch` runs a pass whenever
+watch.Watcher says one is due, and says only what is news (Watching).
 """
 import argparse
 import contextlib
+import gc
 import sys
 from collections import namedtuple
 
-from . import interpreter, pod_routes, routes, shim, state, via_host
+from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
 from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
 from .journal import Journal, deliver
 from .node import Node
 from .runner import PROC_SYS, Runner, SystemHost
+from .store import Store
+from .watch import Watcher
 
 STDERR = "-"
 
@@ -42,9 +46,23 @@ STDERR = "-"
 Outcome = namedtuple("Outcome", "shim problems changes journal logs")
 
 
+DESCRIPTION = """\
+Put back what the node's network lost under running pods, from what the plugin recorded when it attached them:
+the shim, its copies of the node's addresses, each pod's route on the node, routeViaHost's masquerade rule, and
+the routes the plugin made inside each running pod. For the operator of a node whose network changes under its
+pods: a network manager that restarts, a DHCP renewal, a master that goes down and up, a flushed route table.
+
+One pass covers every network recorded under the state dir, under the locks the plugin's own calls take, and
+creates nothing that no record names. Exit 0 when everything is in shape after it, else 1 with what is still
+wrong; --dry-run changes nothing and exits 1 with what it would repair. --watch stays running (the DaemonSet's
+watcher, or a systemd unit): a pass whenever `ip monitor` sees the node's links, addresses or routes change,
+and every --interval seconds. Each repair is logged as a block `route replay` can run again: to the log file
+of the networks' configs, or to --log-file."""
+
+
 def add_parser(sub):
     p = sub.add_parser("reconcile", help="put back the shims and pod routes the node lost (see docs/self-healing.md)",
-                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION)
     p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                    help="the plugin's stateDir (default %(default)s)")
     p.add_argument("--log-file", metavar="FILE", help="log here ('-': stderr) instead of the logFile the networks' "
@@ -69,13 +87,12 @@ def handle(args, host=None):
             say(str(e))
             return 1
         host = SystemHost(args.proc_sys)
+    settings = dict(state_dir=args.state_dir, dry_run=args.dry_run, ip_timeout=args.ip_timeout)
     if args.watch:
-        from . import watch
-
-        return watch.watch(args, host)
+        return watch(host, args.interval, args.log_file, **settings)
     skipped = []
     try:
-        outcomes = run_pass(args, host, skipped=skipped)
+        outcomes = run_pass(host, skipped=skipped, **settings)
     except OSError as e:  # the state dir cannot be read
         say(f"cannot read {args.state_dir}: {e}")
         return 1
@@ -90,11 +107,65 @@ def handle(args, host=None):
     return 1 if any(o.problems for o in outcomes) else 0
 
 
-def run_pass(args, host, stopping=lambda: False, skipped=None):
-    """Reconcile every recorded shim; its Outcome each. Stops early (between shims) once stopping(). What of
-    the state dir cannot be read is left out, and said in `skipped` (state.every_attachment)."""
+def watch(host, interval, log_file, **settings):
+    """`--watch`: a pass whenever the watcher says one is due, until SIGTERM or SIGINT; exit status 0."""
+    # The launchers turn the cyclic collector off for a call of a few ms; a watcher lives for weeks, and every
+    # ip it runs through sh leaves cycles (sh's command and process objects) that only the collector frees.
+    gc.enable()
+    watcher = Watcher(host, interval, say)
+    with watcher.signals():
+        try:
+            Watching(host, watcher, log_file, **settings).run()
+        finally:
+            watcher.close()
+    say("stopped")
+    return 0
+
+
+class Watching:
+    """The watcher's loop: passes when `watcher` (watch.Watcher) says one is due, and what of them is news
+    said once: a shim's trouble again, or a part of the state dir still unreadable, is not."""
+
+    def __init__(self, host, watcher, log_file, **settings):
+        self.host, self.watcher, self.log_file, self.settings = host, watcher, log_file, settings
+        self.reported = {}  # shim -> the problems last reported for it
+        self.skipped = set()  # what of the state dir the last pass could not read
+
+    def run(self):
+        first = True
+        while self.watcher.pass_due():
+            self.one_pass()
+            if first:
+                first = False
+                say(f"watching {self.settings['state_dir']}: a pass on ip monitor events (pid "
+                    f"{self.watcher.monitor_pid or '-'}) and every {self.watcher.interval:g} s")
+
+    def one_pass(self):
+        skipped = []
+        try:
+            outcomes = run_pass(self.host, stopping=lambda: self.watcher.stopping, skipped=skipped, **self.settings)
+        except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
+            say(f"cannot read {self.settings['state_dir']}: {e}")
+            return
+        for line in skipped:
+            if line not in self.skipped:  # said once, not every pass
+                say(line)
+        self.skipped = set(skipped)
+        for outcome in outcomes:
+            before = self.reported.get(outcome.shim, [])
+            if outcome.changes or outcome.problems != before:  # the same trouble again is not news
+                write_log(outcome, self.log_file)
+                say(f"{outcome.shim}: " + describe(outcome))
+        # Only the shims of this pass: one whose pods have all gone is forgotten (weeks of churn stay bounded).
+        self.reported = {outcome.shim: outcome.problems for outcome in outcomes}
+
+
+def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: False, skipped=None):
+    """Reconcile every shim recorded under `state_dir`; its Outcome each. Stops early (between shims) once
+    stopping(). What of the state dir cannot be read is left out, and said in `skipped` (Store.every_attachment)."""
+    store = Store(state_dir, dry_run)
     listed = {}
-    for _, record in state.every_attachment(args.state_dir, args.dry_run, skipped):
+    for record in store.every_attachment(skipped):
         listed.setdefault(record.shim, []).append(record)
     outcomes = []
     for shim_name, records in sorted(listed.items()):
@@ -102,11 +173,10 @@ def run_pass(args, host, stopping=lambda: False, skipped=None):
             break
         journal = Journal()
         journal.header.update(command="RECONCILE", shim=shim_name)
-        runner = Runner(journal, timeout=args.ip_timeout, dry_run=args.dry_run, host=host)
-        try:  # the lock is per shim, node-wide: any network's Store takes it
-            store = state.Store(args.state_dir, records[0].network, args.dry_run)
+        runner = Runner(journal, timeout=ip_timeout, dry_run=dry_run, host=host)
+        try:
             attached, problems = reconcile_shim(runner, store, shim_name)
-            records = [r for _, r in attached] or records
+            records = attached or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
         except Exception as e:  # a bug: say so, and let the other shims (and a watcher) go on
@@ -119,20 +189,20 @@ def run_pass(args, host, stopping=lambda: False, skipped=None):
 
 
 def reconcile_shim(runner, store, shim_name):
-    """Repair one shim and its pods' routes; ([(Store, record)] on it, [what is still wrong]). A dry run takes
+    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]). A dry run takes
     no lock (it would create the lock file): it changes nothing, so it has nothing to keep apart."""
     with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
-        attached = [(s, r) for s, r in state.every_attachment(store.top, store.dry_run) if r.shim == shim_name]
+        attached = store.records_on(shim_name)
         if not attached:
             return [], []
-        masters = sorted({r.master for _, r in attached})
+        masters = sorted({r.master for r in attached})
         if len(masters) > 1:
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
-        selectors = attached[0][1].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
-        running = [(s, r) for s, r in attached if all(s.owner_of(p) == r.claimant for p in r.prefixes)]
-        owned = [p for s, r in attached for p in r.prefixes if s.owner_of(p) == r.claimant]
+        selectors = attached[0].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
+        running = [r for r in attached if all(store.owner_of(p) == r.claimant for p in r.prefixes)]
+        owned = [p for r in attached for p in r.prefixes if store.owner_of(p) == r.claimant]
         try:
             node = Node.observe(runner, routes_to=owned)  # the routes of the pods too: one ip process fewer
             master_link = shim.require_master(node, master)
@@ -141,11 +211,11 @@ def reconcile_shim(runner, store, shim_name):
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             return attached, [str(e)]
         routes.restore(runner, owned, shim_name, node.routes_to)
-        via = any(r.via_host for _, r in attached)
+        via = any(r.via_host for r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock():
                 via_host.ensure_masquerade(runner, shim_name)
-        pods = _heal_pods(runner, running, node, carried, master_link)
+        pods = _heal_pods(runner, store, running, node, carried, master_link)
         if not runner.changes:
             return attached, pods  # what was read is in shape
         node = Node.observe(runner)
@@ -157,13 +227,13 @@ def reconcile_shim(runner, store, shim_name):
         return attached, found + pods
 
 
-def _heal_pods(runner, attached, node, carried, master):
+def _heal_pods(runner, store, attached, node, carried, master):
     """Put back the own routes of every running pod made for another node than this one (pod_routes.heal) and
-    record what they are now; what could not be done, per pod. `attached`: the [(Store, record)] that own all
-    their addresses."""
+    record what they are now; what could not be done, per pod. `attached`: the records that own all their
+    addresses."""
     problems = []
-    view = pod_routes.node_view(carried, master, node.links, attached[0][1].shim if attached else None)
-    for store, record in attached:
+    view = pod_routes.node_view(carried, master, node.links, attached[0].shim if attached else None)
+    for record in attached:
         if record.node_view == view:
             continue  # made for the node as it is: nothing to enter the pod for
         try:

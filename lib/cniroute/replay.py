@@ -47,9 +47,10 @@ def _shapes():
           iproute.add_address(c, i, ipv6=True), iproute.delete_address(c, i), iproute.delete_neighbour(a, i)]
     pod = [iproute.replace_gateway_route(c, a, i), iproute.delete_gateway_route(c, a, i),  # inside the pod
            iproute.replace_route(c, i), iproute.delete_route(c, i)]  # (on-link routes to node addresses)
+    # reply tables (one route deleted at a time: as older logs have it)
     pod += [build(n, c, gateway, i, onlink, metric)
             for build in (iproute.replace_table_route, iproute.delete_table_route)
-            for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]  # reply tables
+            for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]
     pod += [[*family, *build(a, n, n)] for build in (iproute.add_rule, iproute.delete_rule) for family in ([], ["-6"])]
     pod += [[*family, *iproute.flush_table(n)] for family in ([], ["-6"])]  # DEL: a reply table, all of it route's
     nft_ = [nft.add_table(), nft.add_chain(), *(nft.add_set(p) for p in nft.PROTOS),
@@ -137,15 +138,23 @@ def _word_matches(word, pattern, kinds):
     return bool(match) and all(_KINDS[kind](value) for kind, value in zip(kinds, match.groups()))
 
 
+DESCRIPTION = """\
+Run the commands of a route log again, as a person debugging a node does: the blocks that the plugin's calls
+and `route reconcile` appended to their logFile, each the ip, nft and sysctl commands of one call. Only lines
+of the shapes the plugin itself logs are run, anything else in the file is refused. --container, --command and
+--since choose the blocks; --dry-run only prints their commands. Exit 0 when every command ran as logged."""
+
+
 def add_parser(sub):
-    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see docs/debugging.md)")
+    p = sub.add_parser("replay", help="re-run the ip commands of a route log (see docs/debugging.md)",
+                       description=DESCRIPTION)
     p.add_argument("--container", help="only blocks of this container ID")
     p.add_argument("--command", choices=["ADD", "DEL", "CHECK", "GC", "STATUS", "RECONCILE"],
                    help="only blocks of this verb (RECONCILE: route reconcile's)")
     p.add_argument("--since", type=_parse_time, help="only blocks at or after this UTC time (ISO 8601)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--keep-going", action="store_true", help="continue after a failing command")
-    p.add_argument("logfile")
+    p.add_argument("logfile", help="a log the plugin or route reconcile wrote (a network's logFile)")
     p.set_defaults(handler=handle)
 
 

@@ -8,13 +8,14 @@ through the node to be un-NATed.
 """
 from . import iproute, nft
 from .errors import HostNotReady
+from .records import PodRoute
 
 FORWARDING = {4: "net/ipv4/ip_forward", 6: "net/ipv6/conf/all/forwarding"}
 PROGRAMS = ("nft", "nsenter")  # the masquerade rule; the routes inside the pod
 
 
 def plan(cidrs, addresses, master_name):
-    """[[cidr, gateway]]: each CIDR through the first node address of its family that the shim carries
+    """[PodRoute]: each CIDR through the first node address of its family that the shim carries
     (`addresses`, node.Node.shim_addresses: the master's primary address when it has one)."""
     planned = []
     for cidr in cidrs:
@@ -24,14 +25,14 @@ def plan(cidrs, addresses, master_name):
             raise HostNotReady(f"routeViaHost {cidr}: the node has no IPv{6 if ipv6 else 4} address for the shim "
                                f"to carry (none on master {master_name}, on the device of the default route or "
                                "in nodeAddresses)", "the pod's route must point at a node address")
-        planned.append([cidr, gateway])
+        planned.append(PodRoute(cidr, gateway))
     return planned
 
 
 def forwarding_off(runner, planned):
     """Sentences about the node's forwarding switches that routeViaHost needs and finds off."""
     found = []
-    for family in sorted({iproute.family(cidr) for cidr, _ in planned}):
+    for family in sorted({iproute.family(route.dst) for route in planned}):
         key = FORWARDING[family]
         if runner.sysctl(key) != "1":
             found.append(f"routeViaHost needs IPv{family} forwarding, and {key.replace('/', '.')} is not 1")

@@ -76,9 +76,11 @@ def test_one_executable_zipapp_with_the_package_schemas_and_pinned_deps(dist_rou
     # cniroute's and sh's bytecode is in the code section (below), their sources in the zip; the rest of the
     # bundle in the legacy layout: a .pyc beside every .py, no __pycache__, nothing compiled for a platform
     section = code_section(data)
-    for module in (REPO / "lib" / "cniroute").glob("*.py"):
-        name = "cniroute" if module.stem == "__init__" else f"cniroute.{module.stem}"
-        assert f"cniroute/{module.name}" in names and name in section["modules"], module.name
+    for module in (REPO / "lib").rglob("*.py"):  # subpackages (cniroute.doctor) included
+        path = module.relative_to(REPO / "lib")
+        name = ".".join(path.parent.parts if module.stem == "__init__" else path.with_suffix("").parts)
+        assert str(path) in names and name in section["modules"], path
+        assert section["modules"][name][0] == (module.stem == "__init__"), name  # a package is imported as one
     assert section["modules"]["cniroute"][0] and section["modules"]["sh"][0] and "sh/__init__.py" in names
     assert not [n for n in names if n.endswith(".pyc") and n.split("/")[0] in ("cniroute", "sh")]
     for top in ("jsonschema/__init__.py", "attr/__init__.py", "attrs/__init__.py", "pyrsistent/__init__.py"):

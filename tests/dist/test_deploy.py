@@ -13,7 +13,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from cniroute import config, doctor, person
+from cniroute import config, person
+from cniroute.doctor.prerequisites import PYTHON_PROBE
 
 DEPLOY = REPO / "deploy"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # busybox-static (tools/setup.sh): runs in any root
@@ -267,7 +268,7 @@ def test_a_node_that_cannot_run_the_plugin_gets_nothing_and_one_line_saying_why(
     assert line.startswith(f"route install: refused, nothing changed: the node ({tmp_path}/container/node) cannot "
                            "run route: "), line
     assert NODES[name][2] in line, line
-    assert doctor.PYTHON_PROBE not in line, line  # the probe's source is no reason
+    assert PYTHON_PROBE not in line, line  # the probe's source is no reason
     assert list((node / "opt" / "cni" / "bin").iterdir()) == []  # not even a temp file
 
 

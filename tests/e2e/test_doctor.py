@@ -12,7 +12,7 @@ import pytest
 from e2e_support import MASTER, NODE_IP, SHIM, add_pod, ip_json, node_sysctl, pod_ips
 
 import netns
-from cniroute.state import Attachment
+from cniroute.records import Attachment
 
 VIA = ["10.96.0.0/12"]
 NODE_CHECKS = ["python3", "ip -json", "nsenter", "nft", "kube-proxy"]

@@ -11,7 +11,9 @@ from pathlib import Path
 import docs_examples
 import pytest
 
-from cniroute import config, doctor, person
+from cniroute import config, person
+from cniroute.doctor import report, verdicts
+from cniroute.doctor.verdicts import Docs
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -111,9 +113,15 @@ def test_every_demo_example_is_shown():
 def test_the_module_map_names_every_module_and_no_other():
     page = (REPO / "docs" / "how-it-works.md").read_text()
     block = re.search(r"^## The module map\n.*?^```\n(.*?)^```", page, re.M | re.S)[1]
-    inside = block[block.index("lib/cniroute/\n"):block.index("\nschemas/")]
-    named = set(re.findall(r"\b(\w+\.py)\b", inside))
-    assert named == {p.name for p in (REPO / "lib" / "cniroute").glob("*.py")}
+    inside = block[block.index("lib/cniroute/\n") + len("lib/cniroute/\n"):block.index("\nschemas/")]
+    named, package = set(), ""
+    for line in inside.splitlines():
+        opened = re.match(r"  (\w+)/ ", line)
+        if opened or re.match(r"  \S", line):  # a line of the package's top level
+            package = opened[1] + "/" if opened else ""
+        named |= {package + name for name in re.findall(r"\b(\w+\.py)\b", line)}
+    top = REPO / "lib" / "cniroute"
+    assert named == {str(p.relative_to(top)) for p in top.rglob("*.py")}
 
 
 def test_the_embedded_files_are_the_repositorys():
@@ -156,33 +164,20 @@ def test_the_stable_text_hides_what_changes_between_runs():
 
 def test_every_doctor_section_exists():
     sections = anchors(REPO / "docs" / "doctor.md")
-    for _, section in doctor.DOCS_SECTIONS:
-        assert section in sections, section
-
-
-@pytest.mark.parametrize("subject, section", [
-    ("python3", "the-nodes-programs"), ("ip -json", "the-nodes-programs"), ("nft", "the-nodes-programs"),
-    ("reading the node", "the-nodes-programs"), ("kube-proxy", "kube-proxy"),
-    ("config /etc/cni/net.d/x.conflist", "configs-and-records"), ("config", "configs-and-records"),
-    ("master", "configs-and-records"), ("record c1@eth0", "configs-and-records"), ("master eno1", "the-master"),
-    ("shim eno1.host", "the-shim"), ("eno1.host addresses", "the-shims-addresses"),
-    ("eno1.host sysctls", "the-shims-sysctls"), ("eno1.host managers", "network-managers"),
-    ("rp_filter", "rp_filter-and-arp_ignore"), ("arp_ignore", "rp_filter-and-arp_ignore"),
-    ("IPv6 forwarding", "routeviahost-forwarding-and-the-masquerade-rule"),
-    ("masquerade eno1.host", "routeviahost-forwarding-and-the-masquerade-rule"),
-    ("pod 192.168.1.2", "pod-addresses"), ("pod fd00::100", "pod-addresses")])
-def test_each_doctor_check_points_to_its_section(subject, section):
-    assert doctor.docs_page(subject) == f"docs/doctor.md#{section}"
+    for link in Docs.SECTIONS:
+        page, _, section = link.partition("#")
+        assert page == Docs.PAGE and section in sections, link
 
 
 def test_doctor_prints_the_section_under_what_is_not_ok():
-    sections = [doctor.Section("network default", "network default", [
-        doctor.ok("master eno1", "up"),
-        doctor.Check("pod 192.168.1.2", doctor.FAIL, "no route", ("ip route replace 192.168.1.2/32 dev eno1.host",))])]
-    text = doctor.render_text(sections, "2026-01-01T00:00:00Z")
+    sections = [verdicts.Section("network default", "network default", [
+        verdicts.ok("master eno1", "up", Docs.MASTER),
+        verdicts.Check("pod 192.168.1.2", verdicts.FAIL, "no route", ("ip route replace 192.168.1.2/32 dev eno1.host",),
+                       Docs.POD_ADDRESSES)])]
+    text = report.render_text(sections, "2026-01-01T00:00:00Z")
     assert re.search(r"^ +fix: ip route replace .*\n +see: docs/doctor\.md#pod-addresses$", text, re.M), text
     assert text.count("see: ") == 1
-    checks = json.loads(doctor.render_json(sections, "2026-01-01T00:00:00Z"))["checks"]
+    checks = json.loads(report.render_json(sections, "2026-01-01T00:00:00Z"))["checks"]
     assert [c["docs"] for c in checks] == ["docs/doctor.md#the-master", "docs/doctor.md#pod-addresses"]
 
 
@@ -195,3 +190,31 @@ def test_every_command_names_its_manual_page():
         assert f"manual: {page}" in sub.format_help(), verb
         assert (REPO / page).is_file(), page
     assert all(page in parser.format_help() for page in person.MANUAL.values())
+
+
+def test_every_commands_help_is_written_for_a_person():
+    """Each --help says what the command does in words of its own (not the usage synopsis, not another command's
+    paragraph), names its page of docs/, and names no module, function or file of the code."""
+    import importlib
+    import pkgutil
+
+    import cniroute
+
+    parser = person.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "verb").choices
+    internal = set()
+    for module in pkgutil.walk_packages(cniroute.__path__, "cniroute."):
+        short = module.name.rsplit(".", 1)[1]
+        internal.add(f"{short}.py")
+        internal |= {f"{short}.{name}" for name in vars(importlib.import_module(module.name))
+                     if not name.startswith("__")}
+    descriptions = {}
+    for verb, sub in [("route", parser), *commands.items()]:
+        text = sub.format_help()
+        description = sub.description or ""
+        assert len(description.split(". ")) >= 2, (verb, description)  # what it does, and for whom or how
+        assert not re.search(r"^\s*route \w+ \[", description, re.M), (verb, description)  # not the synopsis
+        assert description not in descriptions.values(), (verb, "has the description of another command")
+        descriptions[verb] = description
+        assert re.search(r"docs/[\w-]+\.md", text), verb
+        assert not [name for name in internal if re.search(rf"(?<![\w/.]){re.escape(name)}\b", text)], (verb, text)

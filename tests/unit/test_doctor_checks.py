@@ -1,11 +1,17 @@
 """route doctor's logic on a fake node: the prerequisites' verdicts, who manages the shim, the probe's bound, and
 the parsers of nmcli and networkctl. Real namespaces: tests/e2e/test_doctor.py."""
 import argparse
+import json
 import re
 
 import pytest
+from helpers import POD_NETNS, call, netconf, prev_result, run_person
 
 from cniroute import PYTHON_LAUNCH, doctor
+from cniroute.doctor import managers as shim_managers
+from cniroute.doctor import pods
+from cniroute.doctor import prerequisites as node_needs
+from cniroute.doctor.verdicts import Docs, ok
 from cniroute.errors import CommandFailed
 from cniroute.journal import Journal
 from cniroute.runner import Runner
@@ -21,10 +27,10 @@ def node_programs(host, **answers):
     table = {**GOOD, **answers}
 
     def env(args):
-        assert args[0] == f"PATH={doctor.NODE_PATH}", args  # the runtime's PATH, not ours
+        assert args[0] == f"PATH={node_needs.NODE_PATH}", args  # the runtime's PATH, not ours
         program = args[1]
         if program == "/bin/sh":
-            assert args[2:] == ["-c", f'{PYTHON_LAUNCH} -c "$1"', "sh", doctor.PYTHON_PROBE], args
+            assert args[2:] == ["-c", f'{PYTHON_LAUNCH} -c "$1"', "sh", node_needs.PYTHON_PROBE], args
             program = "python3"
         if program == "ip" and args[2:] == ["-V"]:
             return 0, "ip utility, iproute2-6.1.0\n", ""
@@ -38,7 +44,7 @@ def verdicts(checks):
 
 
 def prerequisites(host, routes_via_host=False):
-    return verdicts(doctor.prerequisites(Runner(Journal(), host=host), routes_via_host))
+    return verdicts(node_needs.prerequisites(Runner(Journal(), host=host), routes_via_host))
 
 
 def test_a_node_with_everything(host):
@@ -47,7 +53,7 @@ def test_a_node_with_everything(host):
     assert found == {"python3": ("OK", "/usr/bin/python3 is Python 3.11.2 (the plugin's `exec python3` finds it)"),
                      "ip -json": ("OK", "ip utility, iproute2-6.1.0"),
                      "nsenter": ("OK", "nsenter from util-linux 2.38.1"), "nft": ("OK", "nftables v1.0.6")}
-    assert [argv[:3] for argv in host.calls] == [["/usr/bin/env", f"PATH={doctor.NODE_PATH}", program] for program
+    assert [argv[:3] for argv in host.calls] == [["/usr/bin/env", f"PATH={node_needs.NODE_PATH}", program] for program
                                                 in ("/bin/sh", "ip", "ip", "nsenter", "nft")]  # probes, nothing else
 
 
@@ -95,14 +101,14 @@ def test_a_missing_env_is_a_missing_python3(host):
 def managers(host, nmcli, networkctl, in_node_namespace=True):
     host.in_node_namespace = in_node_namespace
     host.programs.update(nmcli=lambda args: nmcli, networkctl=lambda args: networkctl)
-    return doctor.Doctor(Runner(Journal(), host=host))._managers("eno1.host")
+    return shim_managers.check(Runner(Journal(), host=host), "eno1.host")
 
 
 def test_network_managers_leaving_the_shim_alone(host):
     check = managers(host, (0, "eno1:connected\neno1.host:unmanaged\n", ""),
                      (0, "  5 eno1.host ether routable unmanaged\n", ""))
-    assert check == doctor.ok("eno1.host managers",
-                              "NetworkManager: leaves it alone; systemd-networkd: leaves it alone")
+    assert check == ok("eno1.host managers",
+                       "NetworkManager: leaves it alone; systemd-networkd: leaves it alone", Docs.MANAGERS)
 
 
 def test_network_managers_that_manage_the_shim_are_warned_about_with_the_setting_that_stops_them(host):
@@ -121,9 +127,9 @@ def test_network_managers_absent_or_not_running(host):
 
     host.programs["nmcli"] = absent
     host.programs["networkctl"] = lambda args: (1, "", "Failed to connect system bus: No such file or directory\n")
-    check = doctor.Doctor(Runner(Journal(), host=host))._managers("eno1.host")
-    assert check == doctor.ok("eno1.host managers", "NetworkManager: nmcli not found on PATH; systemd-networkd: not "
-                              "running (Failed to connect system bus: No such file or directory)")
+    check = shim_managers.check(Runner(Journal(), host=host), "eno1.host")
+    assert check == ok("eno1.host managers", "NetworkManager: nmcli not found on PATH; systemd-networkd: not "
+                       "running (Failed to connect system bus: No such file or directory)", Docs.MANAGERS)
 
 
 def test_network_managers_are_not_asked_outside_the_nodes_namespace(host):
@@ -133,19 +139,20 @@ def test_network_managers_are_not_asked_outside_the_nodes_namespace(host):
 
 def test_the_probe_pings_at_most_the_limit_each_once_with_a_short_wait(host):
     host.programs["ping"] = lambda args: (1, "", "")
-    probe = doctor.Doctor(Runner(Journal(), host=host), probe=True)
-    found = [probe._ping(f"192.168.1.{n}", [], []) for n in range(doctor.PROBE_LIMIT + 3)]
-    assert [argv[1:5] for argv in host.calls] == [["-c", "1", "-W", str(doctor.PROBE_WAIT)]] * doctor.PROBE_LIMIT
-    assert found[-1] == f"not pinged (--probe pings at most {doctor.PROBE_LIMIT})"
-    assert found[0] == f"no answer to one ping in {doctor.PROBE_WAIT} s"
+    probe = pods.PodChecks(Runner(Journal(), host=host), probe=True)
+    found = [probe.ping(f"192.168.1.{n}", [], []) for n in range(pods.PROBE_LIMIT + 3)]
+    assert [argv[1:5] for argv in host.calls] == [["-c", "1", "-W", str(pods.PROBE_WAIT)]] * pods.PROBE_LIMIT
+    assert found[-1] == f"not pinged (--probe pings at most {pods.PROBE_LIMIT})"
+    assert found[0] == f"no answer to one ping in {pods.PROBE_WAIT} s"
 
 
 def test_parsers():
-    assert doctor.nm_state("lo:unmanaged\neno1.host:connected (externally)\n", "eno1.host") == "connected (externally)"
-    assert doctor.nm_state("eno1:connected\n", "eno1.host") is None
-    assert doctor.networkd_state("  1 lo loopback carrier unmanaged\n  3 eno1.host ether routable configuring\n",
+    assert shim_managers.nm_state("lo:unmanaged\neno1.host:connected (externally)\n", "eno1.host") == \
+        "connected (externally)"
+    assert shim_managers.nm_state("eno1:connected\n", "eno1.host") is None
+    assert shim_managers.networkd_state("  1 lo loopback carrier unmanaged\n  3 eno1.host ether routable configuring\n",
                                  "eno1.host") == "configuring"
-    assert doctor.networkd_state("", "eno1.host") is None
+    assert shim_managers.networkd_state("", "eno1.host") is None
 
 
 def test_a_node_without_ip_gets_a_report_not_a_traceback(host, tmp_path, capsys):
@@ -165,3 +172,57 @@ def test_a_node_without_ip_gets_a_report_not_a_traceback(host, tmp_path, capsys)
     assert re.search(r"^  FAIL  ip -json +no ip: env: 'X': No such file or directory$", text, re.M), text
     assert re.search(r"^  FAIL  reading the node +ip not found on PATH: install the package", text, re.M), text
     assert re.search(r"^  OK    config +master eno1, bridge \(derived\)", text, re.M), text
+
+
+# Which section of docs/doctor.md explains a check, by the shape of its subject: the first that matches; none, the
+# page alone. The checks name their sections where they are made; this is what a reader expects under `see:`.
+SECTION_OF = (
+    (r"python3|ip -json|nsenter|nft|reading the node", "the-nodes-programs"),
+    (r"kube-proxy", "kube-proxy"),
+    (r"config|config .+|master|record .+", "configs-and-records"),
+    (r"master \S+", "the-master"),
+    (r"shim \S+", "the-shim"),
+    (r"\S+ addresses", "the-shims-addresses"),
+    (r"\S+ sysctls", "the-shims-sysctls"),
+    (r"\S+ managers", "network-managers"),
+    (r"rp_filter|arp_ignore", "rp_filter-and-arp_ignore"),
+    (r"IPv[46] forwarding|masquerade \S+", "routeviahost-forwarding-and-the-masquerade-rule"),
+    (r"pod \S+", "pod-addresses"),
+)
+
+
+def expected_docs(subject):
+    section = next((s for pattern, s in SECTION_OF if re.fullmatch(pattern, subject)), None)
+    return f"{Docs.PAGE}#{section}" if section else Docs.PAGE
+
+
+def test_every_check_names_the_section_that_explains_it(monkeypatch, host, tmp_path):
+    """A node with a pod (routeViaHost), an unreadable conflist, record and state dir, checked healthy and then
+    broken: every section is named, each by the checks it explains."""
+    node_programs(host)
+    host.programs.update(nmcli=lambda args: (0, "eno1.host:connected\n", ""), networkctl=lambda args: (1, "", ""))
+    host.pod(POD_NETNS, addresses=["192.168.1.2/16"])
+    conf = netconf(tmp_path / "state", prev_result("192.168.1.2/16"), routeViaHost=["10.96.0.0/12"])
+    assert call(monkeypatch, host, "ADD", conf)[0] == 0
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-route.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "default", "plugins": [{"type": "macvlan"}, conf]}))
+    (conf_dir / "20-broken.conflist").write_text("{")
+    (tmp_path / "state" / "networks" / "default" / "attachments" / "c2@eth0.json").write_text("[]")
+    named = {}
+    for broken in (False, True):
+        if broken:
+            host.routes = [r for r in host.routes if r["dev"] != "eno1.host"]
+            host.links["eno1.host"].update(up=False, mtu=1400)
+            host.sysctls["net/ipv4/ip_forward"] = "0"
+            host.nft = None
+        code, out, _ = run_person(host, "doctor", "--json", "--conf-dir", conf_dir, "--state-dir",
+                                  conf_dir / "20-broken.conflist")  # a state dir that cannot be read
+        checks = json.loads(out)["checks"]
+        assert code == (1 if broken else 0) and (broken or {c["verdict"] for c in checks} == {"OK", "WARN"})
+        named.update({(c["subject"], c["verdict"]): c["docs"] for c in checks})
+    assert {subject: docs for (subject, _), docs in named.items()} == \
+        {subject: expected_docs(subject) for subject, _ in named}
+    assert set(named.values()) == {*Docs.SECTIONS, Docs.PAGE}
+    assert {verdict for _, verdict in named} == {"OK", "WARN", "FAIL"}

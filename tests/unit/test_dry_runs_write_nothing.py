@@ -10,7 +10,7 @@ import stat
 from helpers import call, netconf, prev_result, run_person
 from test_doctor_checks import node_programs
 
-from cniroute import state
+from cniroute.store import Store
 
 SHIM = "eno1.host"
 
@@ -81,23 +81,23 @@ def test_a_dry_run_store_never_writes(monkeypatch, host, tmp_path):
     legacy_node(monkeypatch, host, tmp_path)
     (tmp_path / "networks" / "default" / "attachments" / "x@eth0.json.5.tmp").write_text("")
     before = snapshot(tmp_path)
-    store = state.Store(str(tmp_path), "default", dry_run=True)
-    record = store.attachment("c1@eth0")
+    store = Store(str(tmp_path), dry_run=True, adopts_older_claims=True)
+    record = store.attachment("default", "c1@eth0")
     with store.shim_lock(SHIM):  # (a dry run may create the lock files: they are not compared)
         assert store.owner_of("192.168.1.2/32") == record.claimant
         assert store.claimed() == {"192.168.1.2/32": record.claimant}
         store.claim("192.168.1.3/32", record.claimant)
         store.release("192.168.1.2/32", record.claimant)
         store.save(record._replace(prefixes=["192.168.1.9/32"]))
-        store.forget(record.owner)
-        store.sweep_temporaries()
+        store.forget(record.network, record.owner)
+        store.sweep_temporaries("default")
     after = snapshot(tmp_path)
     assert after == before
 
 
 def test_only_a_locked_call_of_the_plugin_moves_the_earlier_layout(monkeypatch, host, tmp_path):
     legacy = legacy_node(monkeypatch, host, tmp_path)
-    reader = state.Store(str(tmp_path), "default")  # not locked: reads, never moves
+    reader = Store(str(tmp_path))  # not locked: reads, never moves
     assert reader.owner_of("192.168.1.2/32") == "default/c1@eth0" and legacy.exists()
     assert run_person(host, "reconcile", "--state-dir", tmp_path)[0] == 0  # reads claims without moving them
     assert legacy.exists()

@@ -11,9 +11,11 @@ import time
 import pytest
 from helpers import POD_NETNS, call, netconf, prev_result
 
-from cniroute import journal, lock, plugin, replay, state
+from cniroute import journal, lock, plugin, replay
 from cniroute.errors import CommandTimeout, TryAgainLater
 from cniroute.journal import Journal, append_block, parse_log
+from cniroute.records import Attachment
+from cniroute.store import MAX_STEM, Store, file_stem
 
 
 def refused(monkeypatch, host, conf, code, field, command="ADD", **env):
@@ -329,8 +331,8 @@ def test_a_long_container_id_gets_a_bounded_file_name_and_keeps_its_record(monke
     conf = netconf(tmp_path, prev_result("192.168.1.2/16"))
     assert call(monkeypatch, host, "ADD", conf, CNI_CONTAINERID=cid)[0] == 0
     [name] = os.listdir(tmp_path / "networks" / "default" / "attachments")
-    assert len(name) <= state.MAX_STEM + len(".json") and "~" in name
-    assert state.Store(str(tmp_path), "default").attachment(f"{cid}@eth0").container_id == cid
+    assert len(name) <= MAX_STEM + len(".json") and "~" in name
+    assert Store(str(tmp_path)).attachment("default", f"{cid}@eth0").container_id == cid
     assert call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID=cid)[0] == 0
     assert host.routes_on("eno1.host") == [] and os.listdir(tmp_path / "networks" / "default" / "attachments") == []
 
@@ -353,7 +355,7 @@ def test_claims_of_an_older_version_are_adopted_newest_first(tmp_path):
         (path.parent / "192.168.1.10").write_text("x@eth0")
     (tmp_path / "networks" / "b" / "ips" / "192.168.1.9.77.tmp").write_text("")
     (tmp_path / "networks" / "b" / "ips" / "192.168.1.11").write_text("y@eth0")
-    store = state.Store(str(tmp_path), "b")
+    store = Store(str(tmp_path), adopts_older_claims=True)
     with store.shim_lock("eno1.host"):  # only a locked call moves them
         assert store.owner_of("192.168.1.9/32") == "a/new@eth0"
         assert store.owner_of("192.168.1.11/32") == "b/y@eth0"  # past the temporary file, whatever the order
@@ -361,7 +363,7 @@ def test_claims_of_an_older_version_are_adopted_newest_first(tmp_path):
 
 
 def test_a_current_claim_wins_over_an_older_versions(tmp_path):
-    store = state.Store(str(tmp_path), "a")
+    store = Store(str(tmp_path), adopts_older_claims=True)
     legacy = tmp_path / "networks" / "a" / "ips" / "192.168.1.9"
     legacy.parent.mkdir(parents=True)
     legacy.write_text("old@eth0")
@@ -398,9 +400,9 @@ def test_route_via_host_without_its_programs_changes_nothing(monkeypatch, host, 
 
 
 def test_a_file_stem_is_the_owner_up_to_its_bound(tmp_path):
-    at_bound, past = "c" * (state.MAX_STEM - 5) + "@eth0", "c" * (state.MAX_STEM - 4) + "@eth0"
-    assert state.file_stem(at_bound) == at_bound
-    assert len(state.file_stem(past)) <= state.MAX_STEM and state.file_stem(past) != state.file_stem(past + "x")
+    at_bound, past = "c" * (MAX_STEM - 5) + "@eth0", "c" * (MAX_STEM - 4) + "@eth0"
+    assert file_stem(at_bound) == at_bound
+    assert len(file_stem(past)) <= MAX_STEM and file_stem(past) != file_stem(past + "x")
 
 
 def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_path):
@@ -408,7 +410,7 @@ def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_p
     record = tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json"
     assert os.stat(record).st_mode & 0o777 == 0o600 and os.stat(record.parent).st_mode & 0o777 == 0o700
     assert os.stat(tmp_path / "ips" / "192.168.1.2").st_mode & 0o777 == 0o600
-    assert state.Store(str(tmp_path), "default").attachment("c1@eth0") == state.Attachment(
+    assert Store(str(tmp_path)).attachment("default", "c1@eth0") == Attachment(
         "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [],
         netns=POD_NETNS, netns_id=host.namespace_id(POD_NETNS),
         node_view=["carried 192.168.0.5/16", "carried fd00::5/64", "master 192.168.0.5/16", "master fd00::5/64"])

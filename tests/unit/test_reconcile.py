@@ -3,8 +3,10 @@ import json
 
 from helpers import call, netconf, prev_result, run_person
 
-from cniroute import replay, state
+from cniroute import replay
 from cniroute.journal import parse_log
+from cniroute.records import Attachment
+from cniroute.store import Store
 
 SHIM = "eno1.host"
 
@@ -161,7 +163,7 @@ def test_records_written_before_log_file_was_recorded_stay_readable(monkeypatch,
     assert (document["logFile"], document["logMaxBytes"]) == (str(tmp_path / "route.log"), 10 << 20)
     del document["logFile"], document["logMaxBytes"]
     path.write_text(json.dumps(document))
-    record = state.Attachment.from_json(document)
+    record = Attachment.from_json(document)
     assert record is not None and record.log_file is None
     host.delete_link(SHIM)
     code, _, err = reconcile(host, tmp_path)
@@ -176,7 +178,7 @@ def test_a_del_that_runs_while_the_pass_waits_for_the_lock_is_not_undone(monkeyp
     add(monkeypatch, host, tmp_path, "a", "192.168.1.2/16")
     add(monkeypatch, host, tmp_path, "b", "192.168.1.3/16", routeViaHost=["10.96.0.0/12"])
     host.routes = [r for r in host.routes if r["dev"] != SHIM]
-    take_lock, deleted = state.Store.shim_lock, []
+    take_lock, deleted = Store.shim_lock, []
 
     def del_first(store, shim_name):
         if not deleted:  # the pass's first lock: the DEL (whose own lock passes through here) gets it first
@@ -184,6 +186,6 @@ def test_a_del_that_runs_while_the_pass_waits_for_the_lock_is_not_undone(monkeyp
             deleted.append(call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID="b")[0])
         return take_lock(store, shim_name)
 
-    monkeypatch.setattr(state.Store, "shim_lock", del_first)
+    monkeypatch.setattr(Store, "shim_lock", del_first)
     assert reconcile(host, tmp_path)[0] == 0
     assert deleted == ["running", 0] and host.routes_on(SHIM) == ["192.168.1.2/32"] and host.nft is None

@@ -163,7 +163,7 @@ def test_a_record_of_an_older_version_still_dels(monkeypatch, host, multus_pod, 
     {"replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", "eth0", "yes", None]]},
     {"replyRoutes": [[-1, "0.0.0.0/0", None, "eth0", False, None]]}])
 def test_a_record_with_a_malformed_reply_path_is_not_ours(tmp_path, entry):
-    from cniroute.state import Attachment
+    from cniroute.records import Attachment
 
     document = {"containerID": "c1", "ifname": "net1", "network": "default", "master": "eno1",
                 "bridge": "eno1.host", "prefixes": [], "viaHost": [], **entry}

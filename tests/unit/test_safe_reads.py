@@ -10,7 +10,8 @@ import pytest
 from helpers import call, netconf, prev_result, run_person
 from test_doctor_checks import node_programs
 
-from cniroute import files, state
+from cniroute import files
+from cniroute.store import Store
 
 ROUTE = '{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "macvlan"}, {"type": "route", "master": "eno1"}]}'
 
@@ -128,7 +129,7 @@ def test_a_huge_state_directory_is_refused_not_read_whole(monkeypatch, host, tmp
     for n in range(3):
         (tmp_path / "networks" / "default" / "attachments" / f"x{n}").write_text("")
     skipped = []
-    assert state.every_attachment(str(tmp_path), skipped=skipped) == []
+    assert Store(str(tmp_path)).every_attachment(skipped) == []
     assert skipped == [f"skipped network default: {tmp_path}/networks/default/attachments: more than 3 entries"]
 
 
@@ -178,5 +179,5 @@ def test_a_record_that_is_a_symlink_is_not_followed(monkeypatch, host, tmp_path)
     os.rename(records / "c1@eth0.json", tmp_path / "elsewhere.json")
     (records / "c1@eth0.json").symlink_to(tmp_path / "elsewhere.json")
     skipped = []
-    assert state.every_attachment(str(tmp_path), skipped=skipped) == []
+    assert Store(str(tmp_path)).every_attachment(skipped) == []
     assert skipped and "c1@eth0.json" in skipped[0], skipped

@@ -5,7 +5,7 @@ import json
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import iproute, shim, state
+from cniroute import iproute, shim, store
 
 PROTO = iproute.ROUTE_PROTO
 
@@ -268,7 +268,7 @@ def test_an_interface_index_written_as_a_float_still_selects_the_interface(monke
 
 
 def test_a_busy_shim_lock_gives_try_again_later(monkeypatch, host, conf, tmp_path):
-    monkeypatch.setattr(state, "LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(store, "LOCK_TIMEOUT", 0.2)
     (tmp_path / "locks").mkdir()
     with open(tmp_path / "locks" / "shim.eno1.host", "w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)  # another call is changing this shim

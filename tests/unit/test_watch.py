@@ -1,7 +1,6 @@
 """`route reconcile --watch`'s own logic (watch.py) against the fake ip and a fake `ip monitor`: when passes run,
 what is reported, how the monitor is restarted, and that weeks of it stay bounded (threads, descriptors,
 memory, what it remembers). Real namespaces: tests/e2e/test_self_healing.py."""
-import argparse
 import contextlib
 import gc
 import io
@@ -13,7 +12,7 @@ import tracemalloc
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import watch
+from cniroute import reconcile, watch
 from cniroute.errors import CommandFailed
 
 SHIM = "eno1.host"
@@ -32,23 +31,24 @@ class Monitor:
 
 
 class Bed:
-    """A watcher's loop in a thread of its own (its signal handling is the main thread's, not tested here)."""
+    """A watcher's loop (reconcile.Watching over watch.Watcher) in a thread of its own (its signal handling is the
+    main thread's, not tested here)."""
 
     def __init__(self, host, state_dir, interval=3600.0):
         self.host, self.monitors, self.fail_starts = host, [], 0
         host.follow = self._follow
-        args = argparse.Namespace(state_dir=str(state_dir), log_file="-", dry_run=False, ip_timeout=10.0,
-                                  interval=interval)
-        self.watcher = watch.Watcher(args, host)
+        self.watcher = watch.Watcher(host, interval, reconcile.say)
+        self.watching = reconcile.Watching(host, self.watcher, "-", state_dir=str(state_dir), dry_run=False,
+                                           ip_timeout=10.0)
         self.err = io.StringIO()
         self.passes = 0
-        self._pass = self.watcher._pass
+        self._pass = self.watching.one_pass
 
         def counted():
             self._pass()
             self.passes += 1
 
-        self.watcher._pass = counted
+        self.watching.one_pass = counted
 
     def _follow(self, argv, on_line, on_end):
         assert argv == ["ip", *watch.MONITOR]
@@ -66,16 +66,13 @@ class Bed:
 
     def _run(self):
         with contextlib.redirect_stderr(self.err):
-            self.watcher._loop()
+            self.watching.run()
 
     def __exit__(self, *exc):
-        self.watcher.stopping = True
-        self.watcher._wake()
+        self.watcher.stop()
         self.thread.join(10.0)
         assert not self.thread.is_alive()
-        self.watcher._stop_monitor()
-        os.close(self.watcher.wake_r)
-        os.close(self.watcher.wake_w)
+        self.watcher.close()
 
     def event(self):
         self.monitors[-1].on_line("3: eno1.host: <BROADCAST> mtu 1500 ...\n")
@@ -209,17 +206,19 @@ def test_what_it_remembers_of_shims_that_are_gone_is_dropped(monkeypatch, host, 
             conf = netconf(tmp_path, prev_result(f"10.{n}.1.2/16"), master=f"eno{n + 2}")
             assert call(monkeypatch, host, "ADD", conf, CNI_CONTAINERID=f"p{n}")[0] == 0
             host.delete_link(f"eno{n + 2}")
-            assert bed.until(lambda shim=f"eno{n + 2}.host": shim in bed.watcher.reported)
+            assert bed.until(lambda shim=f"eno{n + 2}.host": shim in bed.watching.reported)
             assert call(monkeypatch, host, "DEL", netconf(tmp_path), CNI_CONTAINERID=f"p{n}")[0] == 0
-        assert bed.until(lambda: bed.watcher.reported == {})
+        assert bed.until(lambda: bed.watching.reported == {})
 
 
 def test_the_watcher_runs_with_the_cyclic_collector_on(monkeypatch):
     """The launchers turn it off for one short call; a watcher that ran without it kept sh's cycles forever."""
-    monkeypatch.setattr(watch.Watcher, "__init__", lambda self, args, host: None)
-    monkeypatch.setattr(watch.Watcher, "run", lambda self: gc.isenabled())
+    seen = []
+    monkeypatch.setattr(reconcile.Watching, "run", lambda self: seen.append(gc.isenabled()))
+    monkeypatch.setattr(watch.Watcher, "signals", lambda self: contextlib.nullcontext())
     gc.disable()
     try:
-        assert watch.watch(None, None) is True
+        assert reconcile.watch(None, 60.0, "-", state_dir="/nonexistent") == 0
+        assert seen == [True]
     finally:
         gc.enable()
