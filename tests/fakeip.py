@@ -108,7 +108,7 @@ class FakeHost:
     def has_program(self, name):
         return name in self.on_path
 
-    def execute(self, argv, stdin, timeout):
+    def execute(self, argv, stdin, timeout, limit=None):
         if "-batch" in argv and "-json" not in argv:  # changes: recorded one a line, as the log has them
             ip = [word for word in argv[:argv.index("-batch")] if word != "-force"]
             self.calls.extend([*ip, *shlex.split(line)] for line in stdin.splitlines())

@@ -23,13 +23,14 @@ import ipaddress
 from collections import namedtuple
 
 from . import iproute, routes, via_host
-from .errors import CommandFailed
+from .errors import CommandFailed, ReadTooLarge
 from .records import PodRoute, ReplyRule, TableRoute
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
 RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
 REPLY_TABLE = 2010000  # + the interface's ifindex in the pod: one table per interface
 IPV6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route added without one (IPv4: 0, not shown)
+READ_LIMIT = 1 << 20  # bytes of one read of a pod: route's part of a pod is a few kB, the rest is the pod's choice
 
 
 class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
@@ -50,11 +51,11 @@ def plan(attachment):
 
 
 def observe(runner, netns):
-    """The pod's links and addresses (what reply_paths needs of the pod), in one ip call. Without nsenter,
-    nothing: a pod that needs no route of ours inside still gets its ADD."""
+    """The pod's links and addresses (what reply_paths needs of the pod), in one ip call of at most READ_LIMIT
+    bytes. Without nsenter, nothing: a pod that needs no route of ours inside still gets its ADD."""
     if not runner.has_program("nsenter"):
         return []
-    return runner.read([iproute.show_addresses()], netns=netns)
+    return runner.read([iproute.show_addresses()], netns=netns, limit=READ_LIMIT)
 
 
 def reply_paths(runner, netns, links, ifname, node_links, carried, shim):
@@ -99,7 +100,7 @@ def _the_way_out_of(runner, netns, others, destinations):
     its address)."""
     asked = [(name, table, d) for name, (table, found) in others.items() for d in destinations
              if any(_is_ipv6(a["local"]) == _is_ipv6(d) for a in found)]
-    answers = runner.read([iproute.get_route_out_of(d, name) for name, _, d in asked], netns=netns)
+    answers = runner.read([iproute.get_route_out_of(d, name) for name, _, d in asked], netns=netns, limit=READ_LIMIT)
     found = []
     for name, table, destination in asked:
         answer = next((a for a in answers if a.get("dev") == name and a.get("dst") == destination), None)
@@ -156,12 +157,31 @@ def remove(runner, pod_plan, netns, ifname):
     if (not netns or not any(pod_plan) or not runner.host.is_network_namespace(netns)
             or not runner.has_program("nsenter")):
         return
+    seen = _read(runner, pod_plan, netns)
+    if seen is None:  # more than route reads: delete what was recorded, as it was recorded
+        _delete_blind(runner, pod_plan, netns, ifname)
+        return
     try:
-        for ipv6, commands in _owned(pod_plan, ifname, _read(runner, pod_plan, netns)).items():
+        for ipv6, commands in _owned(pod_plan, ifname, seen).items():
             runner.change_batch(commands, netns, ipv6, force=True)
     except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
-        if _owned(pod_plan, ifname, _read(runner, pod_plan, netns)):
+        if _owned(pod_plan, ifname, _read(runner, pod_plan, netns) or {}):
             raise
+
+
+def _delete_blind(runner, pod_plan, netns, ifname):
+    """Delete the plan's rules, tables and main routes by what was recorded, without reading the pod (it holds
+    more than route reads): what is not there fails its line, and is what DEL wanted."""
+    tables = sorted({rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes})
+    for ipv6 in (False, True):
+        commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in pod_plan.rules
+                    if _is_ipv6(rule.address) == ipv6]
+        commands += [iproute.flush_table(table) for table in tables]
+        commands += [] if ipv6 else [_delete(dst, gateway, ifname) for dst, gateway in reversed(pod_plan.routes)]
+        try:
+            runner.change_batch(commands, netns, ipv6, force=True)
+        except CommandFailed:
+            runner.journal.comment("what failed was not there: fine")
 
 
 def problems(runner, pod_plan, netns, ifname):
@@ -169,10 +189,17 @@ def problems(runner, pod_plan, netns, ifname):
     return _differences(pod_plan, ifname, _read(runner, pod_plan, netns))
 
 
+def _too_much():
+    return (f"the pod holds more than {READ_LIMIT} bytes of rules at {RULE_PREF}, of route's tables or of routes of "
+            f"protocol {iproute.ROUTE_PROTO} in main: route did not put them there")
+
+
 def _differences(pod_plan, ifname, seen, extras=True):
     """What differs in the pod (`seen`: _read) from the plan: what is missing or what the pod has instead (every
     field that makes a route or a rule counts: table, destination, gateway, device, metric, scope, protocol,
     type), and (`extras`) what route's tables hold that the plan does not."""
+    if seen is None:
+        return [_too_much()]
     found = []
     main, tables = {}, {}
     for ipv6, family in seen.items():
@@ -209,14 +236,19 @@ def _differences(pod_plan, ifname, seen, extras=True):
 
 def _read(runner, pod_plan, netns):
     """{ipv6: Found} of the families the plan has anything of: one ip call each, of what is route's alone (the
-    kernel filters by protocol and table, ip the rules by priority)."""
+    kernel filters by protocol and table, ip the rules by priority), of at most READ_LIMIT bytes. None when the
+    pod holds more of it than that (a pod that filled route's table): it is not read whole."""
     tables = sorted({rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes})
     found = {}
     for ipv6 in (False, True):
         if not (any(_is_ipv6(dst) == ipv6 for dst, _ in pod_plan.routes) or tables):
             continue
-        answers = runner.read_each([iproute.show_own_routes(), *(iproute.show_table(t) for t in tables),
-                                    *([iproute.show_rules_at(RULE_PREF)] if tables else [])], ipv6, netns)
+        try:
+            answers = runner.read_each([iproute.show_own_routes(), *(iproute.show_table(t) for t in tables),
+                                        *([iproute.show_rules_at(RULE_PREF)] if tables else [])], ipv6, netns,
+                                       READ_LIMIT)
+        except ReadTooLarge:
+            return None
         found[ipv6] = Found(answers[0], dict(zip(tables, answers[1:])), answers[len(tables) + 1] if tables else [])
     return found
 
@@ -358,11 +390,15 @@ def heal(runner, attachment, node, addresses, master):
     now, had = PodPlan(wanted, rules, table_routes), plan(attachment)
     both = PodPlan(had.routes + wanted, had.rules + rules, had.table_routes + table_routes)
     seen = _read(runner, both, netns)  # what of route's the pod has, once
-    stale = _owned(both, ifname, seen, keep=now)
-    for ipv6, commands in stale.items():  # first: an old route to a destination of now would stay in the way
-        runner.change_batch(commands, netns, ipv6, force=True)
-    if stale or _differences(now, ifname, seen):
+    if seen is None:  # more than route reads: what was and will be route's goes, then the plan of now comes
+        _delete_blind(runner, both, netns, ifname)
         install(runner, now, netns, ifname)
+    else:
+        stale = _owned(both, ifname, seen, keep=now)
+        for ipv6, commands in stale.items():  # first: an old route to a destination of now would stay in the way
+            runner.change_batch(commands, netns, ipv6, force=True)
+        if stale or _differences(now, ifname, seen):
+            install(runner, now, netns, ifname)
     return attachment._replace(pod_routes=wanted, reply_rules=rules, reply_routes=table_routes,
                                node_view=node_view(addresses, master, node.links, attachment.shim))
 

@@ -5,6 +5,7 @@ comments. One exit-status policy for every call: a status outside `ok` (by defau
 CommandFailed, which carries the status and stderr; within `ok`, the caller gets Completed(status, out, err).
 """
 import fcntl
+import functools
 import importlib
 import os
 import shlex
@@ -16,7 +17,7 @@ import types
 from collections import namedtuple
 
 from . import files, iproute
-from .errors import CommandFailed, CommandTimeout
+from .errors import CommandFailed, CommandTimeout, ReadTooLarge
 
 IP = "ip"
 PROC_SYS = "/proc/sys"
@@ -40,33 +41,34 @@ class Runner:
         self.host = host or SystemHost()
         self.changes = 0  # state-changing commands run (or, in a dry run, logged)
 
-    def read(self, commands, ipv6=False, netns=None):
+    def read(self, commands, ipv6=False, netns=None, limit=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
 
         A command about a missing device prints nothing, so absence is seen as absence, without
         parsing error text. (IPv6 route filters need -6: ip's batch lines cannot carry options.)
-        With `netns` (a path), the commands run in that network namespace.
+        With `netns` (a path), the commands run in that network namespace. With `limit`, ip may print at most
+        that many bytes (what a pod holds is the pod's choice): ReadTooLarge when it would print more.
         """
         # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
-        return [obj for array in self._batch(commands, ipv6, netns, ok=(0, 1)) for obj in array]
+        return [obj for array in self._batch(commands, ipv6, netns, (0, 1), limit) for obj in array]
 
-    def read_each(self, commands, ipv6=False, netns=None):
+    def read_each(self, commands, ipv6=False, netns=None, limit=None):
         """Like read, in one batch, but the objects of each command apart: [[objects of commands[0]], ...].
         For commands that cannot fail (no device named); one that fails anyway raises CommandFailed."""
-        arrays = self._batch(commands, ipv6, netns, ok=(0,))
+        arrays = self._batch(commands, ipv6, netns, (0,), limit)
         if len(arrays) != len(commands):
             raise CommandFailed(f"ip printed {len(arrays)} answers to {len(commands)} reads",
                                 "every read of this batch should answer, if only with []")
         return arrays
 
-    def _batch(self, commands, ipv6, netns, ok):
+    def _batch(self, commands, ipv6, netns, ok, limit=None):
         if not commands:
             return []
         ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
         for c in commands:
             self.journal.comment(shlex.join([*ip, "-json", "-d", *c]))
         script = "".join(shlex.join(c) + "\n" for c in commands)
-        return iproute.batch_arrays(self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok).out)
+        return iproute.batch_arrays(self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok, limit).out)
 
     def change(self, args, netns=None, program=IP):
         """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given."""
@@ -145,14 +147,17 @@ class Runner:
 
         self.execute(["sysctl", "-w", f"{key}={value}"], perform=write)
 
-    def _run(self, argv, stdin, ok):
+    def _run(self, argv, stdin, ok, limit=None):
         started = time.monotonic()
         try:
-            status, out, err = self.host.execute(argv, stdin, self.timeout)
+            status, out, err = self.host.execute(argv, stdin, self.timeout, limit=limit)
         except CommandTimeout:
             self.journal.outcome("killed", time.monotonic() - started, f"timed out after {self.timeout} s")
             raise
         self.journal.outcome(status, time.monotonic() - started, err)
+        if limit is not None and len(out) >= limit:
+            self.journal.comment(f"printed {limit} bytes or more: not read")
+            raise ReadTooLarge(f"{shlex.join(argv)} printed {limit} bytes or more", "more than the plugin reads of it")
         return _checked(argv, Completed(status, out, err), ok)
 
 
@@ -172,8 +177,10 @@ class SystemHost:
         self.proc_sys = proc_sys
 
     @staticmethod
-    def execute(argv, stdin, timeout):
-        """(status, stdout, stderr); the process is killed after `timeout` s.
+    def execute(argv, stdin, timeout, limit=None):
+        """(status, stdout, stderr); the process is killed after `timeout` s. With `limit`, it can write at most
+        that many bytes to its stdout or stderr (RLIMIT_FSIZE: a write past it fails), so a read of something
+        huge costs no more memory than `limit`.
 
         The timeout is ours: sh's `_timeout` polls every 0.1 s, which would add that much to every call.
         The command's stdin, stdout and stderr are memory files (memfd_create), not pipes: sh hands a file
@@ -188,7 +195,8 @@ class SystemHost:
             os.lseek(streams[0], 0, os.SEEK_SET)
             try:
                 proc = sh.Command(argv[0])(*argv[1:], _in=streams[0], _out=streams[1], _err=streams[2], _bg=True,
-                                           _bg_exc=False, _ok_code=range(256), _return_cmd=True)
+                                           _bg_exc=False, _ok_code=range(256), _return_cmd=True,
+                                           _preexec_fn=limit and functools.partial(_limit_writes, limit))
             except sh.CommandNotFound:
                 raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
             expired = threading.Event()
@@ -317,8 +325,8 @@ class NodeRoot(SystemHost):
         super().__init__()
         self.root = root
 
-    def execute(self, argv, stdin, timeout):
-        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout)
+    def execute(self, argv, stdin, timeout, limit=None):
+        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout, limit)
 
 
 def _import_sh_lean():
@@ -421,6 +429,14 @@ def _kill(proc, expired):
         proc.signal(signal.SIGKILL)
     except ProcessLookupError:  # it finished just in time
         pass
+
+
+def _limit_writes(limit):
+    """In the child, before exec: no file it writes grows past `limit` bytes (its stdout and stderr are memory
+    files). SIGXFSZ is ignored, as Python left it: a write past the limit fails, and ip goes on to its end."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def _written(fd):

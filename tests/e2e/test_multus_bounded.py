@@ -204,3 +204,16 @@ def test_a_pod_that_edits_routes_own_routes_still_gets_its_del(bed, route_plugin
             (str(r.get("table", "main")).isdigit() and int(r["table"]) in REPLY_TABLES) or r.get("dev") == "net1"]
     assert left == [], left
     assert list((bed.state / "networks" / SECONDARY_NET / "attachments").iterdir()) == []
+
+
+def test_a_pod_that_fills_routes_own_table_is_not_read_whole_and_gets_its_del(dedicated, cgroup, tmp_path):
+    bed, topo = dedicated, dedicated.topo
+    pod, _, _ = bed.pod()
+    table = next(r["table"] for r in reply_table_routes(topo, pod, 4) if r["dev"] == "eth0")
+    fill(topo, pod, [f"route add 172.{16 + i // 65536}.{i // 256 % 256}.{i % 256}/32 dev eth0 table {table} proto "
+                     f"{PROTO}" for i in range(TABLE_ROUTES)], tmp_path, "stuffed")
+    status, result, err = driver(bed, cgroup, "check", pod)
+    assert status != 0 and "the pod holds more than" in result["msg"], (result, err)
+    status, result, err = driver(bed, cgroup, "del", pod)
+    assert status == 0, (result, err)
+    assert ours(topo, pod) == []

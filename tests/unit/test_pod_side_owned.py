@@ -8,6 +8,8 @@ import helpers
 import pytest
 from helpers import call, netconf, prev_result, run_person
 
+from cniroute import pod_routes
+
 ETH0, NET1 = 2010002, 2010003  # pod_routes.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
 
 
@@ -122,3 +124,22 @@ def test_a_pass_enters_the_pod_of_an_older_record_once(monkeypatch, host, multus
     path.write_text(json.dumps(document))
     assert reconcile(host, tmp_path) != []
     assert reconcile(host, tmp_path) == []
+
+
+def test_a_pod_that_fills_routes_table_is_not_read_whole_and_still_gets_its_del(monkeypatch, host, multus_pod,
+                                                                               tmp_path):
+    monkeypatch.setattr(pod_routes, "READ_LIMIT", 4096)
+    assert on_net1(monkeypatch, host, "ADD", tmp_path)[0] == 0
+    for i in range(100):
+        multus_pod.add_route(f"172.16.0.{i}/32", "eth0", protocol="201", table=str(ETH0))
+    code, out, _ = on_net1(monkeypatch, host, "CHECK", tmp_path)
+    assert code == 1 and "the pod holds more than 4096 bytes of rules at 32201, of route's tables" in out["msg"], out
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16", "fd00::5/64"]  # a pass must heal the pod: flushed, made anew
+    assert reconcile(host, tmp_path) != []
+    assert sorted(r["dst"] for r in multus_pod.routes if r.get("table") == str(ETH0)) == ["192.168.0.6/32",
+                                                                                           "fd00::5/128"]
+    for i in range(100):
+        multus_pod.add_route(f"172.16.0.{i}/32", "eth0", protocol="201", table=str(ETH0))
+    code, out, err = on_net1(monkeypatch, host, "DEL", tmp_path)
+    assert code == 0, (out, err)
+    assert ours(multus_pod) == []

@@ -257,7 +257,7 @@ def test_a_log_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, 
 # --- faults only the e2e races used to catch --------------------------------------------------------------------------
 
 def test_a_timed_out_ip_is_code_101(monkeypatch, host, tmp_path):
-    def hang(argv, stdin, timeout):
+    def hang(argv, stdin, timeout, **options):
         raise CommandTimeout(f"{' '.join(argv)} timed out after {timeout} s")
 
     monkeypatch.setattr(host, "execute", hang)
