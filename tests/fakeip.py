@@ -2,6 +2,7 @@
 logic without touching a kernel. Its output mimics iproute2 6.1's JSON; tests/e2e/test_fakeip_contract.py
 builds the same state in a real namespace and here, and checks that the plugin reads the same from both.
 """
+import errno
 import ipaddress
 import itertools
 import json
@@ -94,13 +95,21 @@ class FakeHost:
     def is_network_namespace(self, path):
         return path in self.namespaces
 
-    def namespace_id(self, path):
-        """A namespace's identity; a test that re-makes one at the same path gives it a new one (renew)."""
-        if path not in self.namespaces:
+    def namespace_id(self, path, like=None):
+        try:
+            return self.identify_namespace(path, like)
+        except OSError:
             return None
+
+    def identify_namespace(self, path, like=None):
+        """A namespace's identity, as a cookie or (`like` one of the old form) DEVICE:INODE; a test that re-makes
+        one at the same path gives it a new one (renew)."""
+        if path not in self.namespaces:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
         if path not in self.namespace_ids:
-            self.namespace_ids[path] = f"4:{4026531000 + next(_NAMESPACE_NUMBERS)}"
-        return self.namespace_ids[path]
+            self.namespace_ids[path] = next(_NAMESPACE_NUMBERS)
+        number = self.namespace_ids[path]
+        return f"4:{4026531000 + number}" if like and not like.startswith("cookie:") else f"cookie:{4096 + number}"
 
     def in_nodes_network_namespace(self):
         return self.in_node_namespace

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Latency and CPU of the route plugin, side by side with another chained route plugin (e.g. the seed's Go one).
 
-The bed is the end-to-end tests' throw-away topology (tests/netns.py): a node namespace whose eno1 is one
+The bed is the end-to-end tests' throw-away topology (tests/beds/topology.py): a node namespace whose eno1 is one
 end of a veth pair. Each plugin is invoked as a runtime invokes it (`ip netns exec NODE env -i PATH=<node's>
 CNI_... PLUGIN`, config with prevResult on stdin), alternating plugins so that drift on the machine hits both
 alike. What is measured by default is what a node runs: the one-file build, built here for the node's python3
@@ -32,7 +32,7 @@ from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import netns  # noqa: E402
+from beds import libcni, runtime, topology  # noqa: E402
 
 # The seed's build script, in the shared/ beside the clone (or beside the directory of worktrees that holds it).
 SEED_BUILD = next((path for path in (os.path.join(REPO, *[".."] * up, "shared", "anchors", "build.sh") for up in (1, 2))
@@ -63,12 +63,12 @@ def children_cpu_ms():
 
 class Bed:
     def __init__(self, state_dir):
-        self.topo = netns.Topology()
+        self.topo = topology.Topology()
         self.state_dir = state_dir
 
     def call(self, plugin, verb, ip, container_id):
         """(wall ms, CPU ms) of one call. The CPU is exact only while no other call runs (see `parallel`)."""
-        argv = netns.plugin_argv(self.topo.node, plugin, verb, container_id=container_id)
+        argv = libcni.plugin_argv(self.topo.node, plugin, verb, container_id=container_id)
         cpu, started = children_cpu_ms(), time.perf_counter()
         proc = subprocess.run(argv, input=conf(ip, self.state_dir), capture_output=True, text=True)
         elapsed, cpu = (time.perf_counter() - started) * 1000, children_cpu_ms() - cpu
@@ -134,9 +134,9 @@ def parallel(bed, plugin, count, tag):
 
 def node_python():
     """The python3 a runtime's plugin finds: the first on the node's PATH."""
-    found = shutil.which("python3", path=netns.NODE_PATH)
+    found = shutil.which("python3", path=runtime.NODE_PATH)
     if found is None:
-        raise SystemExit(f"no python3 on the node's PATH ({netns.NODE_PATH})")
+        raise SystemExit(f"no python3 on the node's PATH ({runtime.NODE_PATH})")
     return found
 
 
@@ -150,10 +150,10 @@ def one_file_build(directory):
 def runnable(plugin, directory):
     """`plugin` as the bed can start it: a one-file build as it is, a source tree's bin/route through a
     wrapper naming this interpreter (the node's python3 lacks its packages), as the e2e tests do."""
-    if netns.is_one_file_build(Path(plugin)):
+    if libcni.is_one_file_build(Path(plugin)):
         return plugin
     wrapper = Path(directory) / "route-from-source"
-    netns.install_route(wrapper, Path(plugin))
+    libcni.install_route(wrapper, Path(plugin))
     return str(wrapper)
 
 
@@ -193,7 +193,7 @@ def main():
         mine = runnable(given, work) if given else one_file_build(work)
         plugins = [mine] + ([os.path.abspath(other)] if other else [])
         names = {p: "route" if p == mine else os.path.basename(p) for p in plugins}
-        from_source = given is not None and not netns.is_one_file_build(Path(given))
+        from_source = given is not None and not libcni.is_one_file_build(Path(given))
         python = sys.executable if from_source else node_python()  # what runs the plugin
         report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()}, "
                   f"{os.cpu_count()} cores, kernel {platform.release()}", "python": python,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much of a pod sandbox's start route takes, on Kubernetes' own path: RunPodSandbox through containerd's CRI.
 
-The bed is the CRI tests' (tests/cri_bed.py): Debian's containerd in a throw-away node netns, its pause image
+The bed is the CRI tests' (tests/beds/cri.py): Debian's containerd in a throw-away node netns, its pause image
 made locally, the pods' network macvlan + host-local, once without route and once with route chained after them
 (the one-file build, put in the bin dir by `route install`). Each RunPodSandbox is timed as the kubelet sees it,
 from the call to the answer (the sandbox ready, its network set up); the sandbox is then stopped and removed,
@@ -24,8 +24,7 @@ from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import cri_bed  # noqa: E402
-import netns  # noqa: E402
+from beds import cri, libcni, topology  # noqa: E402
 
 WARMUP = 2  # the first sandboxes also make the shim and load the image
 
@@ -33,8 +32,8 @@ WARMUP = 2  # the first sandboxes also make the shim and load the image
 def start_times(plugin, with_route, n):
     """Seconds of each of `n` RunPodSandbox calls, after WARMUP untimed ones."""
     times = []
-    with tempfile.TemporaryDirectory(prefix="cri-bench-") as root, netns.Topology() as topo, \
-            cri_bed.ContainerdBed(Path(root) / "containerd", topo, plugin) as bed:
+    with tempfile.TemporaryDirectory(prefix="cri-bench-") as root, topology.Topology() as topo, \
+            cri.ContainerdBed(Path(root) / "containerd", topo, plugin) as bed:
         bed.network(with_route=with_route)
         bed.run_sandbox("bench-anchor")  # a node has pods already: the shim stays between the timed ones
         for i in range(WARMUP + n):
@@ -60,7 +59,7 @@ def main():
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
     plugin = Path(args.plugin).resolve()
-    if not netns.is_one_file_build(plugin):
+    if not libcni.is_one_file_build(plugin):
         parser.error(f"{plugin} is not the one-file build (python3 tools/build_dist.py)")
     without = summary(start_times(plugin, False, args.n))
     with_route = summary(start_times(plugin, True, args.n))

@@ -5,7 +5,7 @@
 #   tools/debian-base.sh [IMAGE]        then: tools/build-image.sh --base IMAGE
 # The root file system is kept as a tarball ($ROUTE_BASE_CACHE, default /var/cache/route-ci/debian-bookworm.tar):
 # a fresh machine makes it (debootstrap, about a minute), a machine that has it only imports it. The end-to-end
-# tests also use it as a node's / (tests/image_bed.py). It prints the tarball's path.
+# tests also use it as a node's / (tests/beds/image.py). It prints the tarball's path.
 set -euo pipefail
 image=${1:-localhost/route-base:bookworm}
 cache=${ROUTE_BASE_CACHE:-/var/cache/route-ci/debian-bookworm.tar}

@@ -30,10 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import netns  # noqa: E402  (tests/netns.py)
+from beds import libcni, netns, runtime, topology  # noqa: E402
+from beds.topology import SHIM  # noqa: E402
 
 SEED = REPO / "net.d" / "00-default.conflist"
-SHIM = "eno1.host"
+
 IFNAME = "eth0"
 
 
@@ -62,12 +63,12 @@ class Demo:
         return ok
 
     # -- commands in the node / pod namespaces ----------------------------------
-    def node_show(self, topo: netns.Topology, argv: list[str]) -> str:
+    def node_show(self, topo: topology.Topology, argv: list[str]) -> str:
         proc = topo.node_exec(argv)
         self.show(["(node)"] + argv, proc.stdout + proc.stderr)
         return proc.stdout
 
-    def ping(self, topo: netns.Topology, where: str, name: str, ip: str) -> bool:
+    def ping(self, topo: topology.Topology, where: str, name: str, ip: str) -> bool:
         argv = ["ping", "-c", "1", "-W", "2", ip]
         proc = topo.node_exec(argv) if where == "node" else topo.pod_exec(where, argv)
         return self.step(name, proc.returncode == 0, proc.stdout + proc.stderr)
@@ -104,9 +105,9 @@ def pod_ip(result) -> str | None:
 def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
     demo.section("setup: build the libcni driver, CNI_PATH, the chain")
     try:
-        driver = netns.build_cnidriver(tmp / "driver")
-        cni_path = netns.make_cni_path(tmp / "cni-bin", route_plugin=None, canary=False)
-    except netns.SetupError as e:
+        driver = libcni.build_cnidriver(tmp / "driver")
+        cni_path = libcni.make_cni_path(tmp / "cni-bin", route_plugin=None, canary=False)
+    except runtime.SetupError as e:
         demo.step("setup", False, str(e))
         return
     if not install(demo, route_plugin, Path(cni_path)):
@@ -121,7 +122,7 @@ def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
     cache = tmp / "cni-cache"
     cache.mkdir()
 
-    topo = netns.Topology()
+    topo = topology.Topology()
     try:
         exercise(demo, topo, driver, cni_path, str(cache), conflist, log_file, route_plugin)
     finally:
@@ -133,27 +134,27 @@ def run(demo: Demo, tmp: Path, route_plugin: Path) -> None:
 
 def install(demo: Demo, route_plugin: Path, bin_dir: Path) -> bool:
     """Put the plugin into the CNI bin dir as on a node: `route install`, run by the node's python3."""
-    if not netns.is_one_file_build(route_plugin):
-        netns.install_route(bin_dir / "route", route_plugin)
+    if not libcni.is_one_file_build(route_plugin):
+        libcni.install_route(bin_dir / "route", route_plugin)
         print(f"{route_plugin} is a source tree's launcher: the runtime starts it with {sys.executable}")
         return True
     argv = [str(route_plugin), "install", "--bin-dir", str(bin_dir)]
-    proc = netns.run(argv, check=False, env=netns.runtime_env())
+    proc = runtime.run(argv, check=False, env=runtime.runtime_env())
     demo.show(argv, proc.stdout + proc.stderr)
     return demo.step("route install", proc.returncode == 0 and (bin_dir / "route").is_file(),
                      proc.stdout + proc.stderr)
 
 
-def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache: str,
+def exercise(demo: Demo, topo: topology.Topology, driver: str, cni_path: str, cache: str,
              conflist: Path, log_file: Path, route_plugin: Path) -> None:
     pod, pod_path = topo.add_pod()
     container = "demo-" + uuid.uuid4().hex[:12]
-    print(f"node netns {topo.node}: {netns.NODE_IF} {netns.NODE_V4}/{netns.PREFIX_V4}")
-    print(f"lan netns  {topo.lan}: {netns.LAN_IF} {netns.LAN_V4}/{netns.PREFIX_V4}")
+    print(f"node netns {topo.node}: {topology.MASTER} {topology.NODE_V4}/{topology.PREFIX_V4}")
+    print(f"lan netns  {topo.lan}: {topology.LAN_IF} {topology.LAN_V4}/{topology.PREFIX_V4}")
     print(f"pod netns  {pod} (container {container})")
 
     def cni(cmd: str):
-        return netns.run_driver(topo, driver, cni_path, cache, cmd, conflist, pod_path, container, IFNAME)
+        return libcni.run_driver(topo, driver, cni_path, cache, cmd, conflist, pod_path, container, IFNAME)
 
     demo.section("ADD: the result libcni hands back to the runtime")
     rc, result, err = cni("add")
@@ -169,13 +170,13 @@ def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache
 
     demo.section(f"node: ip -d link show {SHIM}")
     link = demo.node_show(topo, ["ip", "-d", "link", "show", SHIM])
-    demo.step(f"{SHIM} is a macvlan in bridge mode on {netns.NODE_IF}",
-              "macvlan mode bridge" in link and f"@{netns.NODE_IF}" in link, link)
+    demo.step(f"{SHIM} is a macvlan in bridge mode on {topology.MASTER}",
+              "macvlan mode bridge" in link and f"@{topology.MASTER}" in link, link)
 
     demo.section("connectivity")
     demo.ping(topo, "node", f"ping host -> pod {ip}", ip)
-    demo.ping(topo, pod, f"ping pod -> host {netns.NODE_V4}", netns.NODE_V4)
-    demo.ping(topo, pod, f"ping pod -> LAN host {netns.LAN_V4}", netns.LAN_V4)
+    demo.ping(topo, pod, f"ping pod -> host {topology.NODE_V4}", topology.NODE_V4)
+    demo.ping(topo, pod, f"ping pod -> LAN host {topology.LAN_V4}", topology.LAN_V4)
 
     demo.section("CHECK")
     rc, out, err = cni("check")
@@ -198,15 +199,15 @@ def exercise(demo: Demo, topo: netns.Topology, driver: str, cni_path: str, cache
     demo.step(f"route {ip} is gone", not any(line.split()[:1] == [ip] for line in routes.splitlines()), routes)
 
 
-def doctor_steps(demo: Demo, topo: netns.Topology, route_plugin: Path, conflist: Path, ip: str) -> None:
+def doctor_steps(demo: Demo, topo: topology.Topology, route_plugin: Path, conflist: Path, ip: str) -> None:
     """`route doctor` as an operator runs it on the node: healthy; then the pod's route deleted, which it names
     with its fix; the fix run; healthy again."""
     state_dir = json.loads(conflist.read_text())["plugins"][-1]["stateDir"]
     args = ["doctor", "--conf-dir", str(conflist.parent), "--state-dir", state_dir]
 
     def doctor(*extra: str, show: bool = True):
-        argv = netns.person_argv(topo.node, route_plugin, *args, *extra)
-        proc = netns.run(argv, check=False)
+        argv = libcni.person_argv(topo.node, route_plugin, *args, *extra)
+        proc = runtime.run(argv, check=False)
         if show:
             demo.show(["(node)", "route", *args, *extra], proc.stdout + proc.stderr)
         return proc

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """How long `route reconcile --watch` takes to repair the node after its network changed under running pods.
 
-The bed is the end-to-end tests' throw-away topology (tests/netns.py) with three attachments ADDed as a runtime
+The bed is the end-to-end tests' throw-away topology (tests/beds/topology.py) with three attachments ADDed as a runtime
 calls the plugin (`ip netns exec NODE env -i CNI_... PLUGIN`, prevResult on stdin) and the watcher running as a
-node runs it (netns.Watcher, --interval 60: only its ip monitor repairs within the run). Each damage is done
---n times; the time runs from just before the damaging command to the first moment netns.shape_problems()
+node runs it (watch.Watcher, --interval 60: only its ip monitor repairs within the run). Each damage is done
+--n times; the time runs from just before the damaging command to the first moment watch.shape_problems()
 finds nothing wrong (polled every 20 ms with ip -json, which adds up to ~25 ms).
 
 With --pods N, what the watcher costs a node of N running pods (half of them Multus pods: eth0 a veth to the
@@ -32,9 +32,9 @@ from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import netns  # noqa: E402
+from beds import libcni, runtime, topology, watch  # noqa: E402
+from beds.topology import SHIM  # noqa: E402
 
-SHIM = "eno1.host"
 PODS = ("192.168.1.2", "192.168.1.3", "192.168.1.4")
 ADDRESSES = ("192.168.0.5/16", "192.168.0.6/16")  # the master's, alternately (a DHCP renewal)
 WATCHER_TARGET = 1.5  # an ADD while the watcher runs / without it
@@ -72,7 +72,7 @@ def add(node, route, state_dir, container_id, ip, pod=None, ifname="eth0", verb=
             "prevResult": {"cniVersion": "1.0.0",
                            "interfaces": [{"name": ifname, "sandbox": pod or "/var/run/netns/x"}],
                            "ips": [{"interface": 0, "address": ip + "/16"}]}}
-    argv = netns.plugin_argv(node, route, verb, netns=pod, container_id=container_id, ifname=ifname)
+    argv = libcni.plugin_argv(node, route, verb, netns=pod, container_id=container_id, ifname=ifname)
     proc = subprocess.run(argv, input=json.dumps(conf), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{verb} {ip} failed: {proc.stdout} {proc.stderr[-500:]}")
@@ -80,13 +80,13 @@ def add(node, route, state_dir, container_id, ip, pod=None, ifname="eth0", verb=
 
 def measure(plugin, n):
     results = {}
-    with tempfile.TemporaryDirectory() as tmp, netns.Topology() as topo:
+    with tempfile.TemporaryDirectory() as tmp, topology.Topology() as topo:
         route = os.path.join(tmp, "route")
-        netns.install_route(Path(route), Path(plugin).resolve())
+        libcni.install_route(Path(route), Path(plugin).resolve())
         state_dir = os.path.join(tmp, "state")
         for i, ip in enumerate(PODS):
             add(topo.node, route, state_dir, f"pod{i}", ip)
-        with netns.Watcher(topo.node, route, state_dir, "--interval", "60",
+        with watch.Watcher(topo.node, route, state_dir, "--interval", "60",
                            stderr_path=os.path.join(tmp, "watcher.err")) as watcher:
             if not watcher.wait_for("watching"):
                 raise SystemExit(f"the watcher did not start:\n{watcher.output()}")
@@ -94,17 +94,17 @@ def measure(plugin, n):
                 times = []
                 for _ in range(n):
                     topo.node_exec(["ip", "addr", "replace", "fd00::5/64", "dev", "eno1", "nodad"], check=True)
-                    if netns.wait_in_shape(topo.node, PODS) is None:
-                        raise SystemExit(f"not in shape before {name}: {netns.shape_problems(topo.node, PODS)}")
+                    if watch.wait_in_shape(topo.node, PODS) is None:
+                        raise SystemExit(f"not in shape before {name}: {watch.shape_problems(topo.node, PODS)}")
                     time.sleep(0.3)  # let the passes caused by the last repair finish
                     commands = damage()
                     started = time.monotonic()
                     for argv in commands:
                         topo.node_exec(argv, check=True)
-                    seconds = netns.wait_in_shape(topo.node, PODS, timeout=30)
+                    seconds = watch.wait_in_shape(topo.node, PODS, timeout=30)
                     if seconds is None:
                         raise SystemExit(f"{name}: not repaired within 30 s: "
-                                         f"{netns.shape_problems(topo.node, PODS)}\n{watcher.output()[-3000:]}")
+                                         f"{watch.shape_problems(topo.node, PODS)}\n{watcher.output()[-3000:]}")
                     times.append((time.monotonic() - started) * 1000)
                 results[name] = times
                 print(f"{name:28} median {statistics.median(times):6.0f} ms  p90 {_p90(times):6.0f}  "
@@ -118,7 +118,7 @@ def make_pod(topo, number, multus):
     interface); a Multus pod also has eth0, a veth to the node (10.244.0.<n>/24, default via CLUSTER_GW, the
     node's side vp<n> with CLUSTER_GW/32 and the route to the pod, as ptp makes them). Returns (path, net1's IP)."""
     pod, path = topo.add_pod()
-    run = netns.run
+    run = runtime.run
     ip = f"192.168.{1 if multus else 2}.{number}"
     run(["ip", "-n", topo.node, "link", "add", f"mv{number}", "link", "eno1", "type", "macvlan", "mode", "bridge"])
     run(["ip", "-n", topo.node, "link", "set", f"mv{number}", "netns", pod, "name", "net1"])
@@ -183,9 +183,9 @@ class LockWatch:
 def watcher_cost(plugin, pods, n):
     """What the watcher costs a node of `pods` running pods (see the module's doc): {measure: [values]}."""
     results = {}
-    with tempfile.TemporaryDirectory() as tmp, netns.Topology() as topo:
+    with tempfile.TemporaryDirectory() as tmp, topology.Topology() as topo:
         route = os.path.join(tmp, "route")
-        netns.install_route(Path(route), Path(plugin).resolve())
+        libcni.install_route(Path(route), Path(plugin).resolve())
         state_dir = os.path.join(tmp, "state")
         started = time.monotonic()
         for number in range(2, pods + 2):
@@ -208,7 +208,7 @@ def watcher_cost(plugin, pods, n):
 
         results["ADD without the watcher (ms)"] = adds()
         lock = LockWatch(os.path.join(state_dir, "locks", f"shim.{SHIM}"))
-        with netns.Watcher(topo.node, route, state_dir, "--interval", "60",
+        with watch.Watcher(topo.node, route, state_dir, "--interval", "60",
                            stderr_path=os.path.join(tmp, "watcher.err")) as watcher:
             if not watcher.wait_for("watching", timeout=600):
                 raise SystemExit(f"the watcher did not start:\n{watcher.output()}")

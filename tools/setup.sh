@@ -3,15 +3,17 @@
 # Safe to run again.
 #   apt: iproute2, ping, nftables, util-linux (nsenter), the reference CNI plugins, Go and libcni's source
 #        (to build tests/cnidriver), podman + runc + buildah with busybox-static and catatonit (the podman tests),
-#        containerd (the CRI tests), debootstrap (the DaemonSet image's stand-in base)
-#   pip: a virtualenv in .venv with tox, pytest, hypothesis, ruff, sh, jsonschema and grpcio (for the tests)
+#        containerd (the CRI tests), debootstrap (the DaemonSet image's stand-in base), python3-prometheus-client
+#        (the watcher's metrics, served by the node's python3 in the e2e tests; the plugin does not need it)
+#   pip: a virtualenv in .venv with tox, pytest, hypothesis, ruff, sh, jsonschema, grpcio and prometheus-client
+#        (for the tests)
 #   dist/route: the one-file build (tools/build_dist.py), compiled for the python3 a runtime finds on a node
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 packages=(iproute2 iputils-ping nftables util-linux containernetworking-plugins golang-go
           golang-github-appc-cni-dev golang-github-vishvananda-netlink-dev python3 python3-venv
-          podman runc buildah busybox-static catatonit containerd debootstrap)
+          podman runc buildah busybox-static catatonit containerd debootstrap python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

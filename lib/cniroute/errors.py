@@ -76,6 +76,16 @@ class CheckFailed(CNIError):
     code = 103
 
 
+class PodUnreachable(CheckFailed):
+    """route reconcile cannot look into a recorded pod: its namespace cannot be entered, or the path holds
+    another one now (never a CNI call's answer: those enter the namespace the runtime names). `reason`, one of a
+    few words (cannot_enter, another_namespace, no_nsenter), labels it in the watcher's figures."""
+
+    def __init__(self, reason, msg, details=""):
+        super().__init__(msg, details)
+        self.reason = reason
+
+
 class DeviceMissing(CNIError):
     """A device the plugin needs (the master) is not there."""
 

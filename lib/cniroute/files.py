@@ -3,6 +3,7 @@ dir, a state dir or a log, so that nothing planted in their place can hang a cal
 redirect a write: a FIFO, a device (/dev/zero), a directory, a socket, a symlink, another file's hard link, a
 file or a directory too large to hold. What cannot be read so raises OSError, whose strerror says why and
 filename where (why()), as the system's own errors do."""
+import contextlib
 import errno
 import itertools
 import os
@@ -78,6 +79,24 @@ def list_dir(top, *parts):
     if len(names) > MAX_ENTRIES:
         raise OSError(errno.EFBIG, f"more than {MAX_ENTRIES} entries", os.path.join(top, *parts))
     return names
+
+
+def replace_whole(path, data):
+    """Write `data` as the whole of file `path`: to a temporary name beside it (never through a symlink), then
+    renamed over it, so that a reader finds the old content or the new, never a part."""
+    temp = f"{path}.{os.getpid()}.tmp"
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # left by a killed writer that had our pid
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def why(error):

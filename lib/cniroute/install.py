@@ -10,8 +10,8 @@ running the old file keep it (dist/route imports through its own open descriptor
 changes nothing. A different route build is replaced; anything else there (another program, a symlink)
 only with --force. A conflist is written only when asked; an existing, different one only with --force.
 With --node-root (the node's / as a container mounts it, as the DaemonSet does), install first checks, chrooted
-there, that the node can run the plugin (doctor.prerequisites: its python3, ip -json, nsenter), and refuses in
-one line naming what is missing.
+there, that the node can run the plugin (doctor.prerequisites: its python3, ip -json, nsenter) and that its nft
+reads what this one (the image's, which the watcher runs) writes, and refuses in one line naming what is missing.
 
 uninstall removes only what this build's install would have put there: the bin file if its bytes are this
 build's, the conflist if its bytes are FILE's. Anything that differs stays, and it says why.
@@ -58,7 +58,8 @@ route build there is replaced; anything else (another program, a symlink) only w
 copied into the conf dir only when asked (--conf-dir with --conflist), over a different one only with --force.
 
 With --node-root (the node's / as a container mounts it), it first checks that the node can run the plugin
-(python3 3.9 or newer, ip with -json, nsenter) and installs nothing if not, saying in one line what is missing.
+(python3 3.9 or newer, ip with -json, nsenter) and that the node's nft reads the sets this one (the image's, which
+the watcher runs) writes, and installs nothing if not, saying in one line what is missing.
 Every check is made before anything changes: a refusal changes nothing.""",
     "uninstall": """\
 Take away what `route install` of this build put into a CNI bin dir and conf dir: the plugin file if its bytes
@@ -292,7 +293,7 @@ def _install(prog, args, artifact):
 
 def _require_runnable_node(root):
     """What the node at `root` runs the plugin with, in one line; Refused, naming what is missing, if it cannot."""
-    from .doctor.prerequisites import prerequisites, said
+    from .doctor.prerequisites import nft_versions, prerequisites, said
     from .doctor.verdicts import FAIL
     from .journal import Journal
     from .runner import ANY_STATUS, NodeRoot, Runner
@@ -304,7 +305,7 @@ def _require_runnable_node(root):
     if entered.status == CHROOT_FAILED:  # every probe would fail the same way, and blame what it probes
         raise Refused(f"cannot look at the node's programs: {said(entered)} (chroot {root} needs the "
                       "SYS_CHROOT capability)")
-    checks = prerequisites(runner, routes_via_host=False)
+    checks = prerequisites(runner, routes_via_host=False) + [nft_versions(Runner(Journal()), runner)]
     missing = [f"{c.subject}: {c.found}" for c in checks if c.verdict == FAIL]
     if missing:
         raise Refused(f"the node ({root}) cannot run route: " + "; ".join(missing))

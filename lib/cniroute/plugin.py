@@ -178,6 +178,13 @@ def status(conf, inv, runner):
         master, shim_name = _require_master(*locate(conf, runner))
     except InvalidConfig as e:
         raise PluginNotAvailable(e.msg, e.details) from None
+    require_available(runner, master, shim_name, conf.route_via_host, conf.node_addresses)
+    return None
+
+
+def require_available(runner, master, shim_name, route_via_host, node_addresses):
+    """STATUS's answer for one shim on its master (also the watcher's readiness for the networks it has
+    records of): PluginNotAvailable when the node cannot take pods on it now."""
     node = Node.observe(runner)
     links = node.links
     if master not in links:
@@ -191,16 +198,15 @@ def status(conf, inv, runner):
         reason = shim.foreign_reason(links[shim_name], links[master])
         if reason:
             raise PluginNotAvailable(f"the shim's name {shim_name} is taken: {reason}")
-    if conf.route_via_host:
+    if route_via_host:
         try:
-            addresses = node.shim_addresses(master, shim_name, conf.node_addresses)
-            off = via_host.forwarding_off(runner, via_host.plan(conf.route_via_host, addresses, master))
+            addresses = node.shim_addresses(master, shim_name, node_addresses)
+            off = via_host.forwarding_off(runner, via_host.plan(route_via_host, addresses, master))
         except CNIError as e:
             raise PluginNotAvailable(e.msg, e.details) from None
         off += via_host.programs_missing(runner)
         if off:
             raise PluginNotAvailable("; ".join(off))
-    return None
 
 
 def locate(conf, runner, recorded=None):

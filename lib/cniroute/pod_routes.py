@@ -23,7 +23,7 @@ import ipaddress
 from collections import namedtuple
 
 from . import iproute, routes, via_host
-from .errors import CommandFailed, ReadTooLarge
+from .errors import CommandFailed, CommandTimeout, PodUnreachable, ReadTooLarge
 from .records import PodRoute, ReplyRule, TableRoute
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
@@ -361,6 +361,26 @@ def _is_ipv6(address):
     return ":" in address
 
 
+def still_there(runner, attachment):
+    """Whether the pod's namespace is where ADD recorded it, and can be entered as far as can be told without
+    entering it (nsfs answers without a process): PodUnreachable, with the reason, when it cannot be; False when
+    the record, of an older version, does not say where the pod is."""
+    netns = attachment.netns
+    if not netns or not attachment.netns_id:
+        return False
+    try:
+        found_id = runner.host.identify_namespace(netns, like=attachment.netns_id)
+    except OSError as e:
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}",
+                             e.strerror or str(e)) from None
+    if found_id != attachment.netns_id:
+        raise PodUnreachable("another_namespace", f"{netns} is another network namespace now ({found_id}; ADD recorded "
+                             f"{attachment.netns_id}): not that pod any more")
+    if not runner.has_program("nsenter"):
+        raise PodUnreachable("no_nsenter", f"cannot enter its network namespace {netns}", "nsenter is not on PATH")
+    return True
+
+
 def heal(runner, attachment, node, addresses, master):
     """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
     `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
@@ -370,23 +390,30 @@ def heal(runner, attachment, node, addresses, master):
     attachment that owns its addresses and was made for another node than the node of now (node_view).
 
     Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
-    (a reused /proc/PID/ns/net, a bind mount made again), so its identity must be the one recorded and the
-    pod's interface must still carry the pod's addresses. Returns the attachment as the pod now has it, or
-    unchanged when the pod cannot be reached (records of older versions, a pod whose namespace has gone: its
-    DEL or GC comes)."""
+    (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
+    (runner.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
+    Returns the attachment as the pod now has it, unchanged when the interface lacks the pod's addresses or
+    the record, of an older version, does not say where the pod is. PodUnreachable, with the reason, when the
+    pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path holds another
+    namespace: a pass that could not look is not in shape."""
     netns, ifname = attachment.netns, attachment.ifname
-    if not netns or runner.host.namespace_id(netns) != attachment.netns_id or not runner.has_program("nsenter"):
+    if not still_there(runner, attachment):
         return attachment
-    pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in runner.read([iproute.show_link(ifname)], netns=netns)
+    try:  # reads all (an answer proves entry), at most READ_LIMIT bytes of it
+        [links] = runner.read_each([iproute.show_addresses()], netns=netns, limit=READ_LIMIT)
+    except (CommandTimeout, ReadTooLarge):
+        raise
+    except CommandFailed as e:
+        raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}", e.details) from None
+    pod_addresses = [f"{a['local']}/{a['prefixlen']}" for link in links if link.get("ifname") == ifname
                      for a in link.get("addr_info", ()) if "local" in a]
     if not set(routes.addresses(attachment.prefixes)) <= {a.split("/")[0] for a in pod_addresses}:
-        return attachment  # another pod's namespace now, or not the interface ADD routed
+        return attachment  # the pod took them off its interface (or, with an identity of the old form, another pod)
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
     rules, table_routes = [], []
     if attachment.reply_rules or attachment.reply_routes:
-        rules, table_routes = reply_paths(runner, netns, observe(runner, netns), ifname, node.links, addresses,
-                                          attachment.shim)
+        rules, table_routes = reply_paths(runner, netns, links, ifname, node.links, addresses, attachment.shim)
     now, had = PodPlan(wanted, rules, table_routes), plan(attachment)
     both = PodPlan(had.routes + wanted, had.rules + rules, had.table_routes + table_routes)
     seen = _read(runner, both, netns)  # what of route's the pod has, once

@@ -29,11 +29,13 @@ import argparse
 import contextlib
 import gc
 import sys
-from collections import namedtuple
+import time
+from collections import Counter, namedtuple
 
 from . import interpreter, pod_routes, routes, shim, via_host
 from .config import DEFAULT_LOG_MAX_BYTES, DEFAULT_STATE_DIR
-from .errors import CNIError, DeviceMissing, HostNotReady, ShimConflict, UnsuitableInterpreter
+from .errors import CNIError, DeviceMissing, HostNotReady, PodUnreachable, ShimConflict, UnsuitableInterpreter
+from .figures import Figures
 from .journal import Journal, deliver
 from .node import Node
 from .runner import PROC_SYS, Runner, SystemHost
@@ -42,8 +44,21 @@ from .watch import Watcher
 
 STDERR = "-"
 
-# One shim's pass: what is still wrong (sentences), how many changes it made, its log block and where that goes.
-Outcome = namedtuple("Outcome", "shim problems changes journal logs")
+# One shim's pass: what is still wrong (sentences), how many changes it made, its log block and where that goes,
+# and its Tally.
+Outcome = namedtuple("Outcome", "shim problems changes journal logs tally")
+
+
+class Tally(namedtuple("Tally", "repairs errors not_entered attachments")):
+    """What one shim's pass counted, each a Counter: repairs by kind (figures.REPAIRS), errors met by CNI code, pods
+    that could not be entered by why (PodUnreachable.reason), attachments by network. The watcher's figures add
+    them up."""
+
+    __slots__ = ()
+
+    @classmethod
+    def empty(cls):
+        return cls(Counter(), Counter(), Counter(), Counter())
 
 
 DESCRIPTION = """\
@@ -76,6 +91,9 @@ def add_parser(sub):
                                                         "--interval seconds; exit 0 on SIGTERM")
     p.add_argument("--interval", metavar="SECONDS", type=_positive, default=60.0,
                    help="--watch: seconds between full passes (default %(default)s)")
+    p.add_argument("--metrics-address", metavar="HOST:PORT",
+                   help="--watch: serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:10290; off "
+                        "unless given; needs the prometheus-client package, docs/metrics.md)")
     p.set_defaults(handler=handle)
 
 
@@ -89,7 +107,7 @@ def handle(args, host=None):
         host = SystemHost(args.proc_sys)
     settings = dict(state_dir=args.state_dir, dry_run=args.dry_run, ip_timeout=args.ip_timeout)
     if args.watch:
-        return watch(host, args.interval, args.log_file, **settings)
+        return watch(host, args.interval, args.log_file, args.metrics_address, **settings)
     skipped = []
     try:
         outcomes = run_pass(host, skipped=skipped, **settings)
@@ -107,15 +125,27 @@ def handle(args, host=None):
     return 1 if any(o.problems for o in outcomes) else 0
 
 
-def watch(host, interval, log_file, **settings):
-    """`--watch`: a pass whenever the watcher says one is due, until SIGTERM or SIGINT; exit status 0."""
+def watch(host, interval, log_file, metrics_address=None, **settings):
+    """`--watch`: a pass whenever the watcher says one is due, until SIGTERM or SIGINT; exit status 0. Its
+    figures go to the state dir (figures.py) and, with `metrics_address`, to Prometheus (metrics.py)."""
     # The launchers turn the cyclic collector off for a call of a few ms; a watcher lives for weeks, and every
     # ip it runs through sh leaves cycles (sh's command and process objects) that only the collector frees.
     gc.enable()
     watcher = Watcher(host, interval, say)
+    figures = Figures(settings["state_dir"], interval, say, write=not settings.get("dry_run"))
+    if metrics_address:
+        from . import metrics  # prometheus-client: only a watcher asked to serve metrics needs it
+
+        try:
+            metrics.serve(metrics_address, figures)
+        except (ImportError, OSError, ValueError) as e:
+            say(f"cannot serve metrics on {metrics_address}: {e}")
+            watcher.close()
+            return 1
+        say(f"metrics on http://{metrics_address}/metrics")
     with watcher.signals():
         try:
-            Watching(host, watcher, log_file, **settings).run()
+            Watching(host, watcher, log_file, figures, **settings).run()
         finally:
             watcher.close()
     say("stopped")
@@ -126,8 +156,8 @@ class Watching:
     """The watcher's loop: passes when `watcher` (watch.Watcher) says one is due, and what of them is news
     said once: a shim's trouble again, or a part of the state dir still unreadable, is not."""
 
-    def __init__(self, host, watcher, log_file, **settings):
-        self.host, self.watcher, self.log_file, self.settings = host, watcher, log_file, settings
+    def __init__(self, host, watcher, log_file, figures, **settings):
+        self.host, self.watcher, self.log_file, self.figures, self.settings = host, watcher, log_file, figures, settings
         self.reported = {}  # shim -> the problems last reported for it
         self.skipped = set()  # what of the state dir the last pass could not read
 
@@ -141,11 +171,17 @@ class Watching:
                     f"{self.watcher.monitor_pid or '-'}) and every {self.watcher.interval:g} s")
 
     def one_pass(self):
+        self.figures.pass_started(self.watcher.monitor_state())
+        started = time.monotonic()
         skipped = []
         try:
             outcomes = run_pass(self.host, stopping=lambda: self.watcher.stopping, skipped=skipped, **self.settings)
         except OSError as e:  # the state dir cannot be read: say so, and try again at the next pass
             say(f"cannot read {self.settings['state_dir']}: {e}")
+            outcomes = None
+        self.figures.pass_ended(self.watcher.monitor_state(), outcomes, time.monotonic() - started,
+                                self.watcher.due_in())
+        if outcomes is None:
             return
         for line in skipped:
             if line not in self.skipped:  # said once, not every pass
@@ -174,23 +210,29 @@ def run_pass(host, state_dir, dry_run=False, ip_timeout=10.0, stopping=lambda: F
         journal = Journal()
         journal.header.update(command="RECONCILE", shim=shim_name)
         runner = Runner(journal, timeout=ip_timeout, dry_run=dry_run, host=host)
+        tally = Tally.empty()
         try:
-            attached, problems = reconcile_shim(runner, store, shim_name)
+            attached, problems = reconcile_shim(runner, store, shim_name, tally)
             records = attached or records
         except CNIError as e:  # an ip that failed or hung, a lock that stayed busy
             problems = [str(e)]
+            tally.errors[e.code] += 1
         except Exception as e:  # a bug: say so, and let the other shims (and a watcher) go on
             problems = [f"internal error: {type(e).__name__}: {e}"]
+            tally.errors[CNIError.code] += 1
         journal.header["network"] = ",".join(sorted({r.network for r in records}))
         for problem in problems:
             journal.comment(f"not in shape: {problem}")
-        outcomes.append(Outcome(shim_name, problems, runner.changes, journal, _logs(records)))
+        tally.repairs.update(runner.changes_by_kind)
+        tally.attachments.update(r.network for r in records)
+        outcomes.append(Outcome(shim_name, problems, runner.changes, journal, _logs(records), tally))
     return outcomes
 
 
-def reconcile_shim(runner, store, shim_name):
-    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]). A dry run takes
-    no lock (it would create the lock file): it changes nothing, so it has nothing to keep apart."""
+def reconcile_shim(runner, store, shim_name, tally):
+    """Repair one shim and its pods' routes; ([record] on it, [what is still wrong]), counted in `tally` (a
+    Tally) too. A dry run takes no lock (it would create the lock file): it changes nothing, so it has nothing
+    to keep apart."""
     with contextlib.nullcontext() if store.dry_run else store.shim_lock(shim_name):
         # Read inside the lock: a DEL that has run is never undone, one that is waiting runs after us.
         attached = store.records_on(shim_name)
@@ -207,15 +249,19 @@ def reconcile_shim(runner, store, shim_name):
             node = Node.observe(runner, routes_to=owned)  # the routes of the pods too: one ip process fewer
             master_link = shim.require_master(node, master)
             carried = node.shim_addresses(master, shim_name, selectors)
-            shim.ensure(runner, node, master, shim_name, carried)
+            with runner.counting("shim"):
+                shim.ensure(runner, node, master, shim_name, carried)
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
+            tally.errors[e.code] += 1
             return attached, [str(e)]
-        routes.restore(runner, owned, shim_name, node.routes_to)
+        with runner.counting("node_route"):
+            routes.restore(runner, owned, shim_name, node.routes_to)
         via = any(r.via_host for r in attached)
         if via:
-            with contextlib.nullcontext() if store.dry_run else store.nft_lock():
+            with contextlib.nullcontext() if store.dry_run else store.nft_lock(), runner.counting("masquerade_rule"):
                 via_host.ensure_masquerade(runner, shim_name)
-        pods = _heal_pods(runner, store, running, node, carried, master_link)
+        with runner.counting("pod_side"):
+            pods = _heal_pods(runner, store, running, node, carried, master_link, tally)
         if not runner.changes:
             return attached, pods  # what was read is in shape
         node = Node.observe(runner)
@@ -227,19 +273,26 @@ def reconcile_shim(runner, store, shim_name):
         return attached, found + pods
 
 
-def _heal_pods(runner, store, attached, node, carried, master):
+def _heal_pods(runner, store, attached, node, carried, master, tally):
     """Put back the own routes of every running pod made for another node than this one (pod_routes.heal) and
     record what they are now; what could not be done, per pod. `attached`: the records that own all their
     addresses."""
     problems = []
     view = pod_routes.node_view(carried, master, node.links, attached[0].shim if attached else None)
     for record in attached:
-        if record.node_view == view:
-            continue  # made for the node as it is: nothing to enter the pod for
         try:
+            if record.node_view == view:  # made for the node as it is: nothing to enter the pod for
+                pod_routes.still_there(runner, record)  # (what can be told without entering it, is told)
+                continue
             healed = pod_routes.heal(runner, record, node, carried, master)
+        except PodUnreachable as e:  # said, once per pass: a pass that could not look is not in shape
+            problems.append(f"pod {record.owner}: {e}")
+            tally.not_entered[e.reason] += 1
+            continue
         except CNIError as e:  # its namespace went meanwhile, no node address of a family...
             problems.append(f"pod {record.owner}: {e}")
+            tally.not_entered["failed"] += 1
+            tally.errors[e.code] += 1
             continue
         if healed.to_json() != record.to_json():
             store.save(healed)

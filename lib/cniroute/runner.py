@@ -4,6 +4,8 @@ Everything it runs goes into the call's Journal (journal.py): changes as replaya
 comments. One exit-status policy for every call: a status outside `ok` (by default only 0) raises
 CommandFailed, which carries the status and stderr; within `ok`, the caller gets Completed(status, out, err).
 """
+import contextlib
+import errno
 import fcntl
 import functools
 import importlib
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 import types
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 from . import files, iproute
 from .errors import CommandFailed, CommandTimeout, ReadTooLarge
@@ -22,6 +24,9 @@ from .errors import CommandFailed, CommandTimeout, ReadTooLarge
 IP = "ip"
 PROC_SYS = "/proc/sys"
 NS_GET_NSTYPE, CLONE_NEWNET = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
+NS_GET_ID = 0x8008B70D  # _IOR(NSIO, 0xd, __u64), linux/nsfs.h (Linux 6.18 on): a network namespace's cookie
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h (Linux 5.14 on): the cookie of a socket's network namespace
+COOKIE = "cookie:"  # how a namespace identity by cookie is written (records of older versions: DEVICE:INODE)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ANY_STATUS = range(256)  # for a caller that reports the status itself (route replay)
 
@@ -40,6 +45,22 @@ class Runner:
         self.dry_run = dry_run
         self.host = host or SystemHost()
         self.changes = 0  # state-changing commands run (or, in a dry run, logged)
+        self.changes_by_kind = Counter()  # the same, by the kind of repair they were made for (counting())
+        self._kind = None
+
+    @contextlib.contextmanager
+    def counting(self, kind):
+        """Count the changes made inside under `kind` too (route reconcile's repairs by kind); the innermost wins."""
+        outer, self._kind = self._kind, kind
+        try:
+            yield
+        finally:
+            self._kind = outer
+
+    def _changed(self, count):
+        self.changes += count
+        if self._kind is not None:
+            self.changes_by_kind[self._kind] += count
 
     def read(self, commands, ipv6=False, netns=None, limit=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
@@ -81,7 +102,7 @@ class Runner:
         if not commands:
             return
         ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
-        self.changes += len(commands)
+        self._changed(len(commands))
         for c in commands:
             if self.dry_run:
                 self.journal.comment("dry-run, not run: " + shlex.join([*ip, *c]))
@@ -103,7 +124,7 @@ class Runner:
         `perform() -> (status, stderr)` makes the change another way than running argv, which is then the
         command that replays it.
         """
-        self.changes += 1
+        self._changed(1)
         if self.dry_run:
             self.journal.comment("dry-run, not run: " + shlex.join(argv))
             return Completed(0, "", "")
@@ -224,26 +245,38 @@ class SystemHost:
 
     @staticmethod
     def is_network_namespace(path):
-        return SystemHost.namespace_id(path) is not None
+        try:
+            os.close(_open_network_namespace(path))
+        except OSError:
+            return False
+        return True
 
     @staticmethod
-    def namespace_id(path):
-        """Which network namespace `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is, as "DEVICE:INODE" of its
-        nsfs file; None when it is none (ioctl NS_GET_NSTYPE).
-
-        Namespace files are regular files (of nsfs): anything else is refused unopened or, if swapped in since,
-        opened without blocking (a FIFO would block a plain open until a writer comes, forever)."""
+    def namespace_id(path, like=None):
+        """identify_namespace, or None when `path` is no network namespace (or cannot be opened)."""
         try:
-            fd = files.open_regular(path, os.O_RDONLY, follow=True)
+            return SystemHost.identify_namespace(path, like)
         except OSError:
             return None
+
+    @staticmethod
+    def identify_namespace(path, like=None):
+        """Which network namespace `path` (e.g. /var/run/netns/x, /proc/PID/ns/net) is: "cookie:N", its cookie,
+        which the kernel gives no other namespace until it reboots. OSError with the reason when it is none.
+
+        The old form, DEVICE:INODE of its nsfs file, proves less (the kernel gives a freed inode number to the
+        next namespace): it is what `like`, a recorded identity, holds in records of older versions, and what a
+        kernel older than 5.14, which tells no cookie, is identified by."""
+        fd = _open_network_namespace(path)
         try:
-            if fcntl.ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET:
-                return None
+            if not like or like.startswith(COOKIE):
+                try:
+                    return COOKIE + str(_cookie(fd))
+                except OSError as e:
+                    if like or e.errno != errno.ENOPROTOOPT:  # ENOPROTOOPT: no SO_NETNS_COOKIE (before 5.14)
+                        raise
             info = os.fstat(fd)
             return f"{info.st_dev}:{info.st_ino}"
-        except OSError:  # not a namespace file at all
-            return None
         finally:
             os.close(fd)
 
@@ -442,6 +475,58 @@ def _limit_writes(limit):
 def _written(fd):
     """What a command wrote to the memory file `fd`, as text."""
     return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def _open_network_namespace(path):
+    """A descriptor of the network namespace file at `path`; OSError when it is none.
+
+    Namespace files are regular files (of nsfs): anything else is refused unopened or, if swapped in since,
+    opened without blocking (a FIFO would block a plain open until a writer comes, forever)."""
+    fd = files.open_regular(path, os.O_RDONLY, follow=True)
+    try:
+        is_net = fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:  # not a namespace file at all
+        is_net = False
+    if not is_net:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a network namespace", path)
+    return fd
+
+
+def _cookie(fd):
+    """The cookie of the network namespace open at `fd`: asked of nsfs (NS_GET_ID), or on a kernel that does
+    not answer that, of a socket made inside the namespace (SO_NETNS_COOKIE)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, NS_GET_ID, bytes(8)), sys.byteorder)
+    except OSError as e:
+        if e.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise
+    return _cookie_from_inside(fd)
+
+
+def _cookie_from_inside(fd):
+    """SO_NETNS_COOKIE of a socket made in the namespace at `fd`, by a thread that enters it and ends: setns
+    moves only the calling thread, and that thread is gone with the namespace it entered (CAP_SYS_ADMIN)."""
+    import ctypes
+    import socket
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    answer = []
+
+    def inside():
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            answer.append(OSError(code, f"cannot enter it: {os.strerror(code)}"))
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            answer.append(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), sys.byteorder))
+
+    thread = threading.Thread(target=inside, name="netns cookie")
+    thread.start()
+    thread.join()
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return answer[0]
 
 
 def _enter(netns):

@@ -107,10 +107,11 @@ def ensure(runner, node, master_name, shim_name, addresses):
         runner.set_sysctl(key, value)
     # New copies before old ones go: a shim left without an IPv4 address loses every IPv4 route through it,
     # the other pods' routes included (a DHCP renewal that changes the master's address).
-    for address in drift.missing:
-        runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
-    for address in drift.extra:  # the master no longer has it
-        runner.change(iproute.delete_address(address.cidr, shim_name))
+    with runner.counting("address_copy"):
+        for address in drift.missing:
+            runner.change(iproute.add_address(address.cidr, shim_name, ipv6=address.family == "inet6"))
+        for address in drift.extra:  # the master no longer has it
+            runner.change(iproute.delete_address(address.cidr, shim_name))
     if not shim.up:
         runner.change(iproute.set_link_up(shim_name))
     return not shim.up

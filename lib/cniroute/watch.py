@@ -45,6 +45,8 @@ class Watcher:
         self.monitor_gone.set()
         self.generation = 0  # of the current monitor: a late end of a previous one is not this one's
         self.started_at = self.restart_at = 0.0
+        self.down_since = time.monotonic()  # of the monitor; None while one runs
+        self.restarts = 0  # of the monitor, after its first start
         self.full_due = 0.0  # the first pass is due at once
 
     @contextlib.contextmanager
@@ -75,6 +77,15 @@ class Watcher:
     def monitor_pid(self):
         return getattr(self.monitor, "pid", None)
 
+    def monitor_state(self):
+        """(the monitor's pid or None, seconds it has been down or None, how often it was started again)."""
+        down_for = None if self.down_since is None else time.monotonic() - self.down_since
+        return self.monitor_pid, down_for, self.restarts
+
+    def due_in(self):
+        """Seconds until the next full pass is due, at the latest."""
+        return max(0.0, self.full_due - time.monotonic())
+
     def pass_due(self):
         """Wait until a pass is due: True; False once stopped."""
         while True:
@@ -85,6 +96,7 @@ class Watcher:
             if self.monitor_ended is not None:
                 status, err = self.monitor_ended
                 self.monitor_ended, self.monitor = None, None
+                self.down_since = now
                 self.say(f"ip monitor ended (exit {status}{': ' + err.strip() if err.strip() else ''}); "
                          "starting it again")
                 self.restart_at = max(now, self.started_at + RESTART_PAUSE)
@@ -120,6 +132,8 @@ class Watcher:
         try:
             self.monitor = Runner(Journal(), host=self.host).follow(
                 MONITOR, self._on_line, lambda status, err: self._on_end(generation, status, err))
+            self.restarts += generation > 1
+            self.down_since = None
             return True
         except CNIError as e:
             self.monitor_gone.set()

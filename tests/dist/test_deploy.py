@@ -8,7 +8,7 @@ import shlex
 import shutil
 import subprocess
 
-import manifests
+from beds import manifests
 import pytest
 import yaml
 from conftest import REPO
@@ -60,9 +60,10 @@ def test_daemonset_checks_the_node_then_installs_with_an_init_container_then_run
     args = person.build_parser().parse_args(watcher["command"][1:])  # options this route accepts
     assert (args.state_dir, args.proc_sys, args.log_file) == ("/run/cni-route", "/host/proc/sys", "-")
     security = watcher["securityContext"]
-    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}  # only what it needs
+    # only what it needs: NET_ADMIN for the node's network, SYS_ADMIN to enter pods (setns)
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "SYS_ADMIN"]}
     assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
-    assert "privileged" not in security
+    assert "privileged" not in security and "hostPID" not in spec
     for container in (init, watcher):
         assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
         assert container["resources"]["limits"]["memory"]
@@ -71,9 +72,14 @@ def test_daemonset_checks_the_node_then_installs_with_an_init_container_then_run
     assert volumes == {"cni-bin": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"},
                        "state": {"path": "/run/cni-route", "type": "DirectoryOrCreate"},
                        "proc-sys-net": {"path": "/proc/sys/net", "type": "Directory"},
+                       "netns": {"path": "/var/run/netns", "type": "DirectoryOrCreate"},
                        "node-root": {"path": "/", "type": "Directory"}}
     mounts = {m["mountPath"]: volumes[m["name"]]["path"] for m in watcher["volumeMounts"]}
-    assert mounts == {args.state_dir: config.DEFAULT_STATE_DIR, args.proc_sys + "/net": "/proc/sys/net"}
+    # the pods' namespaces at the paths ADD recorded, and those made after the watcher started too
+    assert mounts == {args.state_dir: config.DEFAULT_STATE_DIR, args.proc_sys + "/net": "/proc/sys/net",
+                      "/var/run/netns": "/var/run/netns"}
+    [netns] = [m for m in watcher["volumeMounts"] if m["name"] == "netns"]
+    assert netns["mountPropagation"] == "HostToContainer" and netns["readOnly"] is True
 
 
 def test_the_cni_bin_dir_is_a_marked_value_with_a_gke_overlay():
@@ -228,7 +234,7 @@ def test_the_systemd_unit_runs_the_watcher_with_net_admin_only():
     assert argv[0] == "/opt/cni/bin/route" and argv[1:3] == ["reconcile", "--watch"]
     args = person.build_parser().parse_args(argv[1:])
     assert args.state_dir == config.DEFAULT_STATE_DIR
-    assert service["Restart"] == "always" and service["CapabilityBoundingSet"] == "CAP_NET_ADMIN"
+    assert service["Restart"] == "always" and service["CapabilityBoundingSet"] == "CAP_NET_ADMIN CAP_SYS_ADMIN"
     assert service["ProtectSystem"] == "strict"
     assert {"-/run/cni-route", "-/var/log"} <= set(service["ReadWritePaths"].split())
     assert "ProtectKernelTunables" not in service  # the shim's sysctls are written under /proc/sys

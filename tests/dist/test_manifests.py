@@ -1,4 +1,4 @@
-"""deploy/'s Kubernetes manifests as `kubectl apply -k` renders them (the real kustomize: tests/manifests.py) for
+"""deploy/'s Kubernetes manifests as `kubectl apply -k` renders them (the real kustomize: tests/beds/manifests.py) for
 `deploy/` and `deploy/gke`, against the API schemas of every Kubernetes version we claim (docs/install.md, Install
 on a cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors). The Multus
 NetworkAttachmentDefinition is a custom resource whose schema the validator does not ship; test_deploy.py checks
@@ -7,7 +7,7 @@ import os
 
 import pytest
 from conftest import REPO
-from manifests import VARIANTS, daemonset, render
+from beds.manifests import VARIANTS, daemonset, render
 
 try:
     import kubernetes_validate

@@ -6,14 +6,14 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
   route_plugin                   (session) path of the plugin under test
                                  ($ROUTE_PLUGIN, else <repo>/bin/route; in CI the one-file build)
   _sweep_rtt_netns               (session, autouse) deletes leftover rtt-* netns at start/end
-                                 (not those of another live session: see netns.sweep_leftovers)
-  topo                           (function) a netns.Topology (node/lan/pods)
+                                 (not those of another live session: see beds.netns.sweep_leftovers)
+  topo                           (function) a beds.topology.Topology (node/lan/pods)
   cni_path                       (function) tmp dir with macvlan, host-local, canary, route
   chain                          (function) chain(cni_version="1.0.0", name="rtt-route",
                                               plugins=None, **route_keys) -> Path of conflist
                                  (every chain ends with tests/cni-canary, which fails the call
                                  if the test's environment leaked into the plugins)
-  cni                            (function) Cni object bound to topo/cnidriver/cni_path:
+  cni                            (function) beds.libcni.Cni object bound to topo/cnidriver/cni_path:
       cni.add(conflist, pod, container_id=None, ifname="eth0") -> (rc, json|None, stderr)
       cni.check(...), cni.delete(...)                          -> same triple
       cni.run(cmd, conflist, pod, container_id=None, ifname="eth0")
@@ -24,17 +24,11 @@ Fixture API (all need root; everything runs in throw-away ``rtt-*`` netns):
       cni.ping_from_node(ip) / cni.ping_from_pod(pod, ip) -> bool
   dual_chain                     (function) dual_chain(version="1.0.0", **route_keys): the seed's chain with
                                  a v4 and a v6 range (fd00::100-1ff) in host-local
-  servers                        (function) serve(ns, address, port): an echo server (e2e_support.SERVER)
-  Plain helpers in tests/e2e/e2e_support.py (`from e2e_support import ...`; the one home of what
-  several test files use: MASTER, SHIM, NODE_IP, LAN_IP, PROTO, Cni, run_driver, ip_json):
-      ok(res, what) -> result / failed(res, what) -> error JSON   (assert on a driver call)
-      add_pod(cni, conf, container_id=None) -> (pod, result)      (a new pod netns, ADDed)
-      node_sysctl(topo, key, value)                                (a sysctl in the node netns)
-      pod_ips(result, ifname="eth0")  -> list of bare IP strings from a CNI result
-      run_driver(topo, driver, cni_path, cache_dir, cmd, conflist, pod_path,
-                 container_id, ifname="eth0") -> (rc, json|None, stderr)
+  servers                        (function) serve(ns, address, port): an echo server (beds.services.SERVER)
+  container_id                   (function) a fresh, libcni-valid container ID
 
-`pod` arguments accept either a pod netns *name* or its /var/run/netns path.
+The plain helpers the tests use are in tests/beds/ (see its __init__.py): the topology's names and
+move_node_address (beds.topology), ok/failed/add_pod/pod_ips (beds.libcni), request/kube_proxy (beds.services).
 """
 
 from __future__ import annotations
@@ -49,26 +43,17 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from beds import REPO, libcni, netns
+from beds.libcni import Cni
+from beds.runtime import SetupError
+from beds.services import SERVER
+from beds.topology import MASTER, SHIM, Topology
 
-from e2e_support import (  # noqa: E402,F401  (also puts tests/ on sys.path)
-    LAN_IP,
-    MASTER,
-    NODE_IP,
-    REFERENCE_PLUGINS,
-    REPO,
-    SERVER,
-    SHIM,
-    Cni,
-    _require_root,
-    ip_json,
-    pod_ips,
-    run_driver,
-)
 
-import netns  # noqa: E402  (tests/netns.py)
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests need root (network namespaces)", pytrace=False)
+
 
 # --------------------------------------------------------------------------
 # fixtures
@@ -86,8 +71,8 @@ def _sweep_rtt_netns():
 def cnidriver(tmp_path_factory) -> str:
     """Build tests/cnidriver once against Debian's libcni; fail loudly if not."""
     try:
-        return netns.build_cnidriver(tmp_path_factory.mktemp("cnidriver"))
-    except netns.SetupError as e:
+        return libcni.build_cnidriver(tmp_path_factory.mktemp("cnidriver"))
+    except SetupError as e:
         pytest.fail(str(e), pytrace=False)
 
 
@@ -96,7 +81,7 @@ def route_plugin() -> Path:
     """$ROUTE_PLUGIN (tools/test.sh and CI: the one-file build dist/route, run by the node's python3 as a
     runtime runs it), else the source tree's bin/route with this interpreter (the fast inner loop)."""
     p = Path(os.environ.get("ROUTE_PLUGIN") or (REPO / "bin" / "route")).resolve()
-    if os.environ.get("CI") and not netns.is_one_file_build(p):
+    if os.environ.get("CI") and not libcni.is_one_file_build(p):
         pytest.fail(f"CI tests what nodes run: ROUTE_PLUGIN must be the one-file build, not {p}", pytrace=False)
     return p
 
@@ -104,15 +89,15 @@ def route_plugin() -> Path:
 @pytest.fixture
 def topo():
     _require_root()
-    with netns.Topology() as t:
+    with Topology() as t:
         yield t
 
 
 @pytest.fixture
 def cni_path(tmp_path, route_plugin) -> str:
     try:
-        return netns.make_cni_path(tmp_path / "cni-bin", route_plugin)
-    except netns.SetupError as e:
+        return libcni.make_cni_path(tmp_path / "cni-bin", route_plugin)
+    except SetupError as e:
         pytest.fail(str(e), pytrace=False)
 
 
@@ -189,7 +174,7 @@ def cni(topo, cnidriver, cni_path, tmp_path) -> Cni:
 
 @pytest.fixture
 def servers(topo):
-    """serve(ns, address, port): an echo server (e2e_support.SERVER) in namespace `ns`, stopped after the test."""
+    """serve(ns, address, port): an echo server (beds.services.SERVER) in namespace `ns`, stopped after the test."""
     started = []
 
     def serve(ns, address, port):

@@ -3,21 +3,21 @@
 import os
 import subprocess
 
-import netns
+from beds import netns, topology
 
 
 def test_node_pings_lan_without_cni(topo):
     assert topo.node.startswith("rtt-") and topo.lan.startswith("rtt-")
-    r = topo.node_exec(["ping", "-c", "1", "-W", "2", netns.LAN_V4])
+    r = topo.node_exec(["ping", "-c", "1", "-W", "2", topology.LAN_V4])
     assert r.returncode == 0, r.stdout + r.stderr
-    r = topo.node_exec(["ping", "-c", "1", "-W", "2", netns.LAN_V6])
+    r = topo.node_exec(["ping", "-c", "1", "-W", "2", topology.LAN_V6])
     assert r.returncode == 0, r.stdout + r.stderr
-    r = topo.lan_exec(["ping", "-c", "1", "-W", "2", netns.NODE_V4])
+    r = topo.lan_exec(["ping", "-c", "1", "-W", "2", topology.NODE_V4])
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_pod_is_empty_and_everything_is_deleted():
-    t = netns.Topology()
+    t = topology.Topology()
     try:
         pod, path = t.add_pod()
         assert pod.startswith("rtt-pod-")
@@ -36,7 +36,7 @@ def test_pod_is_empty_and_everything_is_deleted():
 def test_close_after_failure_inside_with():
     made = []
     try:
-        with netns.Topology() as t:
+        with topology.Topology() as t:
             made = t.namespaces()
             t.add_pod()
             made = t.namespaces()

@@ -14,7 +14,9 @@ import json
 import os
 
 import pytest
-from e2e_support import LAN_IP, MASTER, NODE_IP, SHIM, add_pod, failed, ip_json, node_sysctl, ok, pod_ips
+
+from beds.libcni import add_pod, failed, ok, pod_ips
+from beds.topology import LAN_V4, MASTER, NODE_V4, SHIM, ip_json, node_sysctl
 
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
 POOL = (ipaddress.ip_address("192.168.1.2"), ipaddress.ip_address("192.168.1.254"))
@@ -136,8 +138,8 @@ def test_add_connectivity_and_del(cni, topo, chain, cni_version):
 
     # connectivity
     assert cni.ping_from_node(ip), f"host -> pod {ip}"
-    assert cni.ping_from_pod(pod, NODE_IP), f"pod -> host {NODE_IP}"
-    assert cni.ping_from_pod(pod, LAN_IP), f"pod -> LAN host {LAN_IP}"
+    assert cni.ping_from_pod(pod, NODE_V4), f"pod -> host {NODE_V4}"
+    assert cni.ping_from_pod(pod, LAN_V4), f"pod -> LAN host {LAN_V4}"
 
     # DEL (for 0.3.1 libcni passes no prevResult: the plugin must use stateDir)
     ok(cni.delete(conf, pod_path), "DEL")
@@ -289,8 +291,8 @@ def test_del_one_of_three_keeps_others(cni, topo, chain):
     for pod, ip in (pods[0], pods[2]):
         assert_pod_route(cni, ip)
         assert cni.ping_from_node(ip), f"host -> {ip} after other pod's DEL"
-        assert cni.ping_from_pod(pod, NODE_IP), f"{ip} -> host after other pod's DEL"
-        assert cni.ping_from_pod(pod, LAN_IP)
+        assert cni.ping_from_pod(pod, NODE_V4), f"{ip} -> host after other pod's DEL"
+        assert cni.ping_from_pod(pod, LAN_V4)
     assert len([r for r in cni.shim_routes() if not is_kernel_ll(r)]) == 2
 
 
@@ -516,7 +518,7 @@ def test_parallel_adds(cni, topo, chain):
         assert_pod_route(cni, ip)
     for pod, ip in list(zip(pods, ips))[::8]:
         assert cni.ping_from_node(ip), ip
-        assert cni.ping_from_pod(pod, NODE_IP), ip
+        assert cni.ping_from_pod(pod, NODE_V4), ip
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=N_PARALLEL) as ex:
         dels = list(ex.map(lambda a: cni.delete(conf, a[0], a[1]), zip(pods, ids)))

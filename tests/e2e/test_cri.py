@@ -1,4 +1,4 @@
-"""Kubernetes' own path: pod sandboxes started through containerd's CRI (tests/cri_bed.py), the way the kubelet
+"""Kubernetes' own path: pod sandboxes started through containerd's CRI (tests/beds/cri.py), the way the kubelet
 starts them, with macvlan + host-local + route as the node's network (route put in the CNI bin dir by
 `route install`). containerd runs the chain through its libcni (go-cni), with its own environment and the
 K8S_POD_* arguments, and tears it down on StopPodSandbox, again on RemovePodSandbox, and after a restart.
@@ -10,26 +10,26 @@ import os
 import time
 
 import pytest
-from e2e_support import NODE_IP, PROTO, SHIM
 
-import netns
+from beds import libcni, runtime, watch
+from beds.topology import NODE_V4, PROTO, SHIM
 
 try:
-    import cri_bed
+    from beds import cri
 except ImportError:  # CI installs requirements-dev.txt (tools/setup.sh), grpcio with it
     if os.environ.get("CI"):
         raise
     pytest.skip("the CRI tests need grpcio: pip install -r requirements-dev.txt", allow_module_level=True)
 
-TIMEOUT = cri_bed.TIMEOUT
+TIMEOUT = cri.TIMEOUT
 PARALLEL = 10
 
 
 @pytest.fixture
 def bed(tmp_path, topo, route_plugin):
     try:
-        containerd = cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin)
-    except netns.SetupError as e:
+        containerd = cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin)
+    except runtime.SetupError as e:
         pytest.fail(str(e), pytrace=False)
     with containerd:
         yield containerd
@@ -46,8 +46,8 @@ def ping_from_node(topo, ip):
 
 
 def ping_from_pod(pod_netns, ip):
-    return netns.run(["nsenter", f"--net={pod_netns}", "ping", "-c", "1", "-W", "2", ip], check=False,
-                     timeout=TIMEOUT).returncode == 0
+    return runtime.run(["nsenter", f"--net={pod_netns}", "ping", "-c", "1", "-W", "2", ip], check=False,
+                       timeout=TIMEOUT).returncode == 0
 
 
 def cni_args(result_file):
@@ -74,7 +74,7 @@ def test_run_pod_sandbox_routes_the_pod_and_pings_go_both_ways(bed, topo, cni_ve
     ip = status["ip"]
     assert shim_routes(topo) == [ip]
     assert ping_from_node(topo, ip)
-    assert ping_from_pod(bed.pod_netns(sandbox), NODE_IP)
+    assert ping_from_pod(bed.pod_netns(sandbox), NODE_V4)
     assert bed.attachments(network) == [f"{sandbox}@eth0"] and bed.leases(network) == [ip]
     # the kubelet's pod, as containerd hands it to the chain; route accepts the K8S_POD_* arguments
     [result] = bed.cni_results(network)
@@ -117,7 +117,7 @@ def test_parallel_sandboxes_each_get_their_route_and_lose_it(bed, topo):
     assert shim_routes(topo) == sorted(ips) and bed.leases(network) == sorted(ips)
     assert len(bed.attachments(network)) == PARALLEL
     assert all(ping_from_node(topo, ip) for ip in ips)
-    assert not netns.shape_problems(topo.node, ips)
+    assert not watch.shape_problems(topo.node, ips)
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         list(pool.map(bed.remove_sandbox, sandboxes))
     assert shim_routes(topo) == [] and bed.attachments(network) == [] and bed.leases(network) == []
@@ -144,7 +144,6 @@ def test_sandboxes_outlive_a_containerd_restart_and_stop_after_it(bed, topo):
     assert bed.cni_results(network) == []
 
 
-
 def wait_network_ready(bed, timeout):
     deadline = time.monotonic() + timeout
     while not bed.network_ready()[0] and time.monotonic() < deadline:
@@ -154,14 +153,14 @@ def wait_network_ready(bed, timeout):
 
 def test_a_conflist_route_install_writes_into_the_conf_dir_is_taken_up_without_a_restart(tmp_path, topo,
                                                                                          route_plugin):
-    if not netns.is_one_file_build(route_plugin):
+    if not libcni.is_one_file_build(route_plugin):
         pytest.skip("route install installs only the one-file build (ROUTE_PLUGIN=dist/route)")
-    with cri_bed.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as bed:
+    with cri.ContainerdBed(tmp_path / "containerd", topo, route_plugin=None) as bed:
         assert bed.network_ready()[0] is False  # no conflist yet
         conflist = tmp_path / "route.conflist"
         conflist.write_text(json.dumps(bed.conflist()))
-        netns.run([str(route_plugin), "install", "--bin-dir", str(bed.bin_dir), "--conf-dir", str(bed.conf_dir),
-                   "--conflist", str(conflist)], env=netns.runtime_env(), timeout=TIMEOUT)
+        runtime.run([str(route_plugin), "install", "--bin-dir", str(bed.bin_dir), "--conf-dir", str(bed.conf_dir),
+                     "--conflist", str(conflist)], env=runtime.runtime_env(), timeout=TIMEOUT)
         assert wait_network_ready(bed, 10)[0], bed.network_ready()
         ip = bed.client.sandbox_status(bed.run_sandbox("web"))["ip"]
         assert shim_routes(topo) == [ip] and ping_from_node(topo, ip)
@@ -172,7 +171,7 @@ def test_containerd_1_6_misses_a_conflist_moved_in_from_another_directory(bed, t
     in: Debian 12's containerd (1.6) does not take it up until it restarts."""
     conflist = tmp_path / "moved.conflist"
     conflist.write_text(json.dumps(bed.conflist()))
-    conflist.rename(bed.conf_dir / cri_bed.CONFLIST)
+    conflist.rename(bed.conf_dir / cri.CONFLIST)
     assert wait_network_ready(bed, 5)[0] is False
     bed.stop()
     bed.start()

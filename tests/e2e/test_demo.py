@@ -9,17 +9,17 @@ import subprocess
 import sys
 
 import docs_examples
-from e2e_support import LAN_IP, NODE_IP, REPO
 
-import netns
+from beds import REPO, libcni, netns, runtime
+from beds.topology import LAN_V4, NODE_V4
 
 
 def test_demo_runs_the_main_job(route_plugin):
     # As docs/development.md says, with the node's python3; a source tree's bin/route needs this (the development)
     # interpreter, which the demo then names in the wrapper it puts into CNI_PATH.
-    argv = [str(REPO / "tools" / "demo.sh")] if netns.is_one_file_build(route_plugin) else \
+    argv = [str(REPO / "tools" / "demo.sh")] if libcni.is_one_file_build(route_plugin) else \
         [sys.executable, str(REPO / "tools" / "demo.py")]
-    proc = subprocess.run(argv, cwd=str(REPO), env=netns.runtime_env(ROUTE_PLUGIN=str(route_plugin)),
+    proc = subprocess.run(argv, cwd=str(REPO), env=runtime.runtime_env(ROUTE_PLUGIN=str(route_plugin)),
                           capture_output=True, text=True, timeout=600)
     out = proc.stdout
     report = f"rc={proc.returncode}\n--- stdout\n{out}\n--- stderr\n{proc.stderr}"
@@ -31,9 +31,9 @@ def test_demo_runs_the_main_job(route_plugin):
         assert re.search(rf"^=== {re.escape(heading)}[: ]", out, re.M), f"no section {heading!r}\n{report}"
     pod_ip = re.search(r"^\[PASS\] ping host -> pod (\S+)$", out, re.M)
     assert pod_ip, report
-    if netns.is_one_file_build(route_plugin):  # installed as on a node
+    if libcni.is_one_file_build(route_plugin):  # installed as on a node
         assert "[PASS] route install" in out.splitlines(), report
-    for line in ("[PASS] ADD", f"[PASS] ping pod -> host {NODE_IP}", f"[PASS] ping pod -> LAN host {LAN_IP}",
+    for line in ("[PASS] ADD", f"[PASS] ping pod -> host {NODE_V4}", f"[PASS] ping pod -> LAN host {LAN_V4}",
                  "[PASS] CHECK", "[PASS] route doctor: nothing fails",
                  f"[PASS] route doctor: the pod {pod_ip[1]} FAILs, with the command that fixes it",
                  "[PASS] route doctor after the fix: nothing fails",
@@ -51,5 +51,5 @@ def test_demo_runs_the_main_job(route_plugin):
     tmp = re.search(r"^removed (/\S+)$", out, re.M)
     assert tmp and not os.path.exists(tmp[1]), report
     # README.md and docs/ show what this run shows (a source tree's bin/route is installed without `route install`)
-    if netns.is_one_file_build(route_plugin):
+    if libcni.is_one_file_build(route_plugin):
         assert docs_examples.stale_examples(out) == [], f"run tools/docs_examples.py\n{report}"

@@ -17,17 +17,18 @@ from pathlib import Path
 
 import docs_examples
 import pytest
-from e2e_support import REPO, add_pod, node_sysctl
 
-import netns
+from beds import REPO, libcni, netns, runtime
+from beds.libcni import add_pod
+from beds.topology import node_sysctl
 
 CONTAINER = "demo-3f2a9c1e7b44"  # the container docs/debugging.md's replay example names
 
 
 def one_file_build(route_plugin: Path) -> Path:
     """What the pages' commands name: the one-file build (ROUTE_PLUGIN in CI, else the tree's dist/route)."""
-    plugin = route_plugin if netns.is_one_file_build(route_plugin) else REPO / "dist" / "route"
-    if not netns.is_one_file_build(plugin):
+    plugin = route_plugin if libcni.is_one_file_build(route_plugin) else REPO / "dist" / "route"
+    if not libcni.is_one_file_build(plugin):
         pytest.fail(f"the pages' commands run the one-file build: build {plugin} (tools/build_dist.py)", pytrace=False)
     return plugin
 
@@ -47,13 +48,13 @@ def test_the_node_commands_of_the_docs_work(topo, cnidriver, tmp_path, route_plu
     assert len(commands) >= 10, commands
     plugin = one_file_build(route_plugin)
     conflist = chain(tmp_path / "net.d")
-    cni_path = netns.make_cni_path(tmp_path / "cni-bin", plugin, canary=False)
+    cni_path = libcni.make_cni_path(tmp_path / "cni-bin", plugin, canary=False)
     person = tmp_path / "person"  # what a person's shell finds: `route` on PATH, `dist/route` in the cwd
     (person / "bin").mkdir(parents=True)
     (person / "dist").mkdir()
     for link in (person / "bin" / "route", person / "dist" / "route"):
         link.symlink_to(plugin)
-    env = netns.runtime_env()
+    env = runtime.runtime_env()
     env["PATH"] = f"{person / 'bin'}:{env['PATH']}"
     pod, pod_path = topo.add_pod()
     keep = tmp_path / "netns"

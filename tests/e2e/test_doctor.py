@@ -9,9 +9,10 @@ import re
 import subprocess
 
 import pytest
-from e2e_support import MASTER, NODE_IP, SHIM, add_pod, ip_json, node_sysctl, pod_ips
 
-import netns
+from beds import libcni
+from beds.libcni import add_pod, pod_ips
+from beds.topology import MASTER, NODE_V4, SHIM, ip_json, node_sysctl
 from cniroute.records import Attachment
 
 VIA = ["10.96.0.0/12"]
@@ -33,7 +34,7 @@ class Node:
         if conflist:
             argv += ["--conflist", str(self.conf)]
         argv += ["--state-dir", str(self.tmp_path / "no-other-records")]
-        proc = subprocess.run(netns.person_argv(self.topo.node, self.plugin, "doctor", *argv), capture_output=True,
+        proc = subprocess.run(libcni.person_argv(self.topo.node, self.plugin, "doctor", *argv), capture_output=True,
                               text=True, timeout=120)
         assert proc.stderr == "", proc.stderr  # no log block, no traceback
         assert proc.returncode in (0, 1), proc
@@ -82,7 +83,7 @@ def test_a_healthy_node_is_all_ok_and_doctor_changes_nothing(node):
         f"{SHIM} managers", "rp_filter", "arp_ignore", f"masquerade {SHIM}", f"pod {node.pod_ip}"]
     found = {c["subject"]: c["found"] for c in report["checks"]}
     assert found["kube-proxy"] == "mode nftables (table kube-proxy)"
-    assert found[f"{SHIM} addresses"] == f"carries {MASTER}'s {NODE_IP}/16 fd00::5/64"
+    assert found[f"{SHIM} addresses"] == f"carries {MASTER}'s {NODE_V4}/16 fd00::5/64"
     assert found[f"pod {node.pod_ip}"].startswith(f"ctr-{node.pod}@eth0, route on {SHIM}")
     assert node_state(node.topo, node.state_dir) == before
     code, text = node.doctor("--text")
@@ -202,7 +203,7 @@ def test_probe_finds_an_unreachable_pod(node):
 def test_a_network_known_only_from_its_records_is_checked(node):
     """A Multus attachment has no conflist on the node: doctor finds it under the state dir."""
     argv = ["doctor", "--json", "--conf-dir", str(node.tmp_path / "empty"), "--state-dir", node.state_dir]
-    proc = subprocess.run(netns.person_argv(node.topo.node, node.plugin, *argv), capture_output=True, text=True,
+    proc = subprocess.run(libcni.person_argv(node.topo.node, node.plugin, *argv), capture_output=True, text=True,
                           timeout=120)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, failing(report)

@@ -3,24 +3,21 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import (
+
+from beds import libcni
+from beds.libcni import add_pod, pod_ips
+from beds.topology import (
     ELSEWHERE_V6,
-    LAN_IP,
+    LAN_V4,
+    LAN_V6,
     MASTER,
-    NODE_IP,
+    NODE_V4,
+    NODE_V6,
     PROTO,
     SHIM,
-    add_pod,
     move_node_address,
     node_sysctl,
-    pod_ips,
 )
-
-import netns
-
-NODE_IP6, LAN_IP6 = netns.NODE_V6, netns.LAN_V6
-
-
 
 
 def split(ips):
@@ -40,7 +37,7 @@ def test_dual_stack_pod_reaches_node_and_lan_both_ways(topo, cni, dual_chain):
     assert {v4, v6} <= routes
     for target in (v4, v6):
         assert cni.ping_from_node(target), f"node -> pod {target}"
-    for target in (NODE_IP, NODE_IP6, LAN_IP, LAN_IP6):
+    for target in (NODE_V4, NODE_V6, LAN_V4, LAN_V6):
         assert cni.ping_from_pod(pod, target), f"pod -> {target}"
     code, out, err = cni.check(dual_chain(), pod)
     assert code == 0, (out, err)
@@ -55,11 +52,11 @@ def test_dual_stack_with_a_master_that_has_only_ipv4(topo, cni, dual_chain):
     (v4,), (v6,) = split(pod_ips(result))
     for target in (v4, v6):
         assert cni.ping_from_node(target), f"node -> pod {target}"
-    for target in (NODE_IP, ELSEWHERE_V6, LAN_IP, LAN_IP6):
+    for target in (NODE_V4, ELSEWHERE_V6, LAN_V4, LAN_V6):
         assert cni.ping_from_pod(pod, target), f"pod -> {target}"
     shim = json.loads(topo.node_exec(["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]
     assert {f"{a['local']}/{a['prefixlen']}" for a in shim["addr_info"] if a["scope"] == "global"} == \
-        {f"{NODE_IP}/16", f"{ELSEWHERE_V6}/64"}
+        {f"{NODE_V4}/16", f"{ELSEWHERE_V6}/64"}
     pod_routes = json.loads(topo.pod_exec(pod, ["ip", "-json", "-6", "route"]).stdout)
     pod_routes += json.loads(topo.pod_exec(pod, ["ip", "-json", "-4", "route"]).stdout)
     assert [r["dst"] for r in pod_routes if r.get("protocol") == PROTO] == [ELSEWHERE_V6]  # 192.168.0.5: on-link
@@ -74,13 +71,13 @@ def test_dual_stack_with_a_master_that_has_only_ipv4(topo, cni, dual_chain):
 def test_without_the_node_address_on_the_shim_ipv6_fails(topo, cni, dual_chain):
     """What the shim's address copy is for: take it away and the pod cannot reach the node over IPv6."""
     pod, result = add_pod(cni, dual_chain())
-    assert topo.node_exec(["ip", "addr", "del", f"{NODE_IP6}/64", "dev", SHIM]).returncode == 0
+    assert topo.node_exec(["ip", "addr", "del", f"{NODE_V6}/64", "dev", SHIM]).returncode == 0
     forget_neighbours(topo, pod)
-    assert not cni.ping_from_pod(pod, NODE_IP6)
+    assert not cni.ping_from_pod(pod, NODE_V6)
     code, out, _ = cni.check(dual_chain(), pod)
-    assert code != 0 and f"lacks the node address {NODE_IP6}/64" in out["msg"]
+    assert code != 0 and f"lacks the node address {NODE_V6}/64" in out["msg"]
     add_pod(cni, dual_chain())  # any ADD puts it back
-    assert cni.ping_from_pod(pod, NODE_IP6)
+    assert cni.ping_from_pod(pod, NODE_V6)
 
 
 @pytest.mark.parametrize("settings", [
@@ -96,18 +93,18 @@ def test_hardened_node(topo, cni, dual_chain, settings):
     pod, result = add_pod(cni, dual_chain())
     (v4,), (v6,) = split(pod_ips(result))
     forget_neighbours(topo, pod)
-    assert cni.ping_from_pod(pod, NODE_IP), "pod -> node"
+    assert cni.ping_from_pod(pod, NODE_V4), "pod -> node"
     assert cni.ping_from_node(v4), "node -> pod"
-    assert cni.ping_from_pod(pod, LAN_IP), "pod -> LAN"
-    assert cni.ping_from_node(v6) and cni.ping_from_pod(pod, NODE_IP6)
+    assert cni.ping_from_pod(pod, LAN_V4), "pod -> LAN"
+    assert cni.ping_from_node(v6) and cni.ping_from_pod(pod, NODE_V6)
 
 
 def test_arp_ignore_needs_the_address_on_the_shim(topo, cni, dual_chain):
     node_sysctl(topo, "net.ipv4.conf.all.arp_ignore", "1")
     pod, _ = add_pod(cni, dual_chain())
-    assert topo.node_exec(["ip", "addr", "del", f"{NODE_IP}/16", "dev", SHIM]).returncode == 0
+    assert topo.node_exec(["ip", "addr", "del", f"{NODE_V4}/16", "dev", SHIM]).returncode == 0
     forget_neighbours(topo, pod)
-    assert not cni.ping_from_pod(pod, NODE_IP)
+    assert not cni.ping_from_pod(pod, NODE_V4)
 
 
 def test_the_shim_does_not_answer_the_lans_arp_for_the_node(topo, cni, dual_chain):
@@ -121,11 +118,11 @@ def test_the_shim_does_not_answer_the_lans_arp_for_the_node(topo, cni, dual_chai
     for _ in range(3):
         topo.lan_exec(["ip", "neigh", "flush", "all"])
         topo.node_exec(["ip", "neigh", "flush", "all"])
-        assert topo.lan_exec(["ping", "-c", "1", "-W", "2", NODE_IP]).returncode == 0
-        neigh = json.loads(topo.lan_exec(["ip", "-json", "-4", "neigh", "show", NODE_IP]).stdout)
+        assert topo.lan_exec(["ping", "-c", "1", "-W", "2", NODE_V4]).returncode == 0
+        neigh = json.loads(topo.lan_exec(["ip", "-json", "-4", "neigh", "show", NODE_V4]).stdout)
         assert neigh and neigh[0]["lladdr"] == master_mac
         on_shim = json.loads(topo.node_exec(["ip", "-json", "-4", "neigh", "show", "dev", SHIM]).stdout)
-        assert [n for n in on_shim if n.get("dst") == LAN_IP] == []
+        assert [n for n in on_shim if n.get("dst") == LAN_V4] == []
 
 
 def test_a_master_address_added_later_is_picked_up_by_the_next_add(topo, cni, dual_chain):
@@ -145,7 +142,7 @@ def test_a_master_address_added_later_is_picked_up_by_the_next_add(topo, cni, du
     add_pod(cni, dual_chain())
     shim_addrs = {a["local"] for a in json.loads(topo.node_exec(
         ["ip", "-json", "addr", "show", "dev", SHIM]).stdout)[0]["addr_info"]}
-    assert "192.168.0.6" not in shim_addrs and NODE_IP in shim_addrs
+    assert "192.168.0.6" not in shim_addrs and NODE_V4 in shim_addrs
 
 
 def shim_addresses(topo):
@@ -161,7 +158,7 @@ def test_del_leaves_the_shim_configuration_to_the_other_pods(topo, cni, dual_cha
     before = shim_addresses(topo)
     assert cni.delete(dual_chain(), a)[0] == 0
     assert shim_addresses(topo) == before
-    assert cni.ping_from_pod(b, NODE_IP) and cni.ping_from_pod(b, NODE_IP6)
+    assert cni.ping_from_pod(b, NODE_V4) and cni.ping_from_pod(b, NODE_V6)
 
 
 def test_shim_mtu_follows_the_master(topo, cni, dual_chain):
@@ -181,7 +178,7 @@ def test_only_the_pod_interface_of_a_two_interface_result_is_routed(topo, tmp_pa
                     {"interface": 1, "address": "192.168.1.50/16"}, {"interface": 1, "address": "fd00::150/64"}]}
     conf = {"cniVersion": "1.0.0", "name": "rtt-route", "type": "route", "master": MASTER,
             "stateDir": str(tmp_path / "state"), "prevResult": prev}
-    proc = subprocess.run(netns.plugin_argv(topo.node, route_plugin, "ADD", container_id="two"),
+    proc = subprocess.run(libcni.plugin_argv(topo.node, route_plugin, "ADD", container_id="two"),
                           input=json.dumps(conf), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout) == prev

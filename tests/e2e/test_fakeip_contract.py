@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from e2e_support import MASTER, PROTO, REPO, SHIM
-
+from beds import REPO
+from beds.topology import MASTER, PROTO, SHIM
 from cniroute import config, iproute, plugin, pod_routes, routes
 from cniroute.journal import Journal
 from cniroute.node import Node

@@ -12,9 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from e2e_support import MASTER, PROTO, SHIM
 
-import netns
+from beds import libcni
+from beds.topology import MASTER, PROTO, SHIM
 
 
 def config(tmp_path, version="1.1.0", prev=None, **keys):
@@ -28,7 +28,7 @@ def config(tmp_path, version="1.1.0", prev=None, **keys):
 
 def call(topo, route_plugin, command, conf, timeout=60, **env):
     """(exit code, parsed stdout, stderr) of one plugin call in the node namespace."""
-    proc = subprocess.run(netns.plugin_argv(topo.node, route_plugin, command, **env), input=json.dumps(conf),
+    proc = subprocess.run(libcni.plugin_argv(topo.node, route_plugin, command, **env), input=json.dumps(conf),
                           capture_output=True, text=True, timeout=timeout)
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
 
@@ -58,7 +58,7 @@ def test_kill_9_at_random_moments_then_add_check_del_succeed(topo, route_plugin,
     for _ in range(40):
         cid, address = rng.choice(sorted(pods.items()))
         verb = rng.choice(["ADD", "ADD", "DEL"])
-        argv = netns.plugin_argv(topo.node, route_plugin, verb, container_id=cid)
+        argv = libcni.plugin_argv(topo.node, route_plugin, verb, container_id=cid)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.stdin.write(json.dumps(config(tmp_path, prev=[address])).encode())
         proc.stdin.close()

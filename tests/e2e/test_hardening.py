@@ -11,10 +11,11 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from e2e_support import MASTER, SHIM, add_pod, node_sysctl, ok, pod_ips
 from test_faults import call, config, our_routes, state_files
 
-from netns import netns_path
+from beds.libcni import add_pod, ok, pod_ips
+from beds.netns import netns_path
+from beds.topology import MASTER, SHIM, node_sysctl
 
 VIA = ["10.96.0.0/12"]
 

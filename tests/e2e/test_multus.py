@@ -14,20 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    ELSEWHERE_V4,
-    ELSEWHERE_V6,
-    LAN_IP,
-    MASTER,
-    NODE_IP,
-    SHIM,
-    move_node_address,
-    ok,
-    pod_ips,
-    request,
-)
 
-import netns
+from beds import libcni, netns, runtime, topology
+from beds.libcni import ok, pod_ips
+from beds.services import request
+from beds.topology import ELSEWHERE_V4, ELSEWHERE_V6, LAN_V4, MASTER, NODE_V4, SHIM, move_node_address
 
 PRIMARY_NET = "rtt-cluster"
 SECONDARY_NET = "rtt-route"
@@ -55,11 +46,11 @@ s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b"hello"); print(s.recv(200).
 
 
 class Bed:
-    """The node (netns.Topology) in one of the two layouts and the two networks' conflists."""
+    """The node (topology.Topology) in one of the two layouts and the two networks' conflists."""
 
     def __init__(self, cni, topo, tmp_path, layout):
         self.cni, self.topo, self.state = cni, topo, tmp_path / "route-state"
-        ptp = netns.REFERENCE_PLUGINS / "ptp"
+        ptp = libcni.REFERENCE_PLUGINS / "ptp"
         if not ptp.exists():
             pytest.fail(f"reference plugin {ptp} missing (containernetworking-plugins)", pytrace=False)
         (Path(cni.cni_path) / "ptp").symlink_to(ptp)
@@ -67,7 +58,7 @@ class Bed:
             move_node_address(topo)
             self.node_addresses = [ELSEWHERE_V4, ELSEWHERE_V6]
         else:
-            self.node_addresses = [NODE_IP, netns.NODE_V6]
+            self.node_addresses = [NODE_V4, topology.NODE_V6]
         self.node_addresses += [CLUSTER_GW4, CLUSTER_GW6]
         canary = {"type": "canary", "venv": sys.prefix}
         ptp_ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam-cluster"),
@@ -195,8 +186,8 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
     """To the LAN and the node through net1, from net1's address; everything else through the cluster network."""
     pod, cluster, lan = bed.pod()
     servers(bed.topo.lan, "::", 8081)
-    assert request(pod, LAN_IP, 8081) == f"echo hello from ::ffff:{lan[0]}"
-    assert request(pod, netns.LAN_V6, 8081) == f"echo hello from {lan[1]}"
+    assert request(pod, LAN_V4, 8081) == f"echo hello from ::ffff:{lan[0]}"
+    assert request(pod, topology.LAN_V6, 8081) == f"echo hello from {lan[1]}"
     for node_address in bed.node_addresses[:2]:  # those the shim carries
         way = route_get(bed.topo, pod, node_address)
         assert (way["dev"], way["prefsrc"]) == ("net1", lan[0] if ":" not in node_address else lan[1])
@@ -209,7 +200,7 @@ def pod_state(topo, pod):
     """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses."""
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
-    return "\n".join(netns.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
+    return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
 def reply_paths(topo, pod):
@@ -234,8 +225,8 @@ def test_del_of_net1_puts_the_pod_back_as_it_was(bed):
 
 def test_route_replay_takes_every_line_the_add_logged(bed, route_plugin):
     pod, _, _ = bed.pod()
-    proc = subprocess.run(netns.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD", "--dry-run",
-                                            str(bed.log)), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD", "--dry-run",
+                                             str(bed.log)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "refused" not in proc.stdout, proc
     assert " rule add from " in proc.stdout and " table 2010" in proc.stdout
     assert " -6 rule add from " in proc.stdout and " onlink " in proc.stdout
@@ -274,8 +265,8 @@ def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
 
 def doctor(bed, route_plugin):
     """{subject: check} of `route doctor --json` on the node, for the secondary network."""
-    argv = netns.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
-                             "--state-dir", str(bed.state))
+    argv = libcni.person_argv(bed.topo.node, route_plugin, "doctor", "--json", "--conflist", str(bed.secondary),
+                              "--state-dir", str(bed.state))
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1) and proc.stderr == "", proc
     return {c["subject"]: c for c in json.loads(proc.stdout)["checks"]}
@@ -298,14 +289,14 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
     container's addresses from each of its own; `podman network disconnect` leaves the container's routing as it
     was before the connect. (`podman run --network cluster,lan` would do: podman 4.3 sets a container's
     networks up in no fixed order, and when the secondary one comes first, route's ADD sees one interface.)"""
-    from podman_bed import PodmanBed
+    from beds.podman import PodmanBed
 
     try:
         bed = PodmanBed(tmp_path / "podman", topo, route_plugin)
-    except netns.SetupError as e:
+    except runtime.SetupError as e:
         pytest.fail(str(e), pytrace=False)
     with bed:
-        (Path(bed.cni_path) / "ptp").symlink_to(netns.REFERENCE_PLUGINS / "ptp")
+        (Path(bed.cni_path) / "ptp").symlink_to(libcni.REFERENCE_PLUGINS / "ptp")
         cluster, lan = f"rtt-cluster-{bed.tag}", f"rtt-lan-{bed.tag}"
         ptp_ipam = {"type": "host-local", "dataDir": str(bed.root / "ipam"), "routes": [{"dst": "0.0.0.0/0"}],
                     "ranges": [[{"subnet": "10.244.0.0/24", "gateway": CLUSTER_GW4}]]}
@@ -327,7 +318,7 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
         addresses = [bed.address("web", cluster), bed.address("web", lan)]
         assert addresses[0].startswith("10.244.0.") and addresses[1].startswith("192.168.1."), addresses
         assert bed.attachments(lan) == [f"{cid}@eth1"]
-        unanswered = [f"{source} -> {target}" for target in addresses for source in (NODE_IP, CLUSTER_GW4)
+        unanswered = [f"{source} -> {target}" for target in addresses for source in (NODE_V4, CLUSTER_GW4)
                       if topo.node_exec(["ping", "-c", "1", "-W", "2", "-I", source, target]).returncode != 0]
         assert unanswered == []
         bed.podman("network", "disconnect", lan, "web")

@@ -3,7 +3,7 @@ a pod is bounded by what route owns there (docs/multus.md, "What it costs"), and
 whatever the pod did meanwhile.
 
 The bounds are those a node enforces, not a stopwatch: each call (ADD, CHECK, a `route reconcile` pass, DEL) runs
-in a memory cgroup with the DaemonSet's limit (tests/memcg.py; killed there means it would be on a node), and is
+in a memory cgroup with the DaemonSet's limit (tests/beds/memcg.py; killed there means it would be on a node), and is
 given LOCK_WAIT seconds: a call that holds the shim's lock longer makes another pod's ADD or DEL on the node fail
 on the lock's timeout (lib/cniroute/state.py, LOCK_TIMEOUT). And counts: what route records and puts in the pod
 does not grow with the pod's routes.
@@ -12,11 +12,10 @@ import json
 import subprocess
 
 import pytest
-from e2e_support import ELSEWHERE_V4, PROTO, SECOND_NIC
 from test_multus import SECONDARY_NET, Bed
 
-import memcg
-import netns
+from beds import libcni, memcg, netns, runtime
+from beds.topology import ELSEWHERE_V4, PROTO, SECOND_NIC
 
 LOCK_WAIT = 30.0  # state.LOCK_TIMEOUT: how long another pod's call waits for the shim's lock before it fails
 CLUSTER_ROUTES = 3000  # on eth0, in main: what a routing daemon in a network-function pod learns
@@ -62,14 +61,14 @@ def driver(bed, cgroup, verb, pod, ifname="net1"):
     """One libcni call of the secondary network (as Bed.add/check/delete), bounded; (status, parsed stdout)."""
     argv = [bed.cni.driver, "-cache-dir", str(bed.cni.cache_dir), "-container-id", bed.cid(pod), "-ifname", ifname,
             verb, str(bed.secondary), netns.netns_path(pod)]
-    status, out, err = bounded(cgroup, ["ip", "netns", "exec", bed.topo.node, "env", "-i",
-                                        *[f"{k}={v}" for k, v in netns.runtime_env(CNI_PATH=bed.cni.cni_path).items()],
-                                        *argv], f"{verb.upper()} {ifname}")
+    env = [f"{k}={v}" for k, v in runtime.runtime_env(CNI_PATH=bed.cni.cni_path).items()]
+    status, out, err = bounded(cgroup, ["ip", "netns", "exec", bed.topo.node, "env", "-i", *env, *argv],
+                               f"{verb.upper()} {ifname}")
     return status, (json.loads(out) if out.strip() else None), err
 
 
 def reconcile(bed, cgroup, route_plugin, what):
-    return bounded(cgroup, netns.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir",
+    return bounded(cgroup, libcni.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir",
                                              str(bed.state)), what)
 
 

@@ -3,22 +3,10 @@
 import json
 import subprocess
 
-from e2e_support import (
-    ELSEWHERE_GW4,
-    ELSEWHERE_V4,
-    ELSEWHERE_V6,
-    MASTER,
-    NODE_IP,
-    PROTO,
-    SHIM,
-    add_pod,
-    kube_proxy,
-    move_node_address,
-    pod_ips,
-    request,
-)
-
-import netns
+from beds import libcni, netns
+from beds.libcni import add_pod, pod_ips
+from beds.services import kube_proxy, request
+from beds.topology import ELSEWHERE_GW4, ELSEWHERE_V4, ELSEWHERE_V6, MASTER, NODE_V4, PROTO, SHIM, move_node_address
 
 
 def pod_route_table(topo, pod):
@@ -65,8 +53,8 @@ def test_check_reports_a_missing_on_link_route_in_the_pod(cni, topo, chain, rout
     # route's own CHECK (through libcni, macvlan's CHECK would stop first, at the route missing from the result)
     conf = {"cniVersion": "1.0.0", "name": "rtt-route", "type": "route", "master": MASTER,
             "stateDir": str(tmp_path / "route-state"), "prevResult": result}
-    argv = netns.plugin_argv(topo.node, route_plugin, "CHECK", netns.netns_path(pod),
-                             container_id=cni.default_container_id(pod))
+    argv = libcni.plugin_argv(topo.node, route_plugin, "CHECK", netns.netns_path(pod),
+                              container_id=cni.default_container_id(pod))
     proc = subprocess.run(argv, input=json.dumps(conf), capture_output=True, text=True)
     out = json.loads(proc.stdout)
     assert out["code"] == 103 and f"no route to {ELSEWHERE_V4}/32 dev eth0 in the pod" in out["msg"], out
@@ -94,5 +82,5 @@ def test_node_without_the_fallback_keeps_the_old_layout(cni, topo, chain):
 def test_the_master_keeping_its_addresses_changes_nothing_in_the_pod(cni, topo, chain):
     pod, result = add_pod(cni, chain())
     assert [r for r in pod_route_table(topo, pod) if r.get("protocol") == PROTO] == []
-    assert shim_addresses(topo) == {f"{NODE_IP}/16", "fd00::5/64"}
+    assert shim_addresses(topo) == {f"{NODE_V4}/16", "fd00::5/64"}
     assert result["routes"] == [{"dst": "0.0.0.0/0"}]  # the IPAM's, nothing added

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import ELSEWHERE_V4, PROTO, SECOND_NIC, add_pod, move_node_address, node_sysctl, pod_ips, request
 
-import netns
+from beds import watch
+from beds.libcni import add_pod, pod_ips
+from beds.services import request
+from beds.topology import ELSEWHERE_V4, PROTO, SECOND_NIC, move_node_address, node_sysctl
 
 REPAIR_BOUND = 10.0  # seconds, as test_self_healing.py's
 NEW_ADDRESS = "10.20.0.7"
@@ -46,7 +48,7 @@ def bed(cni, topo, chain, servers, cni_path, tmp_path):
 def test_a_running_pod_reaches_the_nodes_new_address_and_the_probe_works_after_the_watcher_repairs(cni, topo, bed,
                                                                                                    tmp_path):
     pod, ip, route, state_dir = bed
-    with netns.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
+    with watch.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
         assert watcher.wait_for("watching"), watcher.output()
         renew(topo)
         started = time.monotonic()
@@ -81,7 +83,7 @@ def test_restarts_of_ip_monitor_and_repairs_leave_no_thread_or_descriptor_behind
     """The watcher of a node that runs for weeks: its ip monitor killed again and again, each time with a repair
     to make. Its threads and descriptors are counted before and after."""
     pod, ip, route, state_dir = bed
-    with netns.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
+    with watch.Watcher(topo.node, route, state_dir, "--interval", "60", stderr_path=tmp_path / "w.err") as watcher:
         assert watcher.wait_for("watching"), watcher.output()
 
         def cycle():
@@ -117,3 +119,20 @@ def test_restarts_of_ip_monitor_and_repairs_leave_no_thread_or_descriptor_behind
         assert last[2] - after[2] < 2048, (before, after, last)
         assert watcher.output().count("ip monitor ended") == 33
         assert watcher.stop()[0] == 0, watcher.output()
+
+
+def test_a_pass_that_may_not_enter_the_pod_names_it_with_the_reason_and_is_not_in_shape(cni, topo, bed):
+    """The watcher's capabilities without CAP_SYS_ADMIN (the DaemonSet's before it had it): nsenter is refused,
+    and the pass says so for the pod instead of reading the refusal as an empty pod and saying "in shape"."""
+    pod, _, route, state_dir = bed
+    renew(topo)
+    proc = topo.node_exec(["setpriv", "--bounding-set=-sys_admin", route, "reconcile", "--state-dir", str(state_dir),
+                           "--log-file", "/dev/null"])
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("route reconcile: eno1.host:")]
+    assert proc.returncode == 1 and "NOT in shape" in line, proc.stderr
+    [record] = (state_dir / "networks").glob("*/attachments/*.json")
+    owner = json.loads(record.read_text())
+    assert line.count(f"pod {owner['containerID']}@{owner['ifname']}: cannot enter its network namespace "
+                      f"{owner['netns']}: nsenter: ") == 1, line
+    assert "Operation not permitted" in line, line
+    assert pod_routes(topo, pod) == {(ELSEWHERE_V4, None), ("10.96.0.0/12", ELSEWHERE_V4)}  # untouched

@@ -1,5 +1,5 @@
 """A real container runtime: podman 4.3 (CNI backend, runc) and buildah run containers on macvlan + host-local
-+ route in the test's node netns (tests/podman_bed.py). Every podman call is a separate process, as an operator
++ route in the test's node netns (tests/beds/podman.py). Every podman call is a separate process, as an operator
 would type them: the routes, the plugin's state and the container netns must follow the containers across them.
 """
 import concurrent.futures
@@ -9,10 +9,10 @@ import re
 import time
 
 import pytest
-from e2e_support import NODE_IP, PROTO, SHIM
 
-import netns
-from podman_bed import IMAGE, TIMEOUT, PodmanBed
+from beds import runtime
+from beds.podman import IMAGE, TIMEOUT, PodmanBed
+from beds.topology import NODE_V4, PROTO, SHIM
 
 VIA = ["10.96.0.0/12", "169.254.20.10/32"]
 NODE_LOCAL = "169.254.20.10"  # a node-local DNS stand-in, on the node's lo
@@ -23,7 +23,7 @@ CNI_ROUTE_TABLE = ("inet", "cni_route")
 def bed(tmp_path, topo, route_plugin):
     try:
         podman = PodmanBed(tmp_path / "podman", topo, route_plugin)
-    except netns.SetupError as e:
+    except runtime.SetupError as e:
         pytest.fail(str(e), pytrace=False)
     with podman:
         yield podman
@@ -42,7 +42,7 @@ def routed(*ips):
 
 def container_json(sandbox, *argv):
     """`ip -json ARGV` in a container's netns (/run/netns/netns-<uuid>), with the node's iproute2."""
-    return json.loads(netns.run(["ip", "-n", os.path.basename(sandbox), "-json", *argv], timeout=TIMEOUT).stdout)
+    return json.loads(runtime.run(["ip", "-n", os.path.basename(sandbox), "-json", *argv], timeout=TIMEOUT).stdout)
 
 
 def nft_tables(topo):
@@ -85,7 +85,7 @@ def test_podman_run_routes_the_container_and_pings_go_both_ways(bed, topo):
     assert shim_routes(topo) == routed(ip)
     assert bed.attachments(net) == [f"{cid}@eth0"]
     assert ping_from_node(topo, ip)
-    assert ping_from(bed, "web", NODE_IP)
+    assert ping_from(bed, "web", NODE_V4)
 
 
 def test_podman_rm_in_a_later_call_removes_the_route_the_state_and_the_netns(bed, topo):
@@ -123,7 +123,7 @@ def test_stop_and_start_take_the_route_away_and_back(bed, topo):
     again = bed.address("web", net)
     assert shim_routes(topo) == routed(again), (first, again)
     assert bed.attachments(net) == [f"{cid}@eth0"]
-    assert ping_from_node(topo, again) and ping_from(bed, "web", NODE_IP)
+    assert ping_from_node(topo, again) and ping_from(bed, "web", NODE_V4)
 
 
 def test_five_parallel_runs_and_removals(bed, topo):
@@ -136,7 +136,7 @@ def test_five_parallel_runs_and_removals(bed, topo):
     assert shim_routes(topo) == routed(*ips)
     assert bed.attachments(net) == sorted(f"{cid}@eth0" for cid in ids)
     assert all(ping_from_node(topo, ip) for ip in ips)
-    assert all(ping_from(bed, name, NODE_IP) for name in names)
+    assert all(ping_from(bed, name, NODE_V4) for name in names)
     with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
         list(pool.map(lambda name: remove(bed, name), names))
     assert shim_routes(topo) == {}
@@ -160,7 +160,7 @@ def test_network_reload_leaves_the_routes_right(bed, topo):
     assert shim_routes(topo) == routed(*ips.values())
     assert bed.attachments(net) == sorted(f"{cid}@eth0" for cid in ids)
     assert all(ping_from_node(topo, ip) for ip in ips.values())
-    assert all(ping_from(bed, name, NODE_IP) for name in names)
+    assert all(ping_from(bed, name, NODE_V4) for name in names)
 
 
 def test_a_container_in_a_pod_is_routed_through_the_infra_container(bed, topo):
@@ -172,7 +172,7 @@ def test_a_container_in_a_pod_is_routed_through_the_infra_container(bed, topo):
     assert sandbox == bed.sandbox(infra)
     assert shim_routes(topo) == routed(ip)
     assert bed.attachments(net) == [f"{infra}@eth0"]
-    assert ping_from(bed, "app", NODE_IP) and ping_from_node(topo, ip)
+    assert ping_from(bed, "app", NODE_V4) and ping_from_node(topo, ip)
     bed.podman("pod", "rm", "-f", "-t", "0", "pod1")
     assert shim_routes(topo) == {}
     assert bed.attachments(net) == [] and bed.leases(net) == [] and not os.path.lexists(sandbox)
@@ -186,7 +186,7 @@ def test_route_via_host_in_a_podman_container(bed, topo):
     ip = bed.address("client", net)
     routes = container_json(bed.sandbox("client"), "route", "show")
     for dst in ("10.96.0.0/12", NODE_LOCAL):
-        assert {"dst": dst, "gateway": NODE_IP, "dev": "eth0", "protocol": PROTO, "flags": []} in routes, routes
+        assert {"dst": dst, "gateway": NODE_V4, "dev": "eth0", "protocol": PROTO, "flags": []} in routes, routes
     assert nft_tables(topo) == [CNI_ROUTE_TABLE]
     rules = topo.node_exec(["nft", "list", "table", *CNI_ROUTE_TABLE], check=True, timeout=TIMEOUT).stdout
     for family in ("ip", "ip6"):  # the shim's rule per family (docs/services.md, "What is masqueraded")
@@ -202,7 +202,7 @@ def test_buildah_run_with_a_cni_network(bed, topo):
     net = bed.network("via", routeViaHost=VIA)
     working = bed.buildah("from", IMAGE).stdout.strip()
     # The container shows its side, pings the node, then waits for the test to look from the node.
-    script = (f"ip -o -4 addr show dev eth0; ip route; ping -c 1 -W 2 {NODE_IP} >/dev/null && echo pinged; "
+    script = (f"ip -o -4 addr show dev eth0; ip route; ping -c 1 -W 2 {NODE_V4} >/dev/null && echo pinged; "
               "echo ready; read x")
     with bed.buildah_run(net, working, "sh", "-c", script) as proc:
         seen = []
@@ -212,7 +212,7 @@ def test_buildah_run_with_a_cni_network(bed, topo):
                 break
         assert seen[-1:] == ["ready"] and "pinged" in seen, seen
         ip = re.search(r"inet ([\d.]+)/", seen[0])[1]
-        assert f"10.96.0.0/12 via {NODE_IP} dev eth0" in seen
+        assert f"10.96.0.0/12 via {NODE_V4} dev eth0" in seen
         assert shim_routes(topo) == routed(ip)
         [attachment] = bed.attachments(net)
         assert re.fullmatch(r"buildah-buildah\d+@eth0", attachment), attachment

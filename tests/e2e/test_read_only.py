@@ -8,9 +8,10 @@ import stat
 import subprocess
 
 import pytest
-from e2e_support import add_pod, ip_json, node_sysctl, pod_ips
 
-import netns
+from beds import libcni
+from beds.libcni import add_pod, pod_ips
+from beds.topology import ip_json, node_sysctl
 
 
 def state_dir_bytes(top):
@@ -89,7 +90,7 @@ def node(topo, cni, chain, tmp_path):
 
 
 def run(topo, route_plugin, *args):
-    proc = subprocess.run(netns.person_argv(topo.node, route_plugin, *args), capture_output=True, text=True,
+    proc = subprocess.run(libcni.person_argv(topo.node, route_plugin, *args), capture_output=True, text=True,
                           timeout=120)
     assert "Traceback" not in proc.stderr + proc.stdout, proc
     return proc

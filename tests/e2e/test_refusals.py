@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from e2e_support import LAN_IP, MASTER
+
+from beds.topology import LAN_V4, MASTER
 
 
 @pytest.mark.parametrize("pod_ip, collides", [
@@ -27,7 +28,7 @@ def test_a_pod_ip_that_would_cut_the_node_off_is_refused(cni, topo, chain, tmp_p
     assert f"pod IP {pod_ip} {collides}" in out["msg"]
     assert node_state(topo) == before  # no shim, no route, nothing
     assert json.loads(topo.node_exec(["ip", "-json", "route", "get", "192.168.0.1"]).stdout)[0]["dev"] == MASTER
-    for target in ("192.168.0.1", "10.77.0.1", LAN_IP):
+    for target in ("192.168.0.1", "10.77.0.1", LAN_V4):
         assert topo.node_exec(["ping", "-c", "1", "-W", "2", target]).returncode == 0, target
     assert cni.delete(conf, pod)[0] == 0
 

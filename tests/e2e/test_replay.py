@@ -15,7 +15,10 @@ import subprocess
 import sys
 
 import pytest
-from e2e_support import LAN_IP, NODE_IP, REPO, SHIM, add_pod, ok, pod_ips
+
+from beds import REPO
+from beds.libcni import add_pod, ok, pod_ips
+from beds.topology import LAN_V4, NODE_V4, SHIM
 
 N_PARALLEL = 64
 
@@ -55,7 +58,7 @@ def assert_restored(cni, pod, ip):
     assert route is not None, f"route {ip} dev {SHIM} not back: {cni.node_routes()}"
     assert route.get("scope") == "link", route
     assert cni.ping_from_node(ip), f"host -> pod {ip} after restore"
-    assert cni.ping_from_pod(pod, NODE_IP), f"pod -> host {NODE_IP} after restore"
+    assert cni.ping_from_pod(pod, NODE_V4), f"pod -> host {NODE_V4} after restore"
 
 
 def lose_shim(cni, pod_ips_):
@@ -101,7 +104,7 @@ def test_sh_log_restores_lost_shim(cni, topo, chain, tmp_path):
     log = tmp_path / "log" / "route.log"
     conf = chain(logFile=str(log))
     pod, _, ip = add_one(cni, conf)
-    assert cni.ping_from_node(ip) and cni.ping_from_pod(pod, NODE_IP)
+    assert cni.ping_from_node(ip) and cni.ping_from_pod(pod, NODE_V4)
     assert log.is_file()
     assert oct(log.stat().st_mode & 0o777) == oct(0o600)
 
@@ -110,7 +113,7 @@ def test_sh_log_restores_lost_shim(cni, topo, chain, tmp_path):
     proc = topo.node_exec(["sh", str(log)], timeout=120)
     assert proc.returncode == 0, f"sh {log} failed:\n{proc.stdout}\n{proc.stderr}"
     assert_restored(cni, pod, ip)
-    assert cni.ping_from_pod(pod, LAN_IP)
+    assert cni.ping_from_pod(pod, LAN_V4)
     ok(cni.check(conf, pod), "CHECK after sh LOG")
 
 

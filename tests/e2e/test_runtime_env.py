@@ -3,7 +3,7 @@
 tox puts its virtualenv first on PATH; a plugin that inherited it found sh and jsonschema, which no node has,
 and the suite passed while a fresh node failed every ADD. These tests pin the fix: the canary that ends every
 e2e chain (tests/cni-canary) fails a call whose environment leaked, and neither way the suite starts plugins
-(the libcni driver, `netns.plugin_argv`) leaks.
+(the libcni driver, `libcni.plugin_argv`) leaks.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-import netns
+from beds import libcni, netns, runtime
 
 LEAKED = {  # what tox's environment gave every plugin before: its virtualenv first on PATH
-    "PATH": f"{Path(sys.executable).parent}:{netns.NODE_PATH}",
+    "PATH": f"{Path(sys.executable).parent}:{runtime.NODE_PATH}",
     "VIRTUAL_ENV": sys.prefix,
 }
 
 
 def canary(env, conf):
-    return subprocess.run([str(netns.CANARY_PLUGIN)], input=json.dumps(conf), env=env, capture_output=True,
+    return subprocess.run([str(libcni.CANARY_PLUGIN)], input=json.dumps(conf), env=env, capture_output=True,
                           text=True, timeout=30)
 
 
@@ -39,7 +39,7 @@ def test_the_canary_fails_a_call_whose_environment_leaked():
     assert f"PATH has {Path(sys.executable).parent}" in error["details"], error
     assert "can import sh" in error["details"], error  # the venv's python3 was the one PATH found
 
-    clean = canary(netns.runtime_env(CNI_COMMAND="ADD"), conf)
+    clean = canary(runtime.runtime_env(CNI_COMMAND="ADD"), conf)
     assert clean.returncode == 0, clean
     assert json.loads(clean.stdout) == conf["prevResult"]
 
@@ -71,22 +71,22 @@ def test_plugin_argv_is_a_runtime_environment_built_from_scratch(topo, tmp_path)
     probe = tmp_path / "probe"
     probe.write_text(f"#!/bin/sh\nenv > {env_dump}\n")
     probe.chmod(0o755)
-    subprocess.run(netns.plugin_argv(topo.node, probe, "ADD", container_id="c9"), check=True, timeout=30)
+    subprocess.run(libcni.plugin_argv(topo.node, probe, "ADD", container_id="c9"), check=True, timeout=30)
     env = dict(line.split("=", 1) for line in env_dump.read_text().splitlines())
     env.pop("PWD", None)  # the shell's own
-    assert env == {"PATH": netns.NODE_PATH, "CNI_COMMAND": "ADD", "CNI_PATH": str(netns.REFERENCE_PLUGINS),
+    assert env == {"PATH": runtime.NODE_PATH, "CNI_COMMAND": "ADD", "CNI_PATH": str(libcni.REFERENCE_PLUGINS),
                    "CNI_CONTAINERID": "c9", "CNI_IFNAME": "eth0", "CNI_NETNS": netns.netns_path(topo.node)}
 
 
 def test_the_plugin_runs_with_the_nodes_python3(topo, route_plugin):
     """The python3 that a runtime's PATH finds runs the plugin: the system's, or ROUTE_NODE_PYTHON (CI runs the
     suite again with the oldest and the newest supported one)."""
-    if not netns.is_one_file_build(route_plugin):
-        pytest.skip("a source tree's bin/route runs with the development interpreter (netns.install_route)")
-    expected = netns.NODE_PYTHON or shutil.which("python3", path=netns.NODE_PATH)
+    if not libcni.is_one_file_build(route_plugin):
+        pytest.skip("a source tree's bin/route runs with the development interpreter (libcni.install_route)")
+    expected = runtime.NODE_PYTHON or shutil.which("python3", path=runtime.NODE_PATH)
     version = subprocess.run([expected, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    argv = netns.plugin_argv(topo.node, route_plugin, "VERSION")
+    argv = libcni.plugin_argv(topo.node, route_plugin, "VERSION")
     proc = subprocess.run([*argv[:-1], str(route_plugin), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc
     assert f"; python {version})" in proc.stdout.splitlines()[0], (expected, proc.stdout)

@@ -1,7 +1,7 @@
 """Self-healing for real (issue #14): `route reconcile` and `route reconcile --watch` in a node namespace with
 three pods made through the real libcni chain, and the node's network changed under them.
 
-The watcher runs as a node runs it (netns.Watcher: `ip netns exec NODE env -i PATH=... route reconcile
+The watcher runs as a node runs it (watch.Watcher: `ip netns exec NODE env -i PATH=... route reconcile
 --watch`), with --interval 60, so that a repair within the 10 s bound below can only come from its ip monitor.
 The bounds are generous limits for "within about a second" promises, not performance targets: the repair
 times are measured by tools/heal_bench.py (docs/self-healing.md).
@@ -15,9 +15,10 @@ import threading
 import time
 
 import pytest
-from e2e_support import MASTER, NODE_IP, SHIM, add_pod, ok, pod_ips
 
-import netns
+from beds import REPO, netns, runtime, watch
+from beds.libcni import add_pod, ok, pod_ips
+from beds.topology import MASTER, NODE_V4, SHIM
 
 REPAIR_BOUND = 10.0  # seconds
 NEW_NODE_IP = "192.168.0.6"
@@ -38,16 +39,16 @@ class Node:
             [self.pods[pod]] = pod_ips(result)
 
     def watcher(self, *options, **kw):
-        w = netns.Watcher(self.topo.node, self.route, self.state_dir, "--interval", "60", *options,
+        w = watch.Watcher(self.topo.node, self.route, self.state_dir, "--interval", "60", *options,
                           stderr_path=self.tmp / f"watcher-{time.monotonic_ns()}.err", **kw)
         assert w.wait_for("watching"), w.output()
         return w
 
     def reconcile(self, *options):
         """One pass, as a person (or a cron job) runs it on the node: (exit status, stderr)."""
-        argv = ["ip", "netns", "exec", self.topo.node, "env", "-i", f"PATH={netns.NODE_PATH}", self.route,
+        argv = ["ip", "netns", "exec", self.topo.node, "env", "-i", f"PATH={runtime.NODE_PATH}", self.route,
                 "reconcile", "--state-dir", str(self.state_dir), *options]
-        proc = netns.run(argv, check=False, timeout=120)
+        proc = runtime.run(argv, check=False, timeout=120)
         return proc.returncode, proc.stderr
 
     @contextlib.contextmanager
@@ -65,11 +66,11 @@ class Node:
 
     def in_shape(self, ips=None, timeout=REPAIR_BOUND):
         ips = list(self.pods.values()) if ips is None else ips
-        seconds = netns.wait_in_shape(self.topo.node, ips, timeout)
-        assert seconds is not None, netns.shape_problems(self.topo.node, ips)
+        seconds = watch.wait_in_shape(self.topo.node, ips, timeout)
+        assert seconds is not None, watch.shape_problems(self.topo.node, ips)
         return seconds
 
-    def pings(self, node_ip=NODE_IP, pods=None):
+    def pings(self, node_ip=NODE_V4, pods=None):
         """Host -> pod and pod -> host, every pod; a lost first packet under load gets two more tries."""
         for pod in pods or self.pods:
             ip = self.pods[pod]
@@ -88,7 +89,7 @@ def _master_down_up(n):
 
 
 def _master_address_changed(n):  # a DHCP renewal with another address
-    n.node("ip", "addr", "del", f"{NODE_IP}/16", "dev", MASTER)
+    n.node("ip", "addr", "del", f"{NODE_V4}/16", "dev", MASTER)
     n.node("ip", "addr", "add", f"{NEW_NODE_IP}/16", "dev", MASTER)
 
 
@@ -108,7 +109,7 @@ def test_the_watcher_repairs_and_pods_and_node_reach_each_other(node, sabotage):
     with node.watcher() as watcher:
         SABOTAGE[sabotage](node)
         seconds = node.in_shape()
-        node.pings(NEW_NODE_IP if sabotage == "master address changed" else NODE_IP)
+        node.pings(NEW_NODE_IP if sabotage == "master address changed" else NODE_V4)
         print(f"{sabotage}: in shape {seconds * 1000:.0f} ms after the sabotage")
         # The pass prints its outcome after it has read the node again: the routes can be back a moment earlier.
         assert sabotage == "master down and up" or watcher.wait_for(f"{SHIM}: repaired"), watcher.output()
@@ -120,7 +121,7 @@ def test_without_the_watcher_nothing_comes_back(node):
     """The bed is not vacuous: what the watcher repairs above stays broken without it."""
     node.node("ip", "route", "flush", "proto", "201")
     time.sleep(1.0)
-    assert len(netns.shape_problems(node.topo.node, node.pods.values())) == 3
+    assert len(watch.shape_problems(node.topo.node, node.pods.values())) == 3
     code, err = node.reconcile("--dry-run")
     assert code == 1 and err.count("no route to") == 3, err
 
@@ -160,13 +161,13 @@ def test_a_del_during_the_watch_is_never_undone(node):
 def test_nothing_recorded_means_nothing_created(topo, cni_path, tmp_path):
     route = os.path.join(cni_path, "route")
     empty = tmp_path / "state"
-    with netns.Watcher(topo.node, route, empty, stderr_path=tmp_path / "w.err") as watcher:
+    with watch.Watcher(topo.node, route, empty, stderr_path=tmp_path / "w.err") as watcher:
         assert watcher.wait_for("watching"), watcher.output()
         topo.node_exec(["ip", "link", "set", "dev", MASTER, "mtu", "1400"], check=True)  # events, and a pass
         topo.node_exec(["ip", "route", "add", "10.9.0.0/16", "dev", MASTER], check=True)
         time.sleep(1.0)
         assert watcher.stop()[0] == 0
-    proc = topo.node_exec(["env", "-i", f"PATH={netns.NODE_PATH}", route, "reconcile", "--state-dir", str(empty)])
+    proc = topo.node_exec(["env", "-i", f"PATH={runtime.NODE_PATH}", route, "reconcile", "--state-dir", str(empty)])
     assert proc.returncode == 0 and "nothing to do" in proc.stderr, proc.stderr
     links = json.loads(topo.node_exec(["ip", "-json", "link", "show"]).stdout)
     assert sorted(link["ifname"] for link in links) == ["eno1", "lo"]
@@ -259,8 +260,8 @@ def test_kill_9_during_a_repair_then_the_next_pass_completes(node, sabotage):
     assert not os.path.exists(f"/proc/{monitor}"), "ip monitor outlived the watcher"
     code, err = node.reconcile()
     assert code == 0, err
-    assert not netns.shape_problems(node.topo.node, node.pods.values())
-    node.pings(NEW_NODE_IP if sabotage == "master address changed" else NODE_IP)
+    assert not watch.shape_problems(node.topo.node, node.pods.values())
+    node.pings(NEW_NODE_IP if sabotage == "master address changed" else NODE_V4)
 
 
 def test_a_recreated_shim_keeps_pods_reaching_the_node_without_waiting_for_their_arp_entries(node):
@@ -269,16 +270,16 @@ def test_a_recreated_shim_keeps_pods_reaching_the_node_without_waiting_for_their
     expire first, because the new shim has the same MAC. The node pings nobody before the pods do."""
     for pod in node.pods:
         node.topo.pod_exec(pod, ["sysctl", "-qw", "net.ipv4.neigh.eth0.base_reachable_time_ms=600000"], check=True)
-        assert node.cni.ping_from_pod(pod, NODE_IP)
+        assert node.cni.ping_from_pod(pod, NODE_V4)
     mac = node.cni.shim_link()["address"]
     with node.watcher() as watcher:
         node.node("ip", "link", "del", SHIM)
         node.in_shape()
         assert node.cni.shim_link()["address"] == mac
         for pod in node.pods:
-            [entry] = json.loads(node.topo.pod_exec(pod, ["ip", "-json", "neigh", "show", NODE_IP]).stdout)
+            [entry] = json.loads(node.topo.pod_exec(pod, ["ip", "-json", "neigh", "show", NODE_V4]).stdout)
             assert entry["lladdr"] == mac and entry["state"] == ["REACHABLE"], entry
-            assert node.cni.ping_from_pod(pod, NODE_IP), f"{pod} cannot reach the node over its cached entry"
+            assert node.cni.ping_from_pod(pod, NODE_V4), f"{pod} cannot reach the node over its cached entry"
         assert watcher.stop()[0] == 0
 
 
@@ -286,14 +287,14 @@ def test_an_add_after_the_masters_address_changed_keeps_the_other_pods_routes(no
     _master_address_changed(node)
     pod, result = add_pod(node.cni, node.conf)
     [ip] = pod_ips(result)
-    assert not netns.shape_problems(node.topo.node, [*node.pods.values(), ip])
+    assert not watch.shape_problems(node.topo.node, [*node.pods.values(), ip])
 
 
 def test_the_daemonsets_watcher_command_runs_on_a_node(node, tmp_path):
     """The second container's command exactly as `kubectl kustomize deploy` renders it, `route` found on PATH as
     in the image, its two mounts mapped: the state dir to this node's, /host/proc/sys to the namespace's own
     /proc/sys."""
-    import manifests
+    from beds import manifests
 
     spec = manifests.daemonset()["spec"]["template"]["spec"]
     [container] = spec["containers"]
@@ -304,8 +305,8 @@ def test_the_daemonsets_watcher_command_runs_on_a_node(node, tmp_path):
     assert (mounts[state_dir], mounts[proc_sys + "/net"]) == ("/run/cni-route", "/proc/sys/net"), mounts
     mapped = [{state_dir: str(node.state_dir), proc_sys: "/proc/sys"}.get(word, word) for word in command]
     assert mapped[:3] == ["route", "reconcile", "--watch"], command
-    image_path = f"{os.path.dirname(node.route)}:{netns.NODE_PATH}"
-    with netns.Watcher(node.topo.node, None, None, command=mapped, path=image_path,
+    image_path = f"{os.path.dirname(node.route)}:{runtime.NODE_PATH}"
+    with watch.Watcher(node.topo.node, None, None, command=mapped, path=image_path,
                        stderr_path=tmp_path / "ds.err") as watcher:
         assert watcher.wait_for("watching"), (mapped, watcher.output())
         node.node("ip", "link", "del", SHIM)
@@ -320,11 +321,11 @@ def test_the_systemd_units_command_runs_on_a_node(node, tmp_path):
     import shlex
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.read(netns.REPO / "deploy" / "node" / "etc" / "systemd" / "system" / "route-reconcile.service")
+    unit.read(REPO / "deploy" / "node" / "etc" / "systemd" / "system" / "route-reconcile.service")
     argv = shlex.split(unit["Service"]["ExecStart"])
     state_dir = argv[argv.index("--state-dir") + 1]
     mapped = [{argv[0]: node.route, state_dir: str(node.state_dir)}.get(word, word) for word in argv]
-    with netns.Watcher(node.topo.node, None, None, command=mapped, stderr_path=tmp_path / "unit.err") as watcher:
+    with watch.Watcher(node.topo.node, None, None, command=mapped, stderr_path=tmp_path / "unit.err") as watcher:
         assert watcher.wait_for("watching"), (mapped, watcher.output())
         node.node("ip", "route", "flush", "proto", "201")
         node.in_shape()

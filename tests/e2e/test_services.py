@@ -4,11 +4,11 @@ and node-local addresses, through the node. Backends: a LAN host, a process on t
 import json
 
 import pytest
-from e2e_support import LAN_IP, NODE_IP, PROTO, SHIM, add_pod, kube_proxy, node_sysctl, pod_ips, request
 
-import netns
+from beds.libcni import add_pod, pod_ips
+from beds.services import kube_proxy, request
+from beds.topology import LAN_V4, LAN_V6, NODE_V4, NODE_V6, PROTO, SHIM, node_sysctl
 
-NODE_IP6, LAN_IP6 = netns.NODE_V6, netns.LAN_V6
 VIA = ["10.96.0.0/12", "169.254.20.10/32"]
 
 
@@ -22,18 +22,18 @@ def test_cluster_ips_reach_lan_node_and_pod_backends(cni, topo, chain, servers):
     client, result = add_pod(cni, conf)
     backend_pod, backend_result = add_pod(cni, conf)
     backend_ip = pod_ips(backend_result)[0]
-    servers(topo.lan, LAN_IP, 8080)
-    servers(topo.node, NODE_IP, 8081)
+    servers(topo.lan, LAN_V4, 8080)
+    servers(topo.node, NODE_V4, 8081)
     servers(backend_pod, backend_ip, 8082)
-    kube_proxy(topo, {"10.96.0.10": (LAN_IP, 8080), "10.96.0.11": (NODE_IP, 8081), "10.96.0.12": (backend_ip, 8082)})
+    kube_proxy(topo, {"10.96.0.10": (LAN_V4, 8080), "10.96.0.11": (NODE_V4, 8081), "10.96.0.12": (backend_ip, 8082)})
     # the result tells the runtime about the pod-side routes
-    assert {"dst": "10.96.0.0/12", "gw": NODE_IP} in result["routes"]
+    assert {"dst": "10.96.0.0/12", "gw": NODE_V4} in result["routes"]
     lan = request(client, "10.96.0.10", 80)
     node = request(client, "10.96.0.11", 80)
     pod = request(client, "10.96.0.12", 80)
-    assert lan == f"echo hello from {NODE_IP}", lan  # masqueraded by the node: the reply comes back through it
+    assert lan == f"echo hello from {NODE_V4}", lan  # masqueraded by the node: the reply comes back through it
     assert node and node.startswith("echo hello from ")
-    assert pod == f"echo hello from {NODE_IP}", pod
+    assert pod == f"echo hello from {NODE_V4}", pod
     assert cni.check(conf, client)[0] == 0
 
 
@@ -52,8 +52,8 @@ def test_without_route_via_host_nothing_changes_and_cluster_ips_stay_unreachable
     client, _ = add_pod(cni, chain())
     pod_routes = topo.pod_exec(client, ["ip", "-json", "route"]).stdout
     assert "10.96.0.0" not in pod_routes and nft_ruleset(topo) == before
-    servers(topo.lan, LAN_IP, 8080)
-    kube_proxy(topo, {"10.96.0.10": (LAN_IP, 8080)})
+    servers(topo.lan, LAN_V4, 8080)
+    kube_proxy(topo, {"10.96.0.10": (LAN_V4, 8080)})
     assert request(client, "10.96.0.10", 80) is None
 
 
@@ -89,7 +89,7 @@ def test_kube_proxys_dnat_is_masqueraded_in_either_mode_and_family(cni, topo, du
     (IPVS, the third mode, is not in this kernel: see docs/services.md for why the rule covers it too.)"""
     for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
         assert topo.node_exec(["sysctl", "-qw", f"{key}=1"]).returncode == 0
-    node, lan, vip = (NODE_IP, LAN_IP, "10.96.0.10") if family == 4 else (NODE_IP6, LAN_IP6, "fd00:96::10")
+    node, lan, vip = (NODE_V4, LAN_V4, "10.96.0.10") if family == 4 else (NODE_V6, LAN_V6, "fd00:96::10")
     client, _ = add_pod(cni, dual_chain(routeViaHost=["10.96.0.0/12", "fd00:96::/112"]))
     servers(topo.lan, lan, 8080)
     kube_proxy(topo, {vip: (lan, 8080)}, tool)
@@ -100,7 +100,7 @@ def test_traffic_that_was_not_translated_is_not_masqueraded(cni, topo, chain, se
     """A routeViaHost CIDR the node routes on as it is (here to a LAN host): the destination sees the pod."""
     node_sysctl(topo, "net.ipv4.ip_forward", 1)
     assert topo.lan_exec(["ip", "addr", "add", "10.96.0.30/32", "dev", "lo"]).returncode == 0
-    assert topo.node_exec(["ip", "route", "add", "10.96.0.0/12", "via", LAN_IP]).returncode == 0
+    assert topo.node_exec(["ip", "route", "add", "10.96.0.0/12", "via", LAN_V4]).returncode == 0
     client, result = add_pod(cni, chain(routeViaHost=VIA))
     servers(topo.lan, "10.96.0.30", 80)
     assert request(client, "10.96.0.30", 80) == f"echo hello from {pod_ips(result)[0]}"

@@ -1,5 +1,8 @@
 """SystemHost.execute, the one way host commands run: through sh, with memory files for the command's stdin,
-stdout and stderr (no pipes, so sh starts no thread to feed or drain them), and its own timeout."""
+stdout and stderr (no pipes, so sh starts no thread to feed or drain them), and its own timeout; and how it
+tells which network namespace a path is (identify_namespace), on real namespaces."""
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -8,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
+from cniroute import runner  # noqa: E402
 from cniroute.errors import CommandTimeout  # noqa: E402
 from cniroute.runner import SystemHost  # noqa: E402
 
@@ -43,6 +47,69 @@ def test_the_timeout_kills_the_command(host):
     with pytest.raises(CommandTimeout):
         host.execute(["sleep", "30"], None, 0.3)
     assert time.monotonic() - began < 10
+
+
+@pytest.fixture
+def netns_path():
+    """A network namespace at /run/netns/NAME (ip netns), deleted at the end; remake() makes it again there."""
+    name = f"rtt-sysid-{os.getpid()}"
+    ip_netns("add", name)
+    yield f"/run/netns/{name}"
+    ip_netns("del", name, check=False)
+
+
+def remake_until_the_inode_is_reused(path, tries=300):
+    """Delete the namespace at `path` and make one there again that has the freed inode number: the kernel gives
+    the lowest free one, once a freed namespace's cleanup has run, so lower free ones are taken by fillers."""
+    name, inode = os.path.basename(path), os.stat(path).st_ino
+    ip_netns("del", name)
+    fillers = []
+    try:
+        for i in range(tries):
+            time.sleep(0.02)
+            ip_netns("add", name)
+            got = os.stat(path).st_ino
+            if got == inode:
+                return
+            if got < inode:  # a lower number was free: keep it taken, by a bind mount of the namespace file
+                fillers.append(f"{path}-{i}")
+                open(fillers[-1], "w").close()
+                subprocess.run(["mount", "--bind", path, fillers[-1]], check=True)
+            ip_netns("del", name)
+        pytest.fail(f"no new namespace got the inode {inode} in {tries} tries")
+    finally:
+        for filler in fillers:
+            ip_netns("del", os.path.basename(filler), check=False)
+
+
+def ip_netns(*args, check=True):
+    subprocess.run(["ip", "netns", *args], check=check, capture_output=True)
+
+
+def test_a_namespace_made_again_at_the_path_with_the_freed_inode_has_another_cookie(host, netns_path):
+    cookie, legacy = host.identify_namespace(netns_path), host.identify_namespace(netns_path, like="1:2")
+    assert cookie.startswith("cookie:") and legacy == "{0.st_dev}:{0.st_ino}".format(os.stat(netns_path))
+    remake_until_the_inode_is_reused(netns_path)
+    assert host.identify_namespace(netns_path, like=legacy) == legacy  # the old form cannot tell them apart
+    assert host.identify_namespace(netns_path) != cookie
+
+
+def test_a_kernel_without_ns_get_id_gets_the_same_cookie_from_a_socket_made_inside(netns_path):
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
+        assert runner._cookie_from_inside(fd) == runner._cookie(fd)
+        assert runner._cookie_from_inside(fd) != runner._cookie(os.open("/proc/self/ns/net", os.O_RDONLY))
+    finally:
+        os.close(fd)
+
+
+def test_what_is_no_network_namespace_says_why(host, tmp_path):
+    (tmp_path / "file").write_text("")
+    for path, reason in ((tmp_path / "file", "not a network namespace"), (tmp_path / "gone", "No such file"),
+                         ("/proc/self/ns/uts", "not a network namespace")):
+        with pytest.raises(OSError, match=reason):
+            host.identify_namespace(str(path))
+        assert host.namespace_id(str(path)) is None and not host.is_network_namespace(str(path))
 
 
 def test_a_limit_bounds_what_the_command_can_write_and_it_still_ends(host):

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # docs/, one page per topic; every one must exist.
 PAGES = {"how-it-works.md", "configuration.md", "node-layouts.md", "services.md", "self-healing.md", "doctor.md",
-         "debugging.md", "development.md", "install.md", "performance.md", "multus.md"}
+         "debugging.md", "development.md", "install.md", "performance.md", "multus.md", "metrics.md"}
 TWO_COMMANDS = (
     "tools/setup.sh && tools/demo.sh    # set up (apt, .venv, dist/route) and run the demo: the seed's functional "
     "test, on throw-away namespaces\n"

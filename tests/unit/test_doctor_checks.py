@@ -15,6 +15,7 @@ from cniroute.doctor.verdicts import Docs, ok
 from cniroute.errors import CommandFailed
 from cniroute.journal import Journal
 from cniroute.runner import Runner
+from fakeip import FakeHost
 
 GOOD = {"python3": (0, "/usr/bin/python3\n3.11.2\n", ""), "ip": (0, '[{"ifname": "lo"}]', ""),
         "nsenter": (0, "nsenter from util-linux 2.38.1\n", ""), "nft": (0, "nftables v1.0.6\n", "")}
@@ -166,7 +167,7 @@ def test_a_node_without_ip_gets_a_report_not_a_traceback(host, tmp_path, capsys)
     conflist.write_text('{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "macvlan"}, '
                         f'{{"type": "route", "master": "eno1", "stateDir": "{tmp_path}/state"}}]}}')
     args = argparse.Namespace(conf_dir=[], conflist=[str(conflist)], state_dir=str(tmp_path / "none"), json=False,
-                              probe=False)
+                              probe=False, node_root=None)
     assert doctor.handle(args, host) == 1
     text = capsys.readouterr().out
     assert re.search(r"^  FAIL  ip -json +no ip: env: 'X': No such file or directory$", text, re.M), text
@@ -226,3 +227,55 @@ def test_every_check_names_the_section_that_explains_it(monkeypatch, host, tmp_p
         {subject: expected_docs(subject) for subject, _ in named}
     assert set(named.values()) == {*Docs.SECTIONS, Docs.PAGE}
     assert {verdict for _, verdict in named} == {"OK", "WARN", "FAIL"}
+
+
+NFT = {"1.0.2": "nftables v1.0.2 (Lester Gooch)", "1.0.6": "nftables v1.0.6 (Lester Gooch #5)",
+       "1.1.1": "nftables v1.1.1 (Commodore Bullmoose #2)", "1.1.2": "nftables v1.1.2 (Commodore Bullmoose #3)",
+       "1.1.3": "nftables v1.1.3 (Commodore Bullmoose #4)"}
+
+
+def test_nft_version():
+    assert node_needs.nft_version(NFT["1.0.6"] + "\n") == (1, 0, 6)
+    assert node_needs.nft_version("nftables v0.9 (x)") == (0, 9, 0)
+    assert node_needs.nft_version("nft: command not found") is None
+
+
+@pytest.mark.parametrize("here, node, verdict", [
+    ("1.1.3", "1.0.6", "FAIL"), ("1.1.2", "1.1.1", "FAIL"),  # set user data the node's nft crashes reading
+    ("1.1.3", "1.1.2", "OK"), ("1.1.1", "1.0.2", "OK"), ("1.0.6", "1.1.3", "OK"),
+    (None, "1.0.6", "OK"), ("1.1.3", None, "OK"),  # no nft on one side: nothing to compare
+])
+def test_the_image_nft_must_write_nothing_the_nodes_nft_cannot_read(host, here, node, verdict):
+    def nft(args):
+        assert args == ["--version"], args
+        return 0, NFT[here] + "\n", ""
+
+    def absent(args):
+        raise CommandFailed("nft not found on PATH", "install the package that provides it")
+
+    host.programs["nft"] = nft if here else absent
+    node_host = FakeHost()
+    node_programs(node_host, nft=(0, NFT[node] + "\n", "") if node else MISSING)
+    check = node_needs.nft_versions(Runner(Journal(), host=host), Runner(Journal(), host=node_host))
+    assert check.subject == "nft versions" and check.verdict == verdict, check
+    if here and node:
+        assert check.found.startswith(f"this nft {here}, the node's {node}"), check
+    if verdict == "FAIL":
+        assert "crashes reading" in check.found and check.fix[0].startswith("# build the image on a base"), check
+
+
+def test_doctor_given_the_nodes_programs_checks_those_and_compares_the_nfts(host, tmp_path):
+    """As `route doctor --node-root` in a container of the image: the node's programs run chrooted (here, a fake
+    node's), the nft compared is this process's."""
+    host.programs["nft"] = lambda args: (0, NFT["1.1.3"] + "\n", "")
+    node_host = FakeHost()
+    node_programs(node_host, nft=(0, NFT["1.0.6"] + "\n", ""))
+    runner = Runner(Journal(), dry_run=True, host=host)
+    [node] = doctor.Doctor(runner, node_programs=Runner(Journal(), host=node_host)).run([], [], str(tmp_path))
+    assert [(c.subject, c.verdict) for c in node.checks] == [
+        ("python3", "OK"), ("ip -json", "OK"), ("nsenter", "OK"), ("nft", "OK"), ("nft versions", "FAIL"),
+        ("kube-proxy", "OK")]
+    assert not [argv for argv in host.calls if argv[0] == "/usr/bin/env"]  # every probe ran on the node
+    node_programs(host)
+    [alone] = doctor.Doctor(runner).run([], [], str(tmp_path))
+    assert "nft versions" not in [c.subject for c in alone.checks]  # without the node's: one nft, nothing to compare

@@ -51,11 +51,47 @@ def call_check(host, tmp_path):
         monkeypatch.undo()
 
 
-def test_a_namespace_at_the_path_that_is_another_one_now_is_left_alone(moved, pod, tmp_path):
+def test_a_namespace_at_the_path_that_is_another_one_now_is_left_alone_and_named(moved, pod, tmp_path):
     del moved.namespace_ids[POD_NETNS]  # the path was made again: another namespace, with the pod's address even
     before = pod_routes(pod)
     code, _, err = reconcile(moved, tmp_path)
+    assert code == 1, err
+    [line] = [line for line in err.splitlines() if line.startswith("route reconcile: eno1.host:")]
+    assert "NOT in shape" in line and line.count(f"pod c1@eth0: {POD_NETNS} is another network namespace now") == 1
+    assert pod_routes(pod) == before and record(tmp_path)["onLink"] == ["10.20.0.5/32"]
+
+
+def test_a_record_of_an_older_version_with_the_namespaces_device_and_inode_is_healed_as_before(moved, pod, tmp_path):
+    path = tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json"
+    document = json.loads(path.read_text())
+    document["netnsID"] = moved.identify_namespace(POD_NETNS, like="4:1")  # what versions before the cookie wrote
+    path.write_text(json.dumps(document))
+    code, _, err = reconcile(moved, tmp_path)
     assert code == 0, err
+    assert pod_routes(pod) == HEALED and record(tmp_path)["netnsID"] == document["netnsID"]
+
+
+NSENTER_REFUSED = "nsenter: reassociate to namespace 'ns/net' failed: Operation not permitted"
+
+
+@pytest.mark.parametrize("why", ["the path is gone", "nsenter may not enter", "nsenter is missing"])
+def test_a_pod_that_cannot_be_entered_is_named_with_the_reason_and_the_pass_is_not_in_shape(moved, pod, tmp_path,
+                                                                                            why):
+    before = pod_routes(pod)
+    if why == "the path is gone":
+        moved.namespaces.discard(POD_NETNS)
+        reason = "No such file or directory"
+    elif why == "nsenter may not enter":  # a watcher without CAP_SYS_ADMIN
+        moved.programs["nsenter"] = lambda args: (1, "", NSENTER_REFUSED + "\n")
+        reason = NSENTER_REFUSED
+    else:
+        moved.on_path.discard("nsenter")
+        reason = "nsenter is not on PATH"
+    code, _, err = reconcile(moved, tmp_path)
+    assert code == 1, err
+    [line] = [line for line in err.splitlines() if line.startswith("route reconcile: eno1.host:")]
+    assert "NOT in shape" in line and line.count("pod c1@eth0") == 1, err
+    assert f"pod c1@eth0: cannot enter its network namespace {POD_NETNS}: {reason}" in line, err
     assert pod_routes(pod) == before and record(tmp_path)["onLink"] == ["10.20.0.5/32"]
 
 

@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 from helpers import call, netconf, prev_result
 
-from cniroute import reconcile, watch
+from cniroute import figures, reconcile, watch
 from cniroute.errors import CommandFailed
 
 SHIM = "eno1.host"
@@ -38,7 +38,8 @@ class Bed:
         self.host, self.monitors, self.fail_starts = host, [], 0
         host.follow = self._follow
         self.watcher = watch.Watcher(host, interval, reconcile.say)
-        self.watching = reconcile.Watching(host, self.watcher, "-", state_dir=str(state_dir), dry_run=False,
+        counted = figures.Figures(str(state_dir), interval, reconcile.say)
+        self.watching = reconcile.Watching(host, self.watcher, "-", counted, state_dir=str(state_dir), dry_run=False,
                                            ip_timeout=10.0)
         self.err = io.StringIO()
         self.passes = 0
@@ -107,6 +108,25 @@ def test_an_event_brings_a_pass_that_repairs(host, attached):
         bed.event()
         assert bed.until(lambda: SHIM in host.links and host.routes_on(SHIM) == ["192.168.1.2/32"])
         assert bed.until(lambda: f"{SHIM}: repaired" in bed.err.getvalue())
+
+
+def test_the_loop_leaves_its_figures_and_heartbeat_after_each_pass(host, attached):
+    with Bed(host, attached) as bed:
+        host.delete_link(SHIM)
+        bed.event()
+        assert bed.until(lambda: figures.read(attached)["repairs"].get("shim", 0) > 0)
+        bed.quiet()
+        doc = figures.read(attached)
+        assert sum(doc["passes"].values()) == bed.passes and doc["loop"]["state"] == "idle"
+        assert doc["monitor"]["pid"] == 4242 and figures.liveness(doc, 1.0) is None
+
+
+def test_a_restarted_monitor_is_counted(monkeypatch, host, attached):
+    monkeypatch.setattr(watch, "RESTART_PAUSE", 0.05)
+    with Bed(host, attached) as bed:
+        bed.monitors[-1].on_end(1, "")
+        assert bed.until(lambda: len(bed.monitors) == 2)
+        assert bed.until(lambda: figures.read(attached)["monitor"]["restarts"] == 1)
 
 
 def test_a_burst_of_events_costs_one_pass(host, attached):

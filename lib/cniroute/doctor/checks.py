@@ -11,9 +11,9 @@ from ..node import Node
 from ..runner import ANY_STATUS
 from ..store import Store
 from .discovery import find_networks
-from .managers import check as manager_checks
+from .managers import check as check_managers
 from .pods import PodChecks
-from .prerequisites import prerequisites
+from .prerequisites import nft_versions, prerequisites
 from .verdicts import FAIL, OK, WARN, Check, Docs, Section, ip_command, nft_command, ok
 
 ARP_IGNORE_NEVER = 8  # "do not reply for all local addresses"; 0-3 answer for the shim's own addresses, 4-7 all
@@ -22,15 +22,21 @@ ARP_IGNORE_NEVER = 8  # "do not reply for all local addresses"; 0-3 answer for t
 class Doctor:
     """Runs every check of a node through `runner`, which only reads (doctor changes nothing)."""
 
-    def __init__(self, runner, probe=False):
+    def __init__(self, runner, probe=False, node_programs=None):
+        """`node_programs`: a runner of the node's own programs (chrooted into the node's / as a container mounts
+        it), when they are not this process's: they are checked instead, and compared with this nft."""
         self.runner = runner
+        self.node_programs = node_programs
         self.pods = PodChecks(runner, probe)
 
     def run(self, conf_dirs, conflists, state_dir):
         """[Section]: the node's, then each network's."""
         networks, unreadable = find_networks(conf_dirs, conflists, state_dir)
         via = any(n.via_host_cidrs() for n in networks)
-        node = prerequisites(self.runner, via) + [self._kube_proxy(via)] + unreadable
+        node = prerequisites(self.node_programs or self.runner, via)
+        if self.node_programs:
+            node.append(nft_versions(self.runner, self.node_programs))
+        node += [self._kube_proxy(via)] + unreadable
         sections = [Section("node", f"node {socket.gethostname()}", node)]
         for network in networks:
             where = network.conflist or "no conflist here, only records (a Multus attachment?)"
@@ -112,7 +118,7 @@ class Doctor:
             drift = shim.Drift.between(self.runner, master, link, carried)
             v4 = [str(ipaddress.ip_interface(p).ip) for p in prefixes if iproute.family(p) == 4]
             checks += [self._addresses(master, link, drift), self._shim_sysctls(shim_name, drift),
-                       manager_checks(self.runner, shim_name),
+                       check_managers(self.runner, shim_name),
                        self._rp_filter(master_name, shim_name, [a for a in v4 if seen.paths.get(a) != shim_name]),
                        self._arp_ignore(master_name, shim_name, drift)]
         if any(r.via_host for r in pods):

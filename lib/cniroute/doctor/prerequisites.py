@@ -1,7 +1,9 @@
 """What the node needs to run the plugin, tried the way the plugin runs: `prerequisites(runner, routes_via_host)`
-gives a Check each for python3, ip -json, nsenter and nft. doctor reports them; `route install --node-root` runs
-them chrooted into the node and refuses on a FAIL, telling what a probe `said`."""
+gives a Check each for python3, ip -json, nsenter and nft; `nft_versions(here, node)` whether the nft that runs
+here (an image's, where the watcher repairs) writes nothing the node's nft cannot read. doctor reports them;
+`route install --node-root` runs them chrooted into the node and refuses on a FAIL, telling what a probe `said`."""
 import json
+import re
 
 from .. import PYTHON_LAUNCH
 from ..errors import CommandFailed
@@ -16,6 +18,10 @@ PYTHON_PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.versio
 # As dist/route's header starts it. $0 is the name sh puts before its own errors ("sh: 1: exec: python3: not
 # found"): the probe goes in $1, or a node without python3 would be told the probe's source.
 PYTHON_STARTED = ["/bin/sh", "-c", f'{PYTHON_LAUNCH} -c "$1"', "sh", PYTHON_PROBE]
+# nft writes user data on sets from this version on, which older nft crashes reading (kubernetes #136786), whoever
+# lists the sets: kube-proxy in nftables mode, the plugin. route's masquerade rules use sets (nft.py), written by
+# the node's nft (the plugin) and by the image's (the watcher).
+NFT_SET_USERDATA = (1, 1, 2)
 
 
 def prerequisites(runner, routes_via_host):
@@ -23,6 +29,36 @@ def prerequisites(runner, routes_via_host):
     ip with -json, nsenter, and nft (a FAIL only when `routes_via_host`)."""
     return [_python3(runner), _ip_json(runner), _program(runner, "nsenter", "util-linux", "the plugin needs it"),
             _program(runner, "nft", "nftables", "routeViaHost needs it" if routes_via_host else None)]
+
+
+def nft_versions(here, node):
+    """Whether `here`'s nft (the one this process runs: the image's, in the DaemonSet) writes only what `node`'s
+    nft can read: a FAIL when it is NFT_SET_USERDATA or newer and the node's is older."""
+    try:
+        mine = nft_version(here.query(["--version"], "nft", ok=ANY_STATUS).out)
+    except CommandFailed:  # no nft here: the watcher writes no nft state
+        mine = None
+    theirs = nft_version(_probe(node, ["nft", "--version"]).out)
+    if mine is None or theirs is None:
+        return ok("nft versions", f"not compared: {'no nft here' if mine is None else 'the node has no nft'}",
+                  Docs.PROGRAMS)
+    found = f"this nft {_dotted(mine)}, the node's {_dotted(theirs)}"
+    if mine >= NFT_SET_USERDATA > theirs:
+        return Check("nft versions", FAIL, f"{found}: this one writes set data the node's crashes reading (so does "
+                     "kube-proxy's in nftables mode), and the watcher repairs the masquerade rules' sets with it",
+                     (f"# build the image on a base whose nft is older than {_dotted(NFT_SET_USERDATA)} (Debian 12: "
+                      f"1.0.6), or give the node nft {_dotted(NFT_SET_USERDATA)} or newer",), Docs.PROGRAMS)
+    return ok("nft versions", f"{found}: the node's reads what this one writes", Docs.PROGRAMS)
+
+
+def nft_version(text):
+    """(1, 0, 6) of `nft --version`'s "nftables v1.0.6 (Lester Gooch #5)"; None when it says no version."""
+    found = re.search(r"\bv(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(n or 0) for n in found.groups()) if found else None
+
+
+def _dotted(version):
+    return ".".join(map(str, version))
 
 
 def said(done):

@@ -1,4 +1,4 @@
-"""A podman 4.3 + buildah test bed for the `route` plugin, on a netns.Topology (tests/e2e/test_podman.py).
+"""A podman 4.3 + buildah test bed for the `route` plugin, on a topology.Topology (tests/e2e/test_podman.py).
 
 A real container runtime drives the chain macvlan + host-local + route (+ the leak-detecting canary) from
 inside the topology's node namespace, with what Debian 12 packages: podman with its CNI backend, runc, conmon,
@@ -13,38 +13,37 @@ at close when the bed made them. close() removes the containers, pods and storag
 the bed outlived them: a process, a netns, a mount, a cgroup, a CNI result.
 
 Plugins are started as on a node: podman and buildah get an environment built from scratch
-(netns.runtime_env), never this process's, and hand it on to the plugins.
+(runtime.runtime_env), never this process's, and hand it on to the plugins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
 import json
 import os
 import resource
 import secrets
 import shutil
-import signal
-import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import netns
+from . import state
+from .libcni import make_cni_path
+from .machine import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups, remove_made
+from .netns import in_node
+from .runtime import NODE_PATH, SetupError, run, runtime_env
+from .topology import MASTER, SHIM, Topology
 
 IMAGE = "localhost/rtt-busybox"
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "sleep", "ping", "ip", "touch")
-MASTER = netns.NODE_IF
-SHIM = f"{MASTER}.host"
 # What the bed runs, and the Debian package that brings it.
 TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "conmon": "conmon", "nsenter": "util-linux",
          "/usr/libexec/podman/catatonit": "catatonit"}
@@ -53,7 +52,6 @@ TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "conmon": "co
 # then fails ("error setting rlimit type 7") on a machine whose hard limit is lower.
 PODMAN_NOFILE = 1048576
 PODMAN_NPROC = 32768
-CNI_RESULTS = Path("/var/lib/cni/results")
 # Paths podman 4.3, libcni and runc use whatever they are told: containers/image's blob cache for root,
 # libcni's result cache, runc's state root. Children before parents.
 MACHINE_PATHS = (
@@ -64,7 +62,6 @@ MACHINE_PATHS = (
     CNI_RESULTS.parent,
     Path("/run/runc"),
 )
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The podman CLI refuses a longer --runroot ("the specified runroot is longer than 50 characters"), and the
 # `podman container cleanup` that conmon starts when a container exits is given the run root that way: with a
 # run root under pytest's long tmp_path, containers that exit by themselves would never be cleaned up.
@@ -73,24 +70,16 @@ TIMEOUT = 60
 
 
 def check_tools() -> None:
-    """Raise netns.SetupError naming the Debian packages to install."""
+    """Raise SetupError naming the Debian packages to install."""
     missing = sorted({package for tool, package in TOOLS.items() if not _installed(tool)})
     if not (BUSYBOX.exists() and is_static(BUSYBOX)):
         missing.append("busybox-static")
     if missing:
-        raise netns.SetupError(f"the podman tests need: apt-get install {' '.join(missing)}")
+        raise SetupError(f"the podman tests need: apt-get install {' '.join(missing)}")
 
 
 def _installed(tool: str) -> bool:
-    return os.path.exists(tool) if tool.startswith("/") else shutil.which(tool, path=netns.NODE_PATH) is not None
-
-
-def is_static(binary: Path) -> bool:
-    """True for an ELF64 executable without an interpreter (PT_INTERP): it runs in a rootfs without libc."""
-    data = binary.read_bytes()
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != 3 for i in range(phnum))
+    return os.path.exists(tool) if tool.startswith("/") else shutil.which(tool, path=NODE_PATH) is not None
 
 
 def hard_limit(kind: int, podman_keeps: int) -> int:
@@ -116,7 +105,7 @@ def rootfs_tar() -> bytes:
 class PodmanBed:
     """podman and buildah configured under *root*, run in *topo*'s node netns. Use as a context manager."""
 
-    def __init__(self, root: Path, topo: netns.Topology, route_plugin: Path) -> None:
+    def __init__(self, root: Path, topo: Topology, route_plugin: Path) -> None:
         check_tools()
         self.root = Path(root)
         self.topo = topo
@@ -129,15 +118,15 @@ class PodmanBed:
         self._sandboxes: set[str] = set()
         containers_conf = self.root / "containers.conf"
         storage_conf = self.root / "storage.conf"
-        self.env = netns.runtime_env(CONTAINERS_CONF=str(containers_conf), CONTAINERS_STORAGE_CONF=str(storage_conf))
+        self.env = runtime_env(CONTAINERS_CONF=str(containers_conf), CONTAINERS_STORAGE_CONF=str(storage_conf))
         self.run_root = Path(tempfile.mkdtemp(prefix="rtt-podman-", dir="/run"))
         # buildah's runc keeps its state here, not in /run/runc: what a killed `buildah run` leaves is the bed's
         self.runc_root = self.run_root / "runc"
         try:
             if len(str(self.run_root)) > RUN_ROOT_MAX:
-                raise netns.SetupError(f"podman's run root {self.run_root} is longer than {RUN_ROOT_MAX} characters")
+                raise SetupError(f"podman's run root {self.run_root} is longer than {RUN_ROOT_MAX} characters")
             self.conf_dir.mkdir(parents=True)
-            self.cni_path = netns.make_cni_path(self.root / "cni-bin", route_plugin)
+            self.cni_path = make_cni_path(self.root / "cni-bin", route_plugin)
             containers_conf.write_text(self._containers_conf())
             storage_conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{self.root / "storage"}"\n'
                                     f'runroot = "{self.run_root}"\n')
@@ -163,19 +152,13 @@ class PodmanBed:
 
     # -- commands -------------------------------------------------------------
     def in_node(self, argv: Sequence[str]) -> list[str]:
-        # nsenter --net switches only the network namespace. `ip netns exec` gives each call a mount namespace
-        # of its own with a fresh /sys: runc finds no cgroup mount there ("runc create failed: no cgroup mount
-        # found in mountinfo"), and the mounts podman makes (the container's /run/netns/netns-* bind mount) would
-        # not outlive the call that made them, while a later `podman rm` needs them. conmon, which podman
-        # leaves running, and the `podman container cleanup` it starts when the container exits, stay in the
-        # node netns too.
-        return ["nsenter", f"--net={netns.netns_path(self.topo.node)}", *argv]
+        return in_node(self.topo.node, argv)
 
     def podman(self, *args: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-        return netns.run(self.in_node(["podman", *args]), check=check, env=self.env, timeout=timeout)
+        return run(self.in_node(["podman", *args]), check=check, env=self.env, timeout=timeout)
 
     def buildah(self, *args: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-        return netns.run(self.in_node(["buildah", *args]), check=check, env=self.env, timeout=timeout)
+        return run(self.in_node(["buildah", *args]), check=check, env=self.env, timeout=timeout)
 
     @contextlib.contextmanager
     def buildah_run(self, network: str, container: str, *command: str) -> Iterator[subprocess.Popen]:
@@ -242,13 +225,10 @@ class PodmanBed:
         return self.inspect(container)["NetworkSettings"]["Networks"][network]["IPAddress"]
 
     def attachments(self, network: str) -> list[str]:
-        """route's records of *network*: `<container ID>@<ifname>` for each attachment it remembers."""
-        folder = self.route_state / "networks" / network / "attachments"
-        return sorted(p.name.removesuffix(".json") for p in folder.glob("*.json"))
+        return state.attachments(self.route_state, network)
 
     def leases(self, network: str) -> list[str]:
-        """The addresses host-local has handed out on *network*: its files named by address."""
-        return sorted(p.name for p in (self.root / "ipam" / network).glob("*") if _is_address(p.name))
+        return state.leases(self.root / "ipam", network)
 
     def cni_results(self, network: str) -> list[str]:
         """libcni's cached results of *network* (podman 4.3 keeps them in /var/lib/cni/results)."""
@@ -265,7 +245,7 @@ class PodmanBed:
         mounts = mounts_under(self.root) + mounts_under(self.run_root)
         leaks += [f"netns {path}" for path in sandboxes] + [f"mount {point}" for point in mounts]
         for point in mounts + sandboxes:
-            netns.run(["umount", "-l", point], check=False, timeout=TIMEOUT)
+            run(["umount", "-l", point], check=False, timeout=TIMEOUT)
         for path in sandboxes:
             os.unlink(path)
         leaks += [f"cgroup {path}" for path in self._remove_cgroups()]
@@ -277,7 +257,7 @@ class PodmanBed:
         shutil.rmtree(self.run_root, ignore_errors=True)
         for path in MACHINE_PATHS:
             if path not in self._machine_paths_before:
-                _remove_made(path)
+                remove_made(path)
         if leaks:
             raise RuntimeError("the podman bed left behind: " + "; ".join(leaks))
 
@@ -303,7 +283,7 @@ class PodmanBed:
         ids = sorted(path.parent.name for path in self.runc_root.glob("*/state.json"))
         for cid in ids:
             labels = json.loads((self.runc_root / cid / "state.json").read_text())["config"].get("labels", [])
-            netns.run(["runc", "--root", str(self.runc_root), "delete", "--force", cid], check=False, timeout=TIMEOUT)
+            run(["runc", "--root", str(self.runc_root), "delete", "--force", cid], check=False, timeout=TIMEOUT)
             for label in labels:
                 if label.startswith("bundle="):
                     shutil.rmtree(label.removeprefix("bundle="), ignore_errors=True)
@@ -336,60 +316,3 @@ class PodmanBed:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def cgroup_pids(parent: str) -> set[int]:
-    """The processes in the cgroup `parent` (a directory under each hierarchy's root) and below, in any hierarchy."""
-    return {int(pid) for procs in CGROUP_ROOT.glob(f"*/{parent.lstrip('/')}/**/cgroup.procs")
-            for pid in procs.read_text().split()}
-
-
-def remove_cgroups(parent: str) -> list[str]:
-    """Remove the cgroup `parent` and those below it in every hierarchy; returns what could not be removed."""
-    stuck = []
-    for top in CGROUP_ROOT.glob(f"*/{parent.lstrip('/')}"):
-        for folder in sorted((entry[0] for entry in os.walk(top)), key=len, reverse=True):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                stuck.append(folder)
-    return stuck
-
-
-def end_processes(find: Callable[[], list[int]], timeout: float = 15.0) -> list[int]:
-    """Wait for find() to find no process; kill and return those it still finds then."""
-    deadline = time.monotonic() + timeout
-    while (pids := find()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return pids
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points below *path*, deepest first (podman's per-container shm tmpfs, while it lives)."""
-    prefix = f"{path}/"
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    return sorted((point for point in points if point.startswith(prefix)), reverse=True)
-
-
-def _remove_made(path: Path) -> None:
-    """Remove a machine-wide file the bed made, or such a directory once it is empty."""
-    try:
-        if path.is_dir():
-            path.rmdir()
-        elif path.exists():
-            path.unlink()
-    except OSError:  # a directory someone else uses too
-        pass

@@ -1,4 +1,4 @@
-"""containerd 1.6 (Debian 12's, the CRI plugin built in) as a Kubernetes node runs it, in a netns.Topology's node
+"""containerd 1.6 (Debian 12's, the CRI plugin built in) as a Kubernetes node runs it, in a topology.Topology's node
 netns, for tests/e2e/test_cri.py and tools/cri_bench.py.
 
 containerd is started as a node's service manager starts it: a clean environment (the node's PATH), its own
@@ -28,15 +28,18 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-import netns
-from cri_client import CriClient, CriError, PodSandbox
-from podman_bed import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups
+from . import state
+from .cri_client import CriClient, CriError, PodSandbox
+from .libcni import REFERENCE_PLUGINS, install_route, is_one_file_build
+from .machine import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups, remove_made
+from .netns import in_node
+from .runtime import NODE_PATH, SetupError, run, runtime_env
+from .topology import MASTER, SHIM, Topology
 
 CATATONIT = Path("/usr/bin/catatonit")
 PAUSE_IMAGE = "localhost/rtt-pause:1"
-MASTER = netns.NODE_IF
-SHIM = f"{MASTER}.host"
 # containerd 1.6 puts every shim's socket in /run/containerd/s whatever its state dir; libcni caches results in
 # /var/lib/cni. Children before parents.
 SHIM_SOCKETS = Path("/run/containerd/s")
@@ -50,11 +53,11 @@ CONFLIST = "10-rtt.conflist"
 
 
 def check_tools() -> None:
-    missing = sorted({package for tool, package in TOOLS.items() if shutil.which(tool, path=netns.NODE_PATH) is None})
+    missing = sorted({package for tool, package in TOOLS.items() if shutil.which(tool, path=NODE_PATH) is None})
     if not (CATATONIT.exists() and is_static(CATATONIT)):
         missing.append("catatonit")
     if missing:
-        raise netns.SetupError(f"the CRI tests need: apt-get install {' '.join(missing)}")
+        raise SetupError(f"the CRI tests need: apt-get install {' '.join(missing)}")
 
 
 def pause_image_archive() -> bytes:
@@ -80,8 +83,12 @@ def pause_image_archive() -> bytes:
 class ContainerdBed:
     """containerd with its CRI plugin in *topo*'s node netns, its files under *root*. Use as a context manager."""
 
-    def __init__(self, root: Path, topo: netns.Topology, route_plugin: Path | None) -> None:
+    def __init__(self, root: Path, topo: Topology, route_plugin: Path | None,
+                 netns_under_state_dir: bool = True) -> None:
+        """`netns_under_state_dir` False: the pods' namespaces where containerd keeps them on a node, in the
+        machine's /var/run/netns (which the DaemonSet's watcher mounts)."""
         check_tools()
+        self.netns_under_state_dir = netns_under_state_dir
         self.root = Path(root)
         self.topo = topo
         self.tag = secrets.token_hex(4)
@@ -105,12 +112,11 @@ class ContainerdBed:
             self.conf_dir.mkdir(parents=True)
             self.bin_dir.mkdir()
             for name in ("loopback", "macvlan", "host-local"):  # containerd sets up every pod's lo with loopback
-                (self.bin_dir / name).symlink_to(netns.REFERENCE_PLUGINS / name)
-            if route_plugin is not None and netns.is_one_file_build(route_plugin):  # as a node gets it
-                netns.run([str(route_plugin), "install", "--bin-dir", str(self.bin_dir)], env=netns.runtime_env(),
-                          timeout=TIMEOUT)
+                (self.bin_dir / name).symlink_to(REFERENCE_PLUGINS / name)
+            if route_plugin is not None and is_one_file_build(route_plugin):  # as a node gets it
+                run([str(route_plugin), "install", "--bin-dir", str(self.bin_dir)], env=runtime_env(), timeout=TIMEOUT)
             elif route_plugin is not None:  # a source tree's bin/route, which install refuses
-                netns.install_route(self.bin_dir / "route", route_plugin)
+                install_route(self.bin_dir / "route", route_plugin)
             self.config.write_text(self._config_toml())
             self.start()
             archive = self.root / "pause.tar"
@@ -119,7 +125,7 @@ class ContainerdBed:
             deadline = time.monotonic() + TIMEOUT
             while not self.client.has_image(PAUSE_IMAGE):  # the CRI plugin learns of an import by an event
                 if time.monotonic() > deadline:
-                    raise netns.SetupError(f"containerd's CRI does not see the imported {PAUSE_IMAGE}")
+                    raise SetupError(f"containerd's CRI does not see the imported {PAUSE_IMAGE}")
                 time.sleep(0.05)
         except BaseException:
             self.close()
@@ -141,7 +147,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true  # root here lacks CAP_SYS_RESOURCE
-  netns_mounts_under_state_dir = true
+  netns_mounts_under_state_dir = {str(self.netns_under_state_dir).lower()}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_cdi = false
@@ -164,7 +170,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         finds no cgroup mount), and wait for its CRI service."""
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(self.in_node(["containerd", "--config", str(self.config)]),
-                                            env=netns.runtime_env(), stdout=log, stderr=log, start_new_session=True)
+                                            env=runtime_env(), stdout=log, stderr=log, start_new_session=True)
         self.client = CriClient(str(self.socket))
         deadline = time.monotonic() + TIMEOUT
         while True:
@@ -173,7 +179,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 return
             except CriError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise netns.SetupError(f"containerd did not start: {self.log.read_text()[-2000:]}") from None
+                    raise SetupError(f"containerd did not start: {self.log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
 
     def stop(self) -> int | None:
@@ -193,27 +199,28 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             self.process = None
 
     def in_node(self, argv: list[str]) -> list[str]:
-        return ["nsenter", f"--net={netns.netns_path(self.topo.node)}", *argv]
+        return in_node(self.topo.node, argv)
 
     def ctr(self, *args: str) -> subprocess.CompletedProcess:
-        return netns.run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args], timeout=TIMEOUT)
+        return run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args], timeout=TIMEOUT)
 
     # -- networks and sandboxes ---------------------------------------------------------------------------------
-    def network(self, cni_version: str = "1.0.0", with_route: bool = True) -> str:
-        """Write the conflist macvlan + host-local (+ route), the one containerd uses; returns its name."""
-        conf = self.conflist(cni_version, with_route)
+    def network(self, cni_version: str = "1.0.0", with_route: bool = True, **route_options: Any) -> str:
+        """Write the conflist macvlan + host-local (+ route, with `route_options`), the one containerd uses;
+        returns its name."""
+        conf = self.conflist(cni_version, with_route, **route_options)
         # written in place: containerd 1.6's watcher misses a conflist moved in from another directory
         (self.conf_dir / CONFLIST).write_text(json.dumps(conf, indent=2))
         return conf["name"]
 
-    def conflist(self, cni_version: str = "1.0.0", with_route: bool = True) -> dict:
+    def conflist(self, cni_version: str = "1.0.0", with_route: bool = True, **route_options: Any) -> dict:
         name = f"rtt-cri-{self.tag}"
         macvlan = {"type": "macvlan", "master": MASTER, "mode": "bridge",
                    "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir), "subnet": "192.168.0.0/16",
                             "rangeStart": "192.168.1.2", "rangeEnd": "192.168.1.254", "gateway": "192.168.0.1",
                             "routes": [{"dst": "0.0.0.0/0"}]}}
         route = {"type": "route", "master": MASTER, "bridge": SHIM, "stateDir": str(self.route_state),
-                 "logFile": str(self.route_log)}
+                 "logFile": str(self.route_log), **route_options}
         return {"cniVersion": cni_version, "name": name, "plugins": [macvlan, route] if with_route else [macvlan]}
 
     def network_ready(self) -> tuple[bool, str]:
@@ -245,11 +252,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return path
 
     def attachments(self, network: str) -> list[str]:
-        folder = self.route_state / "networks" / network / "attachments"
-        return sorted(p.name.removesuffix(".json") for p in folder.glob("*.json"))
+        return state.attachments(self.route_state, network)
 
     def leases(self, network: str) -> list[str]:
-        return sorted(p.name for p in (self.ipam_dir / network).glob("192.168.*"))
+        return state.leases(self.ipam_dir, network)
 
     def cni_results(self, network: str) -> list[Path]:
         """libcni's cached results of *network* that this bed's containerd made."""
@@ -263,7 +269,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         if self.client is None and self.sandboxes:  # a test stopped containerd and failed before starting it again
             try:
                 self.start()
-            except netns.SetupError as e:
+            except SetupError as e:
                 leaks.append(str(e))
         if self.client is not None:
             for sandbox in sorted(self.sandboxes):
@@ -280,7 +286,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 socket.unlink()
         for point in mounts_under(self.root) + mounts_under(self.state):
             leaks.append(f"mount {point}")
-            netns.run(["umount", "-l", point], check=False, timeout=TIMEOUT)
+            run(["umount", "-l", point], check=False, timeout=TIMEOUT)
         leaks += [f"cgroup {path}" for path in remove_cgroups(self.cgroup_parent)]
         for conf in self.conf_dir.glob("*.conflist"):
             for result in self.cni_results(json.loads(conf.read_text())["name"]):
@@ -290,10 +296,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         shutil.rmtree(self.state, ignore_errors=True)
         for path in MACHINE_PATHS:
             if path not in self._machine_paths_before:
-                try:
-                    path.rmdir()
-                except OSError:  # still used by someone else's containerd, or not made
-                    pass
+                remove_made(path)
         if leaks:
             raise RuntimeError("the containerd bed left behind: " + "; ".join(leaks))
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+from . import REPO
+
+DEPLOY = REPO / "deploy"
 VARIANTS = ("deploy", "deploy/gke")  # `kubectl apply -k deploy`, and on GKE `kubectl apply -k deploy/gke`
 
 
@@ -17,7 +18,7 @@ def render(variant: str = "deploy") -> list[dict[str, Any]]:
     """The documents `kubectl kustomize <variant>` prints; AssertionError with kustomize's words if it fails."""
     kubectl = shutil.which("kubectl")
     assert kubectl, "the manifests are rendered by `kubectl kustomize`: install kubectl"
-    proc = subprocess.run([kubectl, "kustomize", str(DEPLOY.parent / variant)], capture_output=True, text=True,
+    proc = subprocess.run([kubectl, "kustomize", str(REPO / variant)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, f"kubectl kustomize {variant} failed: {proc.stderr.strip()}"
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None]

@@ -1,5 +1,5 @@
-"""A memory cgroup like the DaemonSet's limit, for one command at a time (tests/e2e/test_multus_bounded.py,
-tools/heal_bench.py). A child of the cgroup this process is in, under cgroup v2 (memory.max, memory.peak,
+"""A memory cgroup like the DaemonSet's limit, for one command at a time (tests/e2e/test_multus_bounded.py).
+A child of the cgroup this process is in, under cgroup v2 (memory.max, memory.peak,
 memory.events) or the v1 memory controller (memory.limit_in_bytes, memory.max_usage_in_bytes,
 memory.oom_control); removed on close. Stdlib only."""
 
