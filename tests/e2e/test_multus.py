@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,12 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
 
 
 def pod_state(topo, pod):
-    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses."""
+    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; once no address
+    of the pod is tentative (IPv6 DAD, a second or so after an interface comes up, adds the address's local route:
+    a state read before would differ from one read after for that alone)."""
+    deadline = time.monotonic() + 10
+    while runtime.run(["ip", "-n", pod, "addr", "show", "tentative"]).stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
     return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
