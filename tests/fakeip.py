@@ -262,6 +262,8 @@ class FakeHost:
             self._link(words[4])
             return [{"dst": words[2], **({"gateway": best["gateway"]} if best and "gateway" in best else {}),
                      "dev": words[4]}]  # no route: the kernel takes the address to be on the link
+        if words == ["route", "show", "table", "all"]:  # route remove's read of the node
+            return [self._route_json(r, with_table=True) for r in self.routes]
         if words == ["rule", "show"]:
             rules = [{"priority": 0, "src": "all", "table": "local"}, *(
                 {"priority": r["priority"], "src": r["src"], "table": r["table"]} for r in self.rules
@@ -283,7 +285,9 @@ class FakeHost:
 
     def _change(self, w, ipv6=False):
         if w[:3] == ["route", "flush", "table"]:
-            self.routes = [r for r in self.routes if r.get("table") != w[3] or _version(r["dst"]) != (6 if ipv6 else 4)]
+            assert w[4:] == ["proto", "201"], w  # the kernel filters a flush by protocol
+            self.routes = [r for r in self.routes if r.get("table") != w[3] or r["protocol"] != w[5]
+                           or _version(r["dst"]) != (6 if ipv6 else 4)]
             return
         if w[:3] == ["link", "add", "name"] and w[4] == "link" and w[-4:] == ["type", "macvlan", "mode", "bridge"]:
             w = w[:2] + w[3:]  # the name's keyword, as ip drops it
@@ -299,6 +303,9 @@ class FakeHost:
             if not match:
                 raise LookupError("RTNETLINK answers: No such file or directory")
             self.neighbours.remove(match[0])
+        elif w[:3] == ["link", "del", "dev"] and len(w) == 4:
+            self._link(w[3])
+            self.delete_link(w[3])
         elif w[:3] == ["link", "set", "dev"] and w[4:] == ["up"]:
             self._link(w[3])["up"] = True
         elif w[:3] == ["link", "set", "dev"] and w[4] == "mtu":

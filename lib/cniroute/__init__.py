@@ -1,6 +1,6 @@
 """route: a chained CNI plugin that lets a node reach its own macvlan pods."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # How dist/route's header starts the plugin (tools/build_dist.py), python3 found on the runtime's PATH: -S, the
 # node's site-packages and their .pth hooks never run in it (nothing from there is imported anyway), ~3 ms of a

@@ -1,7 +1,8 @@
 """Entry point: CNI environment + stdin -> verb -> stdout. The one place errors become CNI error JSON.
 
 stdout carries only the result or the error. The replayable log block goes to `logFile`, or to stderr.
-With arguments, the executable serves a person instead (`route replay ...`, `route --version`).
+With arguments, or without CNI_COMMAND in the environment (a person typed `route`), the executable serves a
+person instead (`route replay ...`, `route --version`, the usage).
 
 The first thing every call does is interpreter.require_python(): a python3 older than the plugin needs answers
 code 106 with the version found and the version needed. So this module, and what it imports at the top
@@ -49,14 +50,16 @@ def main(argv=None, host=None):
     """Run one CNI call from os.environ and stdin, or with arguments a person's command. `host` replaces the real
     one (unit tests)."""
     argv = sys.argv[1:] if argv is None else argv
+    # A runtime always sets CNI_COMMAND; without it, a person typed `route`: the usage, not CNI error JSON.
+    by_person = bool(argv) or "CNI_COMMAND" not in os.environ
     try:
         interpreter.require_python()
     except UnsuitableInterpreter as e:
-        if argv:
+        if by_person:
             sys.stderr.write("route cannot run here (code {}): {}\n".format(e.code, e))
             return 1
         return _answer_error(SUPPORTED_VERSIONS[-1], e)
-    if argv:
+    if by_person:
         from . import person
         return person.main(argv, host)
     return _call(host)

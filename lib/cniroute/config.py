@@ -13,6 +13,13 @@ DEFAULT_STATE_DIR = "/run/cni-route"  # routes die with a reboot, so does what w
 IFNAMSIZ = 15
 # Interface names as schemas/config.json's "ifname" allows them (also applied to CNI_IFNAME and state).
 IFNAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.\-]{1,15}\Z")
+# Any name the kernel gives an interface (dev_valid_name): route stores a pod's other interfaces' names as the
+# pod has them (`x@y` is one), in the reply paths it records.
+KERNEL_IFNAME = re.compile(r"(?!\.\.?\Z)[^/:\s\x00\ufffd]+\Z")  # (U+FFFD: bytes that were no UTF-8)
+
+
+def is_kernel_ifname(name):
+    return isinstance(name, str) and len(name.encode()) <= IFNAMSIZ and bool(KERNEL_IFNAME.match(name))
 DEFAULT_LOG_MAX_BYTES = 10 << 20
 DEFAULT_IP_TIMEOUT = 10.0
 

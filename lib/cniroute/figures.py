@@ -4,8 +4,8 @@ started, and whether its loop still makes progress.
 reconcile.Watching keeps one Figures and tells it when a pass starts and ends. Each time, the whole of it is
 written to STATUS_FILE under the state dir (to a temporary name, then renamed), where `route status` (status.py)
 and the probes read it; metrics.py serves the same snapshot to Prometheus. Times that another process compares
-with its own now are on CLOCK_BOOTTIME (one clock for the whole node, not set by NTP or by hand); the times a
-person reads are Unix times.
+with its own now are on CLOCK_MONOTONIC, the clock the watcher schedules its passes by (one clock for the whole
+node, not set by NTP or by hand); the times a person reads are Unix times.
 """
 import copy
 import json
@@ -24,7 +24,7 @@ REPAIRS = ("shim", "address_copy", "node_route", "masquerade_rule", "pod_side") 
 
 
 def clock():
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 class Figures:
@@ -32,6 +32,7 @@ class Figures:
     snapshot(). Counters (passes, repairs, errors) add up since the start; the rest is of the last pass."""
 
     def __init__(self, state_dir, interval, say, write=True):
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, STATUS_FILE)
         self.say = say
         self.write = write  # a dry run writes nothing
@@ -86,7 +87,7 @@ class Figures:
 
     def _write(self, text):
         try:
-            files.replace_whole(self.path, text.encode())
+            files.write_whole(self.state_dir, (), STATUS_FILE, text)
             self.unwritable = None
         except OSError as e:
             if self.unwritable is None:  # said once, not at every pass

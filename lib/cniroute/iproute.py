@@ -64,6 +64,11 @@ def show_link(name):
     return ["addr", "show", "dev", name]
 
 
+def show_all_routes():
+    """Every route of every table, both families (route remove's read of the node)."""
+    return ["route", "show", "table", "all"]
+
+
 def show_rules():
     """The policy rules of the batch's family."""
     return ["rule", "show"]
@@ -116,6 +121,10 @@ def add_shim(name, master, mac=None):
             "mode", "bridge"]
 
 
+def delete_link(name):
+    return ["link", "del", "dev", name]
+
+
 def set_link_up(name):
     return ["link", "set", "dev", name, "up"]
 
@@ -166,8 +175,9 @@ def _next_hop(gateway, dev, onlink, metric):
 
 
 def flush_table(table):
-    """Delete every route of one table, of the batch's family (in a pod: a reply table, all of it route's)."""
-    return ["route", "flush", "table", str(table)]
+    """Delete the plugin's routes of one table, of the batch's family (in a pod: a reply table): the kernel
+    filters them by protocol, so a route of the table that another made stays and the dump is as long as ours."""
+    return ["route", "flush", "table", str(table), "proto", ROUTE_PROTO]
 
 
 def add_rule(address, table, pref):

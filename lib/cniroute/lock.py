@@ -9,26 +9,27 @@ from .errors import IOFailure, TryAgainLater
 
 
 @contextlib.contextmanager
-def held(path, timeout):
-    fd = _open(path)
+def held(path, timeout, below=None):
+    """`below`: the state dir the lock file is in, no directory under which is followed (files.open_dir)."""
+    fd = _open(path, below)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             fd = -1
-            fd = _Waiter.take(path, timeout)
+            fd = _Waiter.take(path, timeout, below)
         yield
     finally:
         if fd >= 0:
             os.close(fd)  # closing drops the lock
 
 
-def _open(path):
+def _open(path, below):
     try:
-        return files.open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return files.open_regular(path, os.O_RDWR | os.O_CREAT, 0o600, below=below)
     except OSError as e:  # a planted symlink or FIFO, a read-only /run...
-        raise IOFailure(f"cannot open the lock {path}", str(e)) from None
+        raise IOFailure(f"cannot open the lock {path}", files.why(e)) from None
 
 
 class _Waiter:
@@ -44,8 +45,8 @@ class _Waiter:
     _pending = {}  # path -> the _Waiter still blocked on it
     _mutex = threading.Lock()
 
-    def __init__(self, path):
-        self.fd = _open(path)
+    def __init__(self, path, below):
+        self.fd = _open(path, below)
         self.got = threading.Event()
         self.error = None
         self.callers = 0
@@ -53,12 +54,12 @@ class _Waiter:
         threading.Thread(target=self._wait, args=(path,), name=f"wait for {path}", daemon=True).start()
 
     @classmethod
-    def take(cls, path, timeout):
+    def take(cls, path, timeout, below):
         """A descriptor of `path` with the lock held, within `timeout` s; TryAgainLater else."""
         with cls._mutex:
             waiter = cls._pending.get(path)
             if waiter is None:
-                waiter = cls._pending[path] = cls(path)
+                waiter = cls._pending[path] = cls(path, below)
             waiter.callers += 1
         waiter.got.wait(timeout)
         with cls._mutex:

@@ -1,22 +1,25 @@
 """What a person runs by hand: `route --version` and the commands, one module each, each with its own parser
 (`add_parser(sub)`, which sets `handler`, and a description written for the person who runs it): replay
-(replay.py), doctor (doctor/), install and uninstall (install.py), reconcile (reconcile.py), status (status.py)."""
+(replay.py), doctor (doctor/), install and uninstall (install.py), reconcile (reconcile.py), status (status.py),
+remove (remove.py)."""
 import argparse
 import sys
 
-from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, reconcile, replay, status
+from . import SUPPORTED_VERSIONS, __version__, doctor, install, interpreter, reconcile, remove, replay, status
 from .errors import UnsuitableInterpreter
 
-COMMANDS = (replay, doctor, install, reconcile, status)
+COMMANDS = (replay, doctor, install, reconcile, status, remove)
 # The page of docs/ (in the source tree) that explains each command; every --help names it.
 MANUAL = {"replay": "docs/debugging.md", "doctor": "docs/doctor.md", "install": "docs/install.md",
-          "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md", "status": "docs/metrics.md"}
+          "uninstall": "docs/install.md", "reconcile": "docs/self-healing.md", "status": "docs/metrics.md",
+          "remove": "docs/install.md"}
 
 
 DESCRIPTION = """\
 route is a chained CNI plugin, run by the container runtime after macvlan, that lets a node reach its own
 macvlan pods. Run by hand, it serves the person who looks after a node: the commands below install it, check
-the node, repair what the node's network lost, show what the repairing watcher did and replay what a call did."""
+the node, repair what the node's network lost, show what the repairing watcher did, replay what a call did and
+take route off the node."""
 
 
 def build_parser():

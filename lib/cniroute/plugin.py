@@ -1,7 +1,7 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, iproute, pod_routes, result, routes, shim, via_host
+from . import SUPPORTED_VERSIONS, config, files, iproute, pod_routes, result, routes, shim, via_host
 from .errors import (
     AddressCollision,
     CheckFailed,
@@ -9,6 +9,7 @@ from .errors import (
     IncompatibleVersion,
     InvalidConfig,
     InvalidEnvironment,
+    IOFailure,
     PluginNotAvailable,
     TryAgainLater,
 )
@@ -60,6 +61,7 @@ def add(conf, inv, runner):
         in_pod = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname)) + planned
         rules, table_routes = pod_routes.reply_paths(runner, inv.netns, links, inv.ifname, node.links, addresses,
                                                      shim_name)
+        table_routes = pod_routes.leave_foreign(runner, inv.netns, table_routes)
         attachment = attachment._replace(pod_routes=in_pod, log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
                                          reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
@@ -147,8 +149,12 @@ def gc(conf, inv, runner):
     valid = {owner_id(a["containerID"], a["ifname"]) for a in conf.valid_attachments}
     valid_stems = {file_stem(owner) for owner in valid}
     store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
+    try:
+        entries = store.entries(conf.name)
+    except OSError as e:  # not a directory of ours (a symlink...): nothing is removed through it
+        raise IOFailure(f"cannot list the state of network {conf.name}", files.why(e)) from None
     first_error = None
-    for stem, record in store.entries(conf.name):
+    for stem, record in entries:
         if stem in valid_stems:
             continue
         try:

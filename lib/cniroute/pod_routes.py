@@ -17,12 +17,15 @@ match sends the lookup on to main, so everything but the node goes as main says.
 thus bounded by the node's addresses, and so is what it reads there: its rules (by priority), its tables and its
 own main routes (by protocol: the kernel filters), never the pod's other routes.
 A rule is a records.ReplyRule, a table route a records.TableRoute.
-A pod with one interface gets none of this.
+A pod with one interface gets none of this, and one left with one interface (another attachment's DEL took the
+others) needs none: CHECK asks only for the reply paths of the interfaces still there, and none of a pod left
+with one. A route in one of our tables that route did not make (not proto 201) is never taken over nor deleted:
+ADD and reconcile leave it and put no route of theirs to its destination in that table, and say so.
 """
 import ipaddress
 from collections import namedtuple
 
-from . import iproute, routes, via_host
+from . import config, iproute, routes, via_host
 from .errors import CommandFailed, CommandTimeout, PodUnreachable, ReadTooLarge
 from .records import PodRoute, ReplyRule, TableRoute
 
@@ -63,11 +66,7 @@ def reply_paths(runner, netns, links, ifname, node_links, carried, shim):
     interface of the pod has a global address. `node_links` the node's Links, `carried` the node addresses the
     shim carries (Address), `shim` its name. Asks the pod's kernel how its other interfaces reach the node
     addresses main sends out of ours (one ip call)."""
-    interfaces = {}  # ifname -> (its table, its global addresses)
-    for link in links:
-        found = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        if found and link.get("ifname") != "lo":
-            interfaces[link["ifname"]] = (REPLY_TABLE + link["ifindex"], found)
+    interfaces = {name: (REPLY_TABLE + ifindex, found) for name, (ifindex, found) in _addressed(links).items()}
     if ifname not in interfaces or len(interfaces) < 2:
         return [], []
     rules = [ReplyRule(a["local"], table) for table, found in interfaces.values() for a in found]
@@ -78,6 +77,47 @@ def reply_paths(runner, netns, links, ifname, node_links, carried, shim):
     table_routes = _to_other_node_addresses(interfaces[ifname][0], ifname, subnets, node, carried)
     table_routes += _the_way_out_of(runner, netns, {k: v for k, v in interfaces.items() if k != ifname}, toward_ours)
     return rules, table_routes
+
+
+def leave_foreign(runner, netns, table_routes):
+    """`table_routes` but those whose table holds a route to their destination that route did not make (not
+    proto 201): route never takes one over (ip route replace would, and DEL would then delete it), and says so.
+    One read of the tables per family they have, bounded; a pod that filled them is not read (ReadTooLarge)."""
+    seen = {}
+    for ipv6 in sorted({_is_ipv6(route.dst) for route in table_routes}):
+        tables = sorted({route.table for route in table_routes if _is_ipv6(route.dst) == ipv6})
+        try:
+            answers = runner.read_each([iproute.show_table(t) for t in tables], ipv6, netns, READ_LIMIT)
+        except ReadTooLarge:
+            continue
+        seen[ipv6] = Found([], dict(zip(tables, answers)), [])
+    foreign = _foreign(table_routes, seen)
+    say_foreign(runner, foreign)
+    return [route for route in table_routes if route not in foreign]
+
+
+def _foreign(table_routes, seen):
+    """The `table_routes` whose table and destination hold a route that is not route's, among what _read saw."""
+    taken = {(table, routes.prefix_of(obj.get("dst", ""), ipv6)) for ipv6, family in (seen or {}).items()
+             for table, objs in family.tables.items() for obj in objs if not _is_route_s(obj)}
+    return [route for route in table_routes if (route.table, route.dst) in taken]
+
+
+def say_foreign(runner, foreign):
+    for route in foreign:
+        runner.journal.comment(f"the pod's table {route.table} has a route to {route.dst} that route did not make: "
+                               "left as it is, and none of route's put there")
+
+
+def _addressed(links):
+    """{ifname: (ifindex, global address objects)} of the pod's interfaces that have a global address."""
+    found = {}
+    for link in links:
+        addresses = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
+        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
+        if addresses and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
+            found[link["ifname"]] = (link["ifindex"], addresses)
+    return found
 
 
 def _to_other_node_addresses(table, ifname, subnets, node, carried):
@@ -185,8 +225,22 @@ def _delete_blind(runner, pod_plan, netns, ifname):
 
 
 def problems(runner, pod_plan, netns, ifname):
-    """What differs in the pod from the plan, as sentences (_differences)."""
+    """What differs in the pod from the plan, as sentences (_differences): of its reply paths, those the pod's
+    interfaces still call for (_still_wanted)."""
+    if pod_plan.rules or pod_plan.table_routes:
+        pod_plan = _still_wanted(pod_plan, _addressed(observe(runner, netns)))
     return _differences(pod_plan, ifname, _read(runner, pod_plan, netns))
+
+
+def _still_wanted(pod_plan, addressed):
+    """The reply paths of the plan that the pod's interfaces now (`addressed`: _addressed) still call for:
+    another attachment's DEL takes its interface, with its addresses and routes (ours in its table too), and a
+    pod left with one interface needs none."""
+    if len(addressed) < 2:
+        return pod_plan._replace(rules=[], table_routes=[])
+    held = {a["local"] for _, addresses in addressed.values() for a in addresses}
+    return pod_plan._replace(rules=[rule for rule in pod_plan.rules if rule.address in held],
+                             table_routes=[route for route in pod_plan.table_routes if route.dev in addressed])
 
 
 def _too_much():
@@ -224,7 +278,7 @@ def _differences(pod_plan, ifname, seen, extras=True):
                                   wanted[-1], have))
     for (table, dst), objs in sorted(tables.items()) if extras else ():
         wanted = wanted_in.get((table, dst), [])
-        extra = [obj for obj in objs if not any(_same_route(obj, w) for w in wanted)]
+        extra = [obj for obj in objs if _is_route_s(obj) and not any(_same_route(obj, w) for w in wanted)]
         if wanted and len(extra) == len(objs):
             continue  # said above: what the pod has instead
         found += [f"the pod's table {table} has `{_describe(obj)}`, which route did not put there" for obj in extra]
@@ -255,7 +309,8 @@ def _read(runner, pod_plan, netns):
 
 def _owned(pod_plan, ifname, seen, keep=None):
     """{ipv6: [argv]} that delete what is route's among what _read saw, in order: the rules that look up a table
-    of the plan, those tables (flushed: whatever is in them is route's, as the pod may have changed it), ours in
+    of the plan, route's routes in those tables (flushed by protocol: whatever of it is there, as the pod may have
+    changed it; a route that is not route's stays), ours in
     main to a destination of the plan on our interface (by destination and gateway: whatever its metric or scope).
     What `keep` (a PodPlan) wants and is there as it wants it stays: a table, when it holds that and nothing else."""
     tables = {rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes}
@@ -270,7 +325,8 @@ def _owned(pod_plan, ifname, seen, keep=None):
         for table, objs in family.tables.items():
             wanted = [_table_route(route) for route in keep.table_routes
                       if route.table == table and _is_ipv6(route.dst) == ipv6]
-            if objs and not _exactly(objs, wanted):
+            ours = [obj for obj in objs if _is_route_s(obj)]  # what is not, route leaves (say_foreign)
+            if ours and not _exactly(ours, wanted):
                 commands.append(iproute.flush_table(table))
         if commands:
             found[ipv6] = commands
@@ -331,7 +387,7 @@ def _same_route(obj, wanted):
             and obj.get("dev") == wanted["dev"] and ("onlink" in obj.get("flags", ())) == wanted["onlink"]
             and obj.get("metric", 0) == wanted["metric"] and "nexthops" not in obj
             and obj.get("scope", "global") == wanted["scope"] and obj.get("type", "unicast") == wanted["type"]
-            and obj.get("protocol", iproute.ROUTE_PROTO) == iproute.ROUTE_PROTO)
+            and _is_route_s(obj))
 
 
 def _differs(what, where, wanted, have):
@@ -355,6 +411,11 @@ def _describe(obj):
     if obj.get("protocol", iproute.ROUTE_PROTO) != iproute.ROUTE_PROTO:
         words += ["proto", obj["protocol"]]
     return " ".join(words + ["scope", obj.get("scope", "global")])
+
+
+def _is_route_s(obj):
+    """Whether a route object of a read of route's tables is one route made (protocol 201)."""
+    return obj.get("protocol", iproute.ROUTE_PROTO) == iproute.ROUTE_PROTO
 
 
 def _is_ipv6(address):
@@ -414,9 +475,13 @@ def heal(runner, attachment, node, addresses, master):
     rules, table_routes = [], []
     if attachment.reply_rules or attachment.reply_routes:
         rules, table_routes = reply_paths(runner, netns, links, ifname, node.links, addresses, attachment.shim)
-    now, had = PodPlan(wanted, rules, table_routes), plan(attachment)
+    had = plan(attachment)
     both = PodPlan(had.routes + wanted, had.rules + rules, had.table_routes + table_routes)
     seen = _read(runner, both, netns)  # what of route's the pod has, once
+    foreign = _foreign(table_routes, seen)
+    say_foreign(runner, foreign)
+    table_routes = [route for route in table_routes if route not in foreign]
+    now = PodPlan(wanted, rules, table_routes)
     if seen is None:  # more than route reads: what was and will be route's goes, then the plan of now comes
         _delete_blind(runner, both, netns, ifname)
         install(runner, now, netns, ifname)

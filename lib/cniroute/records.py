@@ -7,6 +7,13 @@ from collections import namedtuple
 from . import config, schema
 from .errors import InvalidConfig
 
+COOKIE = "cookie:"  # a namespace identity by its cookie, as runner.SystemHost writes it (else DEVICE:INODE)
+
+# The attachment record's format, its key "format"; a record without one is format 1 (route 0.1.0 and before).
+# A later format only adds keys, and every release reads a record's keys it knows and passes over the others:
+# so a release reads every earlier format, and the previous release still DELs and GCs what this one writes.
+RECORD_FORMAT = 2
+
 
 def owner_id(container_id, ifname):
     # '@' can occur in neither a container ID nor an interface name (both are validated).
@@ -82,8 +89,9 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         return [route for route in self.pod_routes if route.gateway is not None]
 
     def to_json(self):
-        document = {"containerID": self.container_id, "ifname": self.ifname, "network": self.network,
-                    "master": self.master, "bridge": self.shim, "prefixes": list(self.prefixes),
+        document = {"format": RECORD_FORMAT, "containerID": self.container_id, "ifname": self.ifname,
+                    "network": self.network, "master": self.master, "bridge": self.shim,
+                    "prefixes": list(self.prefixes),
                     "viaHost": [[route.dst, route.gateway] for route in self.via_host],
                     "onLink": [route.dst for route in self.pod_routes if route.gateway is None]}
         if self.log_file:
@@ -98,7 +106,12 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
         if self.netns:
             document["netns"] = self.netns
         if self.netns and self.netns_id:
-            document["netnsID"] = self.netns_id
+            # A cookie has a key of its own: route 0.1.0 reads netnsID as DEVICE:INODE only, and a record it cannot
+            # read is one its DEL (after a rollback) would leave in place.
+            if self.netns_id.startswith(COOKIE):
+                document["netnsCookie"] = int(self.netns_id[len(COOKIE):])
+            else:
+                document["netnsID"] = self.netns_id
         if self.node_view is not None:
             document["nodeView"] = list(self.node_view)
         return document
@@ -122,8 +135,16 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, pod_routes, document.get("logFile"), document.get("logMaxBytes"),
-                   node_addresses, reply_rules, reply_routes, document.get("netns"), document.get("netnsID"),
+                   node_addresses, reply_rules, reply_routes, document.get("netns"), _namespace_id(document),
                    document.get("nodeView"))
+
+
+def _namespace_id(document):
+    """The pod namespace's identity as runner.SystemHost gives it: cookie:N, or DEVICE:INODE (older records and
+    kernels that tell no cookie); None when not recorded."""
+    if "netnsCookie" in document:
+        return f"{COOKIE}{document['netnsCookie']}"
+    return document.get("netnsID")
 
 
 def _number(value):
@@ -134,7 +155,8 @@ def _number(value):
 
 
 def _ifname(value):
-    if not isinstance(value, str) or not config.IFNAME.match(value):
+    """A pod interface's name in a reply route: any the kernel takes (another plugin or the pod named it)."""
+    if not config.is_kernel_ifname(value):
         raise ValueError(f"not an interface name: {value!r}")
     return value
 

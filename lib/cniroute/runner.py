@@ -20,13 +20,13 @@ from collections import Counter, namedtuple
 
 from . import files, iproute
 from .errors import CommandFailed, CommandTimeout, ReadTooLarge
+from .records import COOKIE
 
 IP = "ip"
 PROC_SYS = "/proc/sys"
 NS_GET_NSTYPE, CLONE_NEWNET = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
 NS_GET_ID = 0x8008B70D  # _IOR(NSIO, 0xd, __u64), linux/nsfs.h (Linux 6.18 on): a network namespace's cookie
 SO_NETNS_COOKIE = 71  # asm-generic/socket.h (Linux 5.14 on): the cookie of a socket's network namespace
-COOKIE = "cookie:"  # how a namespace identity by cookie is written (records of older versions: DEVICE:INODE)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ANY_STATUS = range(256)  # for a caller that reports the status itself (route replay)
 

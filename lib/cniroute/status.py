@@ -78,7 +78,7 @@ def ready(state_dir, host):
     runner = Runner(Journal(), dry_run=True, host=host)  # its journal is never written
     unavailable = []
     for shim_name, records in sorted(recorded.items()):
-        cidrs = sorted({cidr for record in records for cidr, _ in record.via_host})
+        cidrs = sorted({route.dst for record in records for route in record.via_host})
         try:  # networks that share a shim agree on its master and node addresses (docs/node-layouts.md)
             require_available(runner, records[0].master, shim_name, cidrs, records[0].node_addresses)
         except CNIError as e:

@@ -9,11 +9,14 @@ Under `stateDir/`:
                                      NETWORK/CONTAINER@IFNAME
   locks/shim.SHIM, locks/nft         the flocks (per shim; the one nft table)
 Files are written to a temporary name and renamed into place, so a crash leaves the old content or the new,
-never half of one. An address can move to a new pod while the old one's DEL or GC is still to come (IPAM
-reuse), also to a pod of another network that shares the pool: the node's main table has one route per
-address whatever the network, so its ownership file is node-wide, and it is what keeps that late DEL from
-deleting the new pod's route. (Earlier versions kept it per network, networks/NETWORK/ips/ADDRESS holding
-CONTAINER@IFNAME: see the end of this file.)
+never half of one. Below the state dir no directory is followed if it is a symlink, for reads and writes alike
+(files.open_dir): a call that would write through one fails with IOFailure naming it.
+
+An address can move to a new pod while the old one's DEL or GC is still to come (IPAM reuse), also to a pod of
+another network that shares the pool: the node's main table has one route per address whatever the network, so
+its ownership file is node-wide, and it is what keeps that late DEL from deleting the new pod's route.
+(Earlier versions kept it per network, networks/NETWORK/ips/ADDRESS holding CONTAINER@IFNAME: see the end of
+this file.)
 """
 import contextlib
 import ipaddress
@@ -65,14 +68,14 @@ class Store:
         return self._load(network, file_stem(owner))[0]
 
     def save(self, attachment):
-        self._write(self._attachment_path(attachment.network, file_stem(attachment.owner)),
+        self._write(_records_dir(attachment.network), file_stem(attachment.owner) + ".json",
                     json.dumps(attachment.to_json()))
 
     def forget(self, network, owner):
         self.forget_entry(network, file_stem(owner))
 
     def forget_entry(self, network, stem):
-        self._unlink(self._attachment_path(network, stem))
+        self._unlink(_records_dir(network), stem + ".json")
 
     def entries(self, network):
         """[(file stem, record or None)] of every attachment file of a network, including unreadable ones (GC
@@ -129,7 +132,7 @@ class Store:
     def _load(self, network, stem):
         """(record, None), or (None, why there is none)."""
         try:
-            document = json.loads(files.read_text(self._attachment_path(network, stem)))
+            document = json.loads(files.read_text(self._attachment_path(network, stem), below=self.top))
         except OSError as e:
             return None, e.strerror or str(e)
         except ValueError as e:  # not UTF-8, not JSON
@@ -147,7 +150,7 @@ class Store:
     # --- locks ---
     @contextlib.contextmanager
     def shim_lock(self, shim):
-        with lock.held(self._lock_path(f"shim.{shim}"), LOCK_TIMEOUT):
+        with lock.held(self._lock_path(f"shim.{shim}"), LOCK_TIMEOUT, below=self.top):
             self._shim_held = shim
             try:
                 self._adopt_older_claims()
@@ -158,38 +161,39 @@ class Store:
     def nft_lock(self):
         if self._shim_held is None:  # the order above is what keeps two calls from deadlocking
             raise RuntimeError("the nft table's lock is taken inside a shim's lock, never alone")
-        return lock.held(self._lock_path("nft"), LOCK_TIMEOUT)
+        return lock.held(self._lock_path("nft"), LOCK_TIMEOUT, below=self.top)
 
     # --- who owns the route to an address (node-wide) ---
     def claim(self, prefix, claimant):
-        self._write(self._ip_path(prefix), claimant)
+        self._write(("ips",), _address(prefix), claimant)
 
     def owner_of(self, prefix):
         """The claimant (NETWORK/CONTAINER@IFNAME) that owns the route to prefix's address, or None."""
-        return _read_claim(self._ip_path(prefix)) or self._older_claims().get(_address(prefix))
+        return _read_claim(self.top, ("ips",), _address(prefix)) or self._older_claims().get(_address(prefix))
 
     def release(self, prefix, claimant):
         if self.owner_of(prefix) == claimant:
-            self._unlink(self._ip_path(prefix))
+            self._unlink(("ips",), _address(prefix))
 
     def claimed(self):
         """{prefix: claimant or None} of every ownership file on the node."""
-        found = {prefix: _read_claim(path) for prefix, path in _claim_files((self.top, "ips"))}
+        found = {prefix: _read_claim(self.top, ("ips",), name) for prefix, name in _claim_files(self.top, "ips")}
         for address, claimant in self._older_claims().items():
             found.setdefault(iproute.host_prefix(address), claimant)
         return found
 
     def sweep_temporaries(self, network):
         """Remove what a writer killed between write and rename left behind."""
-        for parts in (("networks", network, "attachments"), ("ips",)):
+        for parts in (_records_dir(network), ("ips",)):
             try:
                 names = files.list_dir(self.top, *parts)
             except FileNotFoundError:
                 continue
-            directory = os.path.join(self.top, *parts)
+            except OSError as e:
+                raise IOFailure(f"cannot list state {os.path.join(self.top, *parts)}", files.why(e)) from None
             for name in names:
                 if name.endswith(".tmp"):
-                    self._unlink(os.path.join(directory, name))
+                    self._unlink(parts, name)
 
     # --- the earlier layout's claims: read as they lie, or adopted once ---
     def _older_claims(self):
@@ -208,56 +212,38 @@ class Store:
         for address, claims in older.items():
             newest = _newest(claims)
             if newest:
-                self._write(os.path.join(self.top, "ips", address), newest, replace=False)
-            for _, _, path in claims:
-                self._unlink(path)
+                self._write(("ips",), address, newest, replace=False)
+            for _, _, parts, name in claims:
+                self._unlink(parts, name)
 
     # --- files ---
     def _lock_path(self, name):
         locks = os.path.join(self.top, "locks")
         try:
-            os.makedirs(locks, mode=0o700, exist_ok=True)
+            os.close(files.open_dir(self.top, "locks", create=True))
         except OSError as e:
-            raise IOFailure(f"cannot create the lock directory {locks}", str(e)) from None
+            raise IOFailure(f"cannot create the lock directory {locks}", files.why(e)) from None
         return os.path.join(locks, name)
 
     def _attachment_path(self, network, stem):
-        return os.path.join(self.top, "networks", network, "attachments", stem + ".json")
+        return os.path.join(self.top, *_records_dir(network), stem + ".json")
 
-    def _ip_path(self, prefix):
-        return os.path.join(self.top, "ips", _address(prefix))
-
-    def _write(self, path, text, replace=True):
-        """Write a state file whole: to a temporary name, then renamed into place (or, with replace=False, linked
-        there unless something already is)."""
-        if self.dry_run:
-            return
-        temp = f"{path}.{os.getpid()}.tmp"
-        try:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)  # left by a killed writer that had our pid
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            if replace:
-                os.replace(temp, path)
-            else:
-                with contextlib.suppress(FileExistsError):
-                    os.link(temp, path)
-                os.unlink(temp)
-        except OSError as e:
-            raise IOFailure(f"cannot write state {path}", str(e)) from None
-
-    def _unlink(self, path):
+    def _write(self, parts, name, text, replace=True):
+        """Write the state file top/PARTS.../name whole (files.write_whole)."""
         if self.dry_run:
             return
         try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+            files.write_whole(self.top, parts, name, text, replace)
         except OSError as e:
-            raise IOFailure(f"cannot remove state {path}", str(e)) from None
+            raise IOFailure(f"cannot write state {os.path.join(self.top, *parts, name)}", files.why(e)) from None
+
+    def _unlink(self, parts, name):
+        if self.dry_run:
+            return
+        try:
+            files.remove(self.top, parts, name)
+        except OSError as e:
+            raise IOFailure(f"cannot remove state {os.path.join(self.top, *parts, name)}", files.why(e)) from None
 
 
 def networks(state_dir):
@@ -268,35 +254,39 @@ def networks(state_dir):
         return []
 
 
+def _records_dir(network):
+    return ("networks", network, "attachments")
+
+
 def _address(prefix):
     return str(ipaddress.ip_interface(prefix).ip)
 
 
-def _claim_files(directory):
-    """(host prefix, path) of the ownership files in a directory (top, *parts: files.list_dir); other names
+def _claim_files(top, *parts):
+    """(host prefix, file name) of the ownership files in directory top/PARTS... (files.list_dir); other names
     (temporaries) are skipped."""
     try:
-        names = files.list_dir(*directory)
+        names = files.list_dir(top, *parts)
     except OSError:  # none, or not a directory of ours (a symlink...): no claim is read through it
         return []
     found = []
     for name in names:
         try:
-            found.append((str(ipaddress.ip_network(name)), os.path.join(*directory, name)))
+            found.append((str(ipaddress.ip_network(name)), name))
         except ValueError:
             continue
     return found
 
 
-def _read_claim(path):
+def _read_claim(top, parts, name):
     try:
-        return files.read_text(path).strip() or None
+        return files.read_text(os.path.join(top, *parts, name), below=top).strip() or None
     except (OSError, ValueError):
         return None
 
 
 def _read_older_claims(state_dir):
-    """{address: [(mtime, claimant or None, path)]} of the earlier layout's ownership files
+    """{address: [(mtime, claimant or None, parts, file name)]} of the earlier layout's ownership files
     (networks/NETWORK/ips/ADDRESS holding CONTAINER@IFNAME); read only. The one reader of that layout."""
     found = {}
     try:
@@ -304,13 +294,14 @@ def _read_older_claims(state_dir):
     except OSError:  # no claims are read through it (every_attachment says why)
         names = []
     for network in names:
-        for prefix, path in _claim_files((state_dir, "networks", network, "ips")):
+        parts = ("networks", network, "ips")
+        for prefix, name in _claim_files(state_dir, *parts):
             try:
-                mtime = os.lstat(path).st_mtime_ns
+                mtime = os.lstat(os.path.join(state_dir, *parts, name)).st_mtime_ns
             except OSError:
                 continue
-            owner = _read_claim(path)
-            found.setdefault(_address(prefix), []).append((mtime, owner and f"{network}/{owner}", path))
+            owner = _read_claim(state_dir, parts, name)
+            found.setdefault(_address(prefix), []).append((mtime, owner and f"{network}/{owner}", parts, name))
     return found
 
 

@@ -11,9 +11,10 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 
-from .runtime import run
+from .runtime import SetupError, run
 
 PREFIX = "rtt-"
 NETNS_DIR = "/var/run/netns"
@@ -116,3 +117,30 @@ def in_node(node: str, argv: Sequence[str]) -> list[str]:
     the call that made them, while a later `podman rm` needs them. What the runtime leaves running (conmon, the
     shims, the `podman container cleanup` conmon starts when a container exits) stays in the node netns too."""
     return ["nsenter", f"--net={netns_path(node)}", *argv]
+
+
+def remake_at_the_same_inode(name: str, tries: int = 300) -> None:
+    """Delete the network namespace `name` (ip netns) and make one at its path again that has its freed inode
+    number, as a runtime that crashed (no DEL) and made a new pod's namespace there may get. The kernel gives the
+    lowest free number once a freed namespace is cleaned up, so lower free ones are held meanwhile by fillers
+    (bind mounts of the namespaces that got them), removed at the end."""
+    path = netns_path(name)
+    inode = os.stat(path).st_ino
+    run(["ip", "netns", "del", name])
+    fillers: list[str] = []
+    try:
+        for i in range(tries):
+            time.sleep(0.02)
+            run(["ip", "netns", "add", name])
+            got = os.stat(path).st_ino
+            if got == inode:
+                return
+            if got < inode:  # a lower number was free: keep it taken
+                fillers.append(f"{name}-{i}")
+                open(netns_path(fillers[-1]), "w").close()
+                run(["mount", "--bind", path, netns_path(fillers[-1])])
+            run(["ip", "netns", "del", name])
+        raise SetupError(f"no new namespace got the inode {inode} in {tries} tries")
+    finally:
+        for filler in fillers:
+            run(["ip", "netns", "del", filler], check=False)

@@ -39,6 +39,7 @@ DAMAGES = {
     "a byte of the code section": flipped(lambda d: section_start(d) + 200_000),
     "the code section's recorded size": flipped(lambda d: section_start(d) + build_dist.SEAL_AT),
     "the zip's end record": flipped(lambda d: d.rindex(b"PK\x05\x06")),
+    "a download concatenated twice": lambda data: data + data,
 }
 
 

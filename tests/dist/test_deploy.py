@@ -136,6 +136,14 @@ def test_multus_network_attachment_definition():
     check_chain(json.loads(nad["spec"]["config"]))
 
 
+def test_the_sample_pod_asks_for_the_sample_network():
+    """docs/quickstart.md applies both: the pod's annotation names the NetworkAttachmentDefinition, in its
+    namespace."""
+    pod, nad = load("sample-pod.yaml"), load("multus-nad.yaml")
+    assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == nad["metadata"]["name"]
+    assert pod["metadata"]["namespace"] == nad["metadata"]["namespace"]
+
+
 def test_net_d_conflist():
     check_chain(json.loads((DEPLOY / "net.d" / "10-macvlan-route.conflist").read_text()))
 

@@ -2,10 +2,11 @@
 `deploy/` and `deploy/gke`, against the API schemas of every Kubernetes version we claim (docs/install.md, Install
 on a cluster), with a maintained validator in strict mode (kubernetes-validate: unknown fields are errors). The Multus
 NetworkAttachmentDefinition is a custom resource whose schema the validator does not ship; test_deploy.py checks
-the chain it carries."""
+the chain it carries. The sample pod of docs/quickstart.md is validated as it is."""
 import os
 
 import pytest
+import yaml
 from conftest import REPO
 from beds.manifests import VARIANTS, daemonset, render
 
@@ -33,6 +34,12 @@ def test_the_install_page_claims_the_versions_tested():
 def test_every_rendered_manifest_is_valid_for_every_claimed_kubernetes(version, variant, rendered):
     for document in rendered[variant]:
         assert kubernetes_validate.validate(document, version, strict=True) == version
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_sample_pod_is_valid_for_every_claimed_kubernetes(version):
+    pod = yaml.safe_load((REPO / "deploy" / "sample-pod.yaml").read_text())
+    assert kubernetes_validate.validate(pod, version, strict=True) == version
 
 
 def test_strict_validation_rejects_an_unknown_field():

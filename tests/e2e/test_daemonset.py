@@ -173,7 +173,7 @@ def test_the_watcher_heals_inside_the_running_pods_after_the_nodes_address_chang
             time.sleep(0.1)
         logs = podman.podman("logs", name)
         assert [routes_in(path) for path in pods] == [wanted] * 2, logs.stdout + logs.stderr
-        assert "NOT in shape" not in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+        assert "cannot enter" not in logs.stdout + logs.stderr, logs.stdout + logs.stderr  # not even for a while
         assert podman.podman("stop", "--time", str(pod["terminationGracePeriodSeconds"]), name).returncode == 0
 
 
@@ -207,7 +207,8 @@ def test_the_watchers_probes_pass_in_the_image_and_its_declared_port_serves_the_
     says, and the container port it names `metrics` serves Prometheus' text format on the node."""
     [watcher] = pod["containers"]
     name = podman.name(watcher)
-    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net"}
+    paths = {"/run/cni-route": str(tmp_path / "state"), "/proc/sys/net": "/proc/sys/net",
+             "/var/run/netns": "/var/run/netns"}
     started = podman.run(podman_argv(watcher, pod, paths, name, image, detach=True))
     assert started.returncode == 0, started
     assert wait_for_log(podman, name, "watching"), podman.podman("logs", name)

@@ -19,7 +19,17 @@ import pytest
 from beds import libcni, netns, runtime, topology
 from beds.libcni import ok, pod_ips
 from beds.services import request
-from beds.topology import ELSEWHERE_V4, ELSEWHERE_V6, LAN_V4, MASTER, NODE_V4, SHIM, move_node_address
+from beds.topology import (
+    ELSEWHERE_GW4,
+    ELSEWHERE_V4,
+    ELSEWHERE_V6,
+    LAN_V4,
+    MASTER,
+    NODE_V4,
+    SECOND_NIC,
+    SHIM,
+    move_node_address,
+)
 
 PRIMARY_NET = "rtt-cluster"
 SECONDARY_NET = "rtt-route"
@@ -198,14 +208,13 @@ def test_what_the_pod_starts_goes_as_before(bed, servers):
 
 
 def pod_state(topo, pod):
-    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; once no address
-    of the pod is tentative (IPv6 DAD, a second or so after an interface comes up, adds the address's local route:
-    a state read before would differ from one read after for that alone)."""
-    deadline = time.monotonic() + 10
-    while runtime.run(["ip", "-n", pod, "addr", "show", "tentative"]).stdout and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """Everything of the pod's routing, as ip prints it: rules, every table's routes, addresses; read once no
+    address is `tentative` (its duplicate address detection still running: the flag goes by itself)."""
     commands = [["rule"], ["-6", "rule"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"],
                 ["addr"]]
+    deadline = time.monotonic() + 10
+    while "tentative" in runtime.run(["ip", "-n", pod, "addr"]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
     return "\n".join(runtime.run(["ip", "-n", pod, *argv]).stdout for argv in commands)
 
 
@@ -261,12 +270,95 @@ def test_check_names_a_missing_reply_path(bed):
     assert rc != 0 and f"no rule from {cluster[0]} lookup {table}" in out["msg"], out
 
 
+def test_check_of_net1_after_the_cluster_networks_del_passes(bed):
+    """Either DEL may come first (docs/multus.md): eth0's took eth0, and the pod left with net1 alone needs no
+    reply path; net1's own DEL then leaves nothing."""
+    pod, _, _ = bed.pod()
+    bed.delete(pod, "eth0")
+    rc, out, err = bed.check(pod)
+    assert rc == 0, (out, err)
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+def test_a_route_in_a_reply_table_that_route_did_not_make_is_neither_taken_nor_deleted(bed):
+    """Someone's route in the table route uses for eth0 (2010000 + its ifindex), to a destination route copies
+    there: ADD leaves it (proto static), and net1's DEL does not delete it."""
+    pod, path = bed.topo.add_pod()
+    bed.add(pod, path, "eth0")
+    [eth0] = json.loads(bed.topo.pod_exec(pod, ["ip", "-json", "link", "show", "eth0"]).stdout)
+    table = str(2010000 + eth0["ifindex"])
+    theirs = [CLUSTER_GW4, "dev", "eth0", "scope", "link", "table", table, "proto", "static"]
+    assert bed.topo.pod_exec(pod, ["ip", "route", "add", *theirs]).returncode == 0
+
+    def in_their_table():
+        return [(r["dst"], r.get("protocol")) for r in json.loads(bed.topo.pod_exec(
+            pod, ["ip", "-json", "route", "show", "table", table]).stdout) if r["dst"] == CLUSTER_GW4]
+
+    bed.add(pod, path, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
+    assert bed.check(pod)[0] == 0
+    bed.delete(pod, "net1")
+    assert in_their_table() == [(CLUSTER_GW4, "static")]
+
+
 def test_a_pod_with_one_interface_gets_no_rules_or_tables(bed):
     pod, path = bed.topo.add_pod()
     fresh_rules = bed.topo.pod_exec(pod, ["ip", "rule"]).stdout
     bed.add(pod, path, "net1")
     assert reply_paths(bed.topo, pod) == []
     assert bed.topo.pod_exec(pod, ["ip", "rule"]).stdout == fresh_rules
+
+
+MOVED_V4 = "10.20.0.7"  # the node's address on eth1 after a DHCP renewal
+
+
+def move_the_node_address_on_eth1(topo):
+    for argv in (["addr", "del", f"{ELSEWHERE_V4}/24", "dev", SECOND_NIC],
+                 ["addr", "add", f"{MOVED_V4}/24", "dev", SECOND_NIC],
+                 ["route", "replace", "default", "via", ELSEWHERE_GW4]):  # it went with the address
+        assert topo.node_exec(["ip", *argv]).returncode == 0, argv
+
+
+def through(reply_routes, address):
+    return [r for r in reply_routes if address in (r.get("dst"), r.get("gateway"))]
+
+
+def test_reconcile_after_the_node_address_on_another_nic_changed_and_a_later_del_leave_no_reply_route_to_it(
+        cni, topo, tmp_path, route_plugin):
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, _, _ = bed.pod()
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) != []
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin)
+    assert code == 0, err
+    assert through(reply_paths(topo, pod), ELSEWHERE_V4) == []
+    assert through(reply_paths(topo, pod), MOVED_V4) != []
+    bed.delete(pod, "net1")
+    assert reply_paths(topo, pod) == []
+
+
+def test_dry_runs_leave_the_pods_rules_and_reply_tables_as_they_are(cni, topo, tmp_path, route_plugin):
+    """`reconcile --dry-run` after the node's address changed, and an ADD of net1 whose route has dryRun."""
+    bed = Bed(cni, topo, tmp_path, "dedicated-nic")
+    pod, path = topo.add_pod()
+    bed.add(pod, path, "eth0")
+    rules = [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")]
+    dry = json.loads(bed.secondary.read_text())
+    dry["plugins"][1]["dryRun"] = True
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    assert reply_paths(topo, pod) == []
+    assert [topo.pod_exec(pod, ["ip", family, "rule"]).stdout for family in ("-4", "-6")] == rules
+    bed.delete(pod, "net1")
+    dry["plugins"][1]["dryRun"] = False
+    bed.secondary.write_text(json.dumps(dry))
+    bed.add(pod, path, "net1")
+    before = pod_state(topo, pod)
+    move_the_node_address_on_eth1(topo)
+    code, err = reconcile(bed, route_plugin, "--dry-run", "--log-file", "-")
+    assert code == 1 and "dry-run, not run: nsenter" in err, err
+    assert pod_state(topo, pod) == before
 
 
 def doctor(bed, route_plugin):
@@ -331,3 +423,61 @@ def test_podman_with_a_cluster_and_a_secondary_network(tmp_path, topo, route_plu
         assert bed.attachments(lan) == []
         assert pod_state(topo, sandbox) == before
         assert [r for r in json.loads(topo.node_exec(["ip", "-json", "route"]).stdout) if r.get("dev") == SHIM] == []
+
+
+def reconcile(bed, route_plugin, *options):
+    """One `route reconcile` pass on the node, with `options`: (exit status, its report)."""
+    proc = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "reconcile", "--state-dir", str(bed.state),
+                                             "--log-file", str(bed.log.with_name("reconcile.log")), *options),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def ours(topo, pod):
+    """route's routes (every table) and reply rules in the pod."""
+    return [obj for obj in reply_paths(topo, pod) if "priority" in obj] + [
+        obj for family in ("-4", "-6") for obj in json.loads(
+            topo.pod_exec(pod, ["ip", family, "-json", "route", "show", "table", "all"]).stdout)
+        if obj.get("protocol") == "201"]
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_cluster_interface_named_x_at_y_goes_through_add_reconcile_and_del(bed, route_plugin):
+    """`x@y` is a name Linux takes: the reply paths name it, the record keeps it and is read back, so the pass
+    puts the pod's node route back and DEL removes the reply rules."""
+    pod, path = bed.topo.add_pod()
+    ok(bed.cni.add(bed.primary, path, bed.cid(pod), "x@y"), "ADD x@y")
+    [lan, _] = bed.add(pod, path, "net1")
+    assert any(r.get("dev") == "x@y" for r in reply_paths(bed.topo, pod))
+    assert reconcile(bed, route_plugin) == (0, f"route reconcile: {SHIM}: in shape\n")
+    assert bed.topo.node_exec(["ip", "route", "del", lan, "dev", SHIM]).returncode == 0
+    code, report = reconcile(bed, route_plugin)
+    assert code == 0 and f"{SHIM}: repaired" in report, report
+    assert bed.topo.node_exec(["ip", "route", "show", lan, "dev", SHIM]).stdout.strip(), report
+    assert bed.check(pod)[0] == 0
+    replayed = subprocess.run(libcni.person_argv(bed.topo.node, route_plugin, "replay", "--command", "ADD",
+                                                 "--dry-run", str(bed.log)), capture_output=True, text=True, timeout=60)
+    assert replayed.returncode == 0 and "refused" not in replayed.stdout and " dev x@y " in replayed.stdout, replayed
+    bed.delete(pod, "net1")
+    assert reply_paths(bed.topo, pod) == []
+
+
+@pytest.mark.parametrize("bed", ["dedicated-nic"], indirect=True)
+def test_a_namespace_made_again_at_the_pods_path_gets_nothing_of_the_dead_pod(bed, route_plugin):
+    """The runtime crashed: the pod's namespace is gone without a DEL, and a new one is made at the same path,
+    the kernel giving it the freed inode number, with interfaces of the same names and addresses. The pass
+    names it as another namespace and writes none of the dead pod's routes or rules into it."""
+    pod, cluster, lan = bed.pod()
+    assert ours(bed.topo, pod)
+    [record] = (bed.state / "networks" / SECONDARY_NET / "attachments").iterdir()
+    path = json.loads(record.read_text())["netns"]
+    netns.remake_at_the_same_inode(pod)
+    for ifname, addresses in (("eth0", cluster), ("net1", lan)):
+        peer = f"p-{ifname}"
+        for argv in (["link", "add", ifname, "type", "veth", "peer", "name", peer], ["link", "set", ifname, "up"],
+                     ["link", "set", peer, "up"],
+                     *(["addr", "add", f"{a}/{64 if ':' in a else 24}", "dev", ifname, "nodad"] for a in addresses)):
+            assert bed.topo.pod_exec(pod, ["ip", *argv]).returncode == 0, argv
+    code, report = reconcile(bed, route_plugin)
+    assert code == 1 and f"pod {bed.cid(pod)}@net1: {path} is another network namespace now" in report, report
+    assert ours(bed.topo, pod) == []

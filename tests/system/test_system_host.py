@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from beds import netns
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
 from cniroute import runner  # noqa: E402
 from cniroute.errors import CommandTimeout  # noqa: E402
@@ -58,30 +60,6 @@ def netns_path():
     ip_netns("del", name, check=False)
 
 
-def remake_until_the_inode_is_reused(path, tries=300):
-    """Delete the namespace at `path` and make one there again that has the freed inode number: the kernel gives
-    the lowest free one, once a freed namespace's cleanup has run, so lower free ones are taken by fillers."""
-    name, inode = os.path.basename(path), os.stat(path).st_ino
-    ip_netns("del", name)
-    fillers = []
-    try:
-        for i in range(tries):
-            time.sleep(0.02)
-            ip_netns("add", name)
-            got = os.stat(path).st_ino
-            if got == inode:
-                return
-            if got < inode:  # a lower number was free: keep it taken, by a bind mount of the namespace file
-                fillers.append(f"{path}-{i}")
-                open(fillers[-1], "w").close()
-                subprocess.run(["mount", "--bind", path, fillers[-1]], check=True)
-            ip_netns("del", name)
-        pytest.fail(f"no new namespace got the inode {inode} in {tries} tries")
-    finally:
-        for filler in fillers:
-            ip_netns("del", os.path.basename(filler), check=False)
-
-
 def ip_netns(*args, check=True):
     subprocess.run(["ip", "netns", *args], check=check, capture_output=True)
 
@@ -89,7 +67,7 @@ def ip_netns(*args, check=True):
 def test_a_namespace_made_again_at_the_path_with_the_freed_inode_has_another_cookie(host, netns_path):
     cookie, legacy = host.identify_namespace(netns_path), host.identify_namespace(netns_path, like="1:2")
     assert cookie.startswith("cookie:") and legacy == "{0.st_dev}:{0.st_ino}".format(os.stat(netns_path))
-    remake_until_the_inode_is_reused(netns_path)
+    netns.remake_at_the_same_inode(os.path.basename(netns_path))
     assert host.identify_namespace(netns_path, like=legacy) == legacy  # the old form cannot tell them apart
     assert host.identify_namespace(netns_path) != cookie
 

@@ -1,15 +1,17 @@
 """README.md and docs/ as a reader gets them: a short README that starts with the two commands, the pages docs/
 must have, every relative link and #anchor resolving, no history of the project's own work, the embedded files
 as they are in the repository, config entries the plugin accepts, and doctor's and the commands' pointers into
-docs/ landing on a section that exists. (The demo's example outputs are checked against a run of the demo in
-tests/e2e/test_demo.py; the commands the pages show run in tests/system/test_docs_shell_commands.py
-and tests/e2e/test_docs_node_commands.py.)"""
+docs/ landing on a section that exists, the quickstart's commands naming what there is. (The demo's example
+outputs are checked against a run of the demo in tests/e2e/test_demo.py; the commands the pages show run in
+tests/system/test_docs_shell_commands.py and tests/e2e/test_docs_node_commands.py.)"""
 import json
 import re
+import shlex
 from pathlib import Path
 
 import docs_examples
 import pytest
+import yaml
 
 from cniroute import config, person
 from cniroute.doctor import report, verdicts
@@ -19,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # docs/, one page per topic; every one must exist.
 PAGES = {"how-it-works.md", "configuration.md", "node-layouts.md", "services.md", "self-healing.md", "doctor.md",
-         "debugging.md", "development.md", "install.md", "performance.md", "multus.md", "metrics.md"}
+         "debugging.md", "development.md", "install.md", "performance.md", "multus.md", "metrics.md",
+         "quickstart.md"}
 TWO_COMMANDS = (
     "tools/setup.sh && tools/demo.sh    # set up (apt, .venv, dist/route) and run the demo: the seed's functional "
     "test, on throw-away namespaces\n"
@@ -67,6 +70,37 @@ def test_docs_has_its_pages_and_no_others():
 def test_the_readme_links_every_page():
     linked = {target for target in LINK.findall(prose(README.read_text())) if target.startswith("docs/")}
     assert {f"docs/{page}" for page in PAGES} <= linked
+
+
+def test_the_readme_sends_cluster_users_to_the_quickstart_first():
+    assert next(target for target in LINK.findall(prose(README.read_text())) if target.startswith("docs/")) \
+        == "docs/quickstart.md"
+
+
+def quickstart_commands():
+    """The lines of the quickstart's sh blocks."""
+    text = (REPO / "docs" / "quickstart.md").read_text()
+    return [line for block in re.findall(r"^```sh\n(.*?)^```$", text, re.M | re.S) for line in block.splitlines()]
+
+
+def test_the_quickstarts_commands_name_what_there_is():
+    """What can be checked without a cluster: every route command parses as route's own parser takes it, every
+    file applied is in deploy/, and every object named is the one the manifests make."""
+    daemonset = yaml.safe_load((REPO / "deploy" / "base" / "daemonset.yaml").read_text())["metadata"]["name"]
+    pod = yaml.safe_load((REPO / "deploy" / "sample-pod.yaml").read_text())["metadata"]["name"]
+    nad = yaml.safe_load((REPO / "deploy" / "multus-nad.yaml").read_text())["metadata"]["name"]
+    lines = quickstart_commands()
+    routes = [shlex.split(line.split("/opt/cni/bin/route", 1)[1]) for line in lines if "/opt/cni/bin/route " in line]
+    assert [args[0] for args in routes] == ["doctor", "remove", "remove"]
+    for args in routes:
+        person.build_parser().parse_args(args)  # SystemExit on an unknown command or option
+    applied = [line.split()[-1] for line in lines if line.startswith("kubectl apply -f")]
+    assert applied == ["deploy/multus-nad.yaml", "deploy/sample-pod.yaml"]
+    assert all((REPO / path).is_file() for path in applied)
+    assert set(re.findall(r"\bds/([\w-]+)", "\n".join(lines))) == {daemonset}
+    assert set(re.findall(r"\bpod/([\w-]+)", "\n".join(lines))) == {pod}
+    text = (REPO / "docs" / "quickstart.md").read_text()
+    assert f"network-attachment-definitions\n   {nad}" in text or f"network-attachment-definitions {nad}" in text
 
 
 def links():

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from helpers import call, netconf, prev_result, run_person
+from helpers import call, multus_pod, netconf, prev_result, run_person
 from test_doctor_checks import node_programs
 
 from cniroute.store import Store
@@ -104,3 +104,25 @@ def test_only_a_locked_call_of_the_plugin_moves_the_earlier_layout(monkeypatch, 
     code, out, err = call(monkeypatch, host, "DEL", netconf(tmp_path))
     assert code == 0, (out, err)
     assert not legacy.exists() and host.routes_on(SHIM) == []  # DEL took it over, and removed the pod's route
+
+
+def test_dry_runs_leave_a_multus_pods_rules_and_reply_tables_as_they_are(monkeypatch, host, tmp_path):
+    """reconcile --dry-run after the node's address changed, and the plugin's dryRun on ADD and DEL: each says what
+    it would do in the pod of two interfaces, and changes nothing there (nor on the node)."""
+    pod = multus_pod(host)
+    net1 = {"CNI_IFNAME": "net1"}
+    conf = netconf(tmp_path, prev_result("192.168.1.2/16", ifname="net1"))
+    before = node(host)
+    code, out, err = call(monkeypatch, host, "ADD", {**conf, "dryRun": True}, **net1)
+    assert code == 0 and "dry-run, not run: nsenter --net=/var/run/netns/pod1 ip rule add from 10.244.0.2" in err, err
+    assert node(host) == before
+    assert call(monkeypatch, host, "ADD", conf, **net1)[0] == 0
+    assert pod.rules and any(r.get("table", "main") != "main" for r in pod.routes)
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16"]  # a DHCP renewal: reconcile would remake the reply paths
+    before = node(host)
+    code, _, err = run_person(host, "reconcile", "--state-dir", tmp_path, "--dry-run")
+    assert code == 1 and "table 2010003" in err and "dry-run, not run: nsenter" in err, err
+    assert node(host) == before
+    code, out, err = call(monkeypatch, host, "DEL", {**conf, "dryRun": True}, **net1)
+    assert code == 0 and "dry-run, not run: nsenter --net=/var/run/netns/pod1 ip rule del" in err, (out, err)
+    assert node(host) == before

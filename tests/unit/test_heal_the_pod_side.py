@@ -64,7 +64,8 @@ def test_a_namespace_at_the_path_that_is_another_one_now_is_left_alone_and_named
 def test_a_record_of_an_older_version_with_the_namespaces_device_and_inode_is_healed_as_before(moved, pod, tmp_path):
     path = tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json"
     document = json.loads(path.read_text())
-    document["netnsID"] = moved.identify_namespace(POD_NETNS, like="4:1")  # what versions before the cookie wrote
+    del document["netnsCookie"]  # what versions before the cookie wrote:
+    document["netnsID"] = moved.identify_namespace(POD_NETNS, like="4:1")
     path.write_text(json.dumps(document))
     code, _, err = reconcile(moved, tmp_path)
     assert code == 0, err
@@ -112,7 +113,7 @@ def test_a_pod_whose_address_belongs_to_another_attachment_now_is_left_alone(mov
 def test_a_record_of_an_older_version_without_the_namespace_is_left_alone(moved, pod, tmp_path):
     path = tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json"
     document = json.loads(path.read_text())
-    del document["netns"], document["netnsID"]
+    del document["netns"], document["netnsCookie"]
     path.write_text(json.dumps(document))
     before = pod_routes(pod)
     assert reconcile(moved, tmp_path)[0] == 0
@@ -125,3 +126,12 @@ def test_a_dry_run_says_what_it_would_put_in_the_pod_and_changes_nothing(moved, 
     assert code == 1
     assert f"dry-run, not run: nsenter --net={POD_NETNS} ip route replace 10.20.0.7/32 dev eth0" in err, err
     assert pod_routes(pod) == before and record(tmp_path) == kept
+
+
+def test_a_pass_that_repairs_the_shim_but_cannot_heal_a_pod_exits_1_and_names_the_pod(moved, pod, tmp_path):
+    pod.failures[("route", "replace")] = (2, "RTNETLINK answers: Operation not permitted\n")
+    code, _, err = reconcile(moved, tmp_path)
+    assert moved.addresses_of("eno1.host") == ["10.20.0.7/24", "fd20::5/64"]  # the shim was repaired
+    assert code == 1, err
+    assert "eno1.host: NOT in shape" in err and "pod c1@eth0: " in err and "Operation not permitted" in err, err
+    assert "eno1.host: in shape" not in err and "eno1.host: repaired" not in err, err

@@ -41,7 +41,7 @@ def test_del_does_not_need_netns(monkeypatch, host, good):
 
 @pytest.mark.parametrize("command", ["", "add", "FOO", "ADD;rm -rf /"])
 def test_unknown_command_is_code_4(monkeypatch, host, good, command):
-    expect_error(monkeypatch, host, command or None, good, 4, "CNI_COMMAND")
+    expect_error(monkeypatch, host, command, good, 4, "CNI_COMMAND")  # "" is set, empty: without it, the usage
 
 
 @pytest.mark.parametrize("name, value", [

@@ -345,6 +345,15 @@ def test_a_record_under_another_attachments_name_is_not_used(monkeypatch, host, 
     assert host.routes_on("eno1.host") == ["192.168.1.2/32"]  # b's DEL does not act on a's record
 
 
+def test_a_record_under_another_networks_directory_is_not_used(monkeypatch, host, tmp_path):
+    assert call(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16")))[0] == 0
+    moved = tmp_path / "networks" / "other" / "attachments"
+    moved.mkdir(parents=True)
+    os.rename(tmp_path / "networks" / "default" / "attachments" / "c1@eth0.json", moved / "c1@eth0.json")
+    assert call(monkeypatch, host, "DEL", netconf(tmp_path, name="other"))[0] == 0
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"]  # other's DEL does not act on default's record
+
+
 def test_claims_of_an_older_version_are_adopted_newest_first(tmp_path):
     # (the newest is neither the first network nor the greatest name: only its time decides)
     for network, owner, mtime in (("a", "new@eth0", 2000), ("b", "old@eth0", 1000), ("c", "mid@eth0", 1500)):

@@ -51,7 +51,8 @@ def test_the_pod_side_is_two_reads_and_a_change_and_the_log_replays(monkeypatch,
     _, _, log = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     entered = [argv for argv in host.calls if argv[0] == "nsenter"]
     assert [argv[2:] for argv in entered if "-json" in argv] == [
-        ["ip", "-json", "-d", "-force", "-batch", "-"]] * 2  # the pod's addresses; eth0's way to the node
+        ["ip", "-json", "-d", "-force", "-batch", "-"]] * 3  # the pod's addresses; eth0's way to the node; route's
+    # tables, for a route route did not make there
     (block,) = parse_log(log)
     assert [line for line in block.lines if line.startswith("nsenter")] == [
         f"nsenter --net={POD_NETNS} ip " + " ".join(argv[3:]) for argv in entered if "-json" not in argv]
@@ -99,6 +100,45 @@ def test_check_names_what_is_missing(monkeypatch, host, multus_pod, tmp_path):
     _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
     assert "no rule from 10.244.0.2 lookup 2010002 in the pod" in out["msg"]
     assert "no route to 10.244.0.1/32 dev net1 in the pod's table 2010003" in out["msg"]
+
+
+def test_check_after_the_cluster_networks_del_passes(monkeypatch, host, multus_pod, tmp_path):
+    """Either DEL may come first (docs/multus.md): once eth0's DEL has taken eth0 (its routes, those of our
+    table too, went with it; the rules did not), the pod has one interface, which needs no reply path."""
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    multus_pod.delete_link("eth0")
+    code, out, err = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
+    assert code == 0, (out, err)
+
+
+def test_check_after_another_secondary_networks_del_still_names_what_is_missing(monkeypatch, host, multus_pod,
+                                                                                 tmp_path):
+    """A third interface's DEL takes only what was of that interface: eth0's reply path is still required."""
+    multus_pod.add_link("net2", addresses=["10.30.0.2/24"])
+    multus_pod.add_route("10.30.0.0/24", "net2", protocol="kernel")
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    assert len(multus_pod.rules) == 3
+    multus_pod.delete_link("net2")
+    assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
+    multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(ETH0)]
+    _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
+    assert "no route to 192.168.0.5/32 dev eth0 in the pod's table 2010002" in out["msg"], out
+    assert "net2" not in out["msg"] and "10.30.0" not in out["msg"], out
+
+
+def test_a_route_in_a_reply_table_that_is_not_ours_is_neither_taken_nor_deleted(monkeypatch, host, multus_pod,
+                                                                                 tmp_path):
+    """Someone's route in the table route uses for net1, to a destination route would put there: ADD leaves it
+    as it is (and says so in its log), and DEL does not delete it."""
+    multus_pod.add_route("10.244.0.1/32", "net1", protocol="static", table=str(NET1))
+    theirs = dict(multus_pod.routes[-1])
+    code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
+    assert code == 0, (out, err)
+    assert theirs in multus_pod.routes
+    assert f"table {NET1} has a route to 10.244.0.1/32 that route did not make: left as it is" in err, err
+    assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert theirs in multus_pod.routes and multus_pod.rules == []
 
 
 def test_a_pod_of_one_interface_is_left_alone(monkeypatch, host, tmp_path):
@@ -161,7 +201,8 @@ def test_a_record_of_an_older_version_still_dels(monkeypatch, host, multus_pod, 
     {"replyRules": [["not-an-address", 2010002]]},
     {"replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", "eth0; reboot", False, None]]},
     {"replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", "eth0", "yes", None]]},
-    {"replyRoutes": [[-1, "0.0.0.0/0", None, "eth0", False, None]]}])
+    {"replyRoutes": [[-1, "0.0.0.0/0", None, "eth0", False, None]]},
+    *({"replyRoutes": [[2010002, "0.0.0.0/0", None, dev, False, None]]} for dev in ("a/b", "a:b", "..", "x" * 16))])
 def test_a_record_with_a_malformed_reply_path_is_not_ours(tmp_path, entry):
     from cniroute.records import Attachment
 
@@ -186,3 +227,55 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
+
+
+def test_an_add_that_fails_after_the_nodes_route_is_in_is_undone_by_a_del_without_prev_result(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Crash consistency: the runtime answers a failed ADD with a DEL, and may have no prevResult to give it. The
+    record is written before anything changes, so DEL takes out what the ADD put in, on the node and in the pod."""
+    via = {"routeViaHost": ["10.96.0.0/12"]}
+    before = json.dumps([[r for r in multus_pod.routes], multus_pod.rules])
+    multus_pod.failures[("rule", "add")] = (2, "RTNETLINK answers: Operation not supported\n")
+    code, out, _ = on_net1(monkeypatch, host, "ADD", netconf(tmp_path, prev_result("192.168.1.2/16", ifname="net1"),
+                                                             **via))
+    assert code == 1 and out["code"] == 100, out
+    assert host.routes_on("eno1.host") == ["192.168.1.2/32"] and (tmp_path / "ips" / "192.168.1.2").exists()
+    assert table_routes(multus_pod) and any(r["dst"] == "10.96.0.0/12" for r in multus_pod.routes)
+    del multus_pod.failures[("rule", "add")]
+    code, out, err = on_net1(monkeypatch, host, "DEL", netconf(tmp_path, **via))
+    assert code == 0, (out, err)
+    assert host.routes_on("eno1.host") == [] and not (tmp_path / "ips" / "192.168.1.2").exists()
+    assert list((tmp_path / "networks" / "default" / "attachments").iterdir()) == []
+    assert json.dumps([multus_pod.routes, multus_pod.rules]) == before
+
+
+@pytest.mark.parametrize("dev", ["x@y", "net1@if3", "#", "é" * 7, "-x", "x" * 15])
+def test_a_record_names_any_interface_the_kernel_takes_and_reads_it_back(dev):
+    """A pod's other interfaces are named by other plugins or the pod: what the kernel takes, a record holds."""
+    from cniroute.records import Attachment, TableRoute
+
+    document = {"containerID": "c1", "ifname": "net1", "network": "default", "master": "eno1",
+                "bridge": "eno1.host", "prefixes": [], "viaHost": [], "replyRules": [["10.244.0.2", 2010002]],
+                "replyRoutes": [[2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None]]}
+    read = Attachment.from_json(json.loads(json.dumps(Attachment.from_json(document).to_json())))
+    assert read.reply_routes == [TableRoute(2010002, "0.0.0.0/0", "10.244.0.1", dev, False, None)]
+
+
+
+def test_an_interface_named_x_at_y_gets_its_reply_path_and_one_ip_printed_from_no_utf_8_gets_none(
+        monkeypatch, host, multus_pod, tmp_path):
+    """Names come from the pod: any the kernel takes is used and recorded; one that ip printed from bytes that
+    were no UTF-8 (U+FFFD) names no interface any command could reach, so it gets no reply path."""
+    for name, address in (("x@y", "10.98.0.2/24"), ("bad\ufffd", "10.99.0.2/24")):
+        multus_pod.add_link(name, addresses=[address])
+        multus_pod.add_route(address.replace(".2/", ".0/"), name, protocol="kernel")
+    code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
+    assert code == 0, (out, err)
+    record = json.loads((tmp_path / "networks" / "default" / "attachments" / "c1@net1.json").read_text())
+    assert {route[3] for route in record["replyRoutes"]} == {"eth0", "net1", "x@y"}
+    (block,) = parse_log(err)
+    assert any(" dev x@y " in line for line in block.lines)
+    assert all(replay.replayable(line) for line in block.lines), block.lines  # route replay takes them
+    assert "10.99.0.2" not in [address for address, _ in record["replyRules"]]
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert multus_pod.rules == []

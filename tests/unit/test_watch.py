@@ -129,6 +129,20 @@ def test_a_restarted_monitor_is_counted(monkeypatch, host, attached):
         assert bed.until(lambda: figures.read(attached)["monitor"]["restarts"] == 1)
 
 
+def test_a_monitor_that_cannot_start_is_down_in_the_figures(monkeypatch, host, attached):
+    monkeypatch.setattr(watch, "RESTART_PAUSE", 0.05)
+    bed = Bed(host, attached, interval=0.1)
+    bed.fail_starts = 1000
+    with bed:
+        assert bed.until(lambda: bed.passes >= 3)
+        doc = figures.read(attached)
+        assert doc["monitor"]["pid"] is None and doc["monitor"]["down_since"] is not None
+        doc["loop"] = {"state": "idle", "since": 0.0, "next_by": figures.clock() + 100}  # only the monitor is late
+        assert figures.liveness(doc, 0.0).startswith("ip monitor has not run for ")
+        bed.fail_starts = 0
+        assert bed.until(lambda: figures.read(attached)["monitor"]["down_since"] is None)
+
+
 def test_a_burst_of_events_costs_one_pass(host, attached):
     with Bed(host, attached) as bed:
         bed.quiet()
