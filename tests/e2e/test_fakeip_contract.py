@@ -11,7 +11,7 @@ import sys
 
 from beds import REPO
 from beds.topology import MASTER, PROTO, SHIM
-from cniroute import config, iproute, plugin, pod_routes, routes
+from cniroute import config, iproute, plugin, pod_routes, reply_paths, routes
 from cniroute.journal import Journal
 from cniroute.node import Node
 from cniroute.records import PodRoute, ReplyRule, TableRoute
@@ -19,7 +19,7 @@ from cniroute.runner import Runner
 from fakeip import FakeHost
 
 GATEWAY = "192.168.0.1"
-TABLE = pod_routes.REPLY_TABLE + 2
+TABLE = reply_paths.REPLY_TABLE + 2
 ABSENT = "absent0"
 # The node: eno1 (made by the topology, given a known MAC), a shim with another MTU and one address copy, two pod
 # routes of ours, a route of somebody else's, a default route, one without a next hop in another table, a
@@ -45,7 +45,7 @@ REAL_STATE = [
      "proto", PROTO, "metric", "5"],
     ["-6", "route", "replace", "fd44::1/128", "via", "fd00::7", "dev", MASTER, "onlink", "table", str(TABLE),
      "proto", PROTO],
-    ["rule", "add", "from", "192.168.0.5", "lookup", str(TABLE), "pref", str(pod_routes.RULE_PREF)],
+    ["rule", "add", "from", "192.168.0.5", "lookup", str(TABLE), "pref", str(reply_paths.RULE_PREF)],
 ]
 POD_PLAN = pod_routes.PodPlan(
     [PodRoute("10.20.0.5/32", None), PodRoute("10.21.0.5/32", None)],
@@ -78,7 +78,7 @@ def fake_node():
                      "protocol": PROTO, "scope": "global", "table": str(TABLE)},
                     {"dst": "fd44::1/128", "dev": MASTER, "gateway": "fd00::7", "onlink": True, "protocol": PROTO,
                      "scope": "global", "table": str(TABLE)}]
-    host.rules.append({"src": "192.168.0.5", "table": str(TABLE), "priority": pod_routes.RULE_PREF})
+    host.rules.append({"src": "192.168.0.5", "table": str(TABLE), "priority": reply_paths.RULE_PREF})
     return host
 
 

@@ -21,8 +21,8 @@ LOCK_WAIT = 30.0  # state.LOCK_TIMEOUT: how long another pod's call waits for th
 CLUSTER_ROUTES = 3000  # on eth0, in main: what a routing daemon in a network-function pod learns
 TABLE_ROUTES = 150_000  # in another table of the pod
 RECORD_BYTES = 8192  # an attachment's record, whatever the pod holds
-RULE_PREF = 32201  # pod_routes.RULE_PREF
-REPLY_TABLES = range(2010000, 2010000 + 2 ** 16)  # pod_routes.REPLY_TABLE + an ifindex
+RULE_PREF = 32201  # reply_paths.RULE_PREF
+REPLY_TABLES = range(2010000, 2010000 + 2 ** 16)  # reply_paths.REPLY_TABLE + an ifindex
 NEW_ADDRESS = "10.20.0.7"
 
 

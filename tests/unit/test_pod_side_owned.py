@@ -10,7 +10,7 @@ from helpers import call, netconf, prev_result, run_person
 
 from cniroute import pod_routes
 
-ETH0, NET1 = 2010002, 2010003  # pod_routes.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
+ETH0, NET1 = 2010002, 2010003  # reply_paths.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
 
 
 @pytest.fixture

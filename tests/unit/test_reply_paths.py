@@ -9,7 +9,7 @@ from helpers import POD_NETNS, call, netconf, prev_result
 from cniroute import replay
 from cniroute.journal import parse_log
 
-ETH0, NET1 = 2010002, 2010003  # pod_routes.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
+ETH0, NET1 = 2010002, 2010003  # reply_paths.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
 
 
 @pytest.fixture
