@@ -229,6 +229,22 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
 
 
+def test_reconcile_leaves_a_route_it_did_not_make_in_a_reply_table(monkeypatch, host, multus_pod, tmp_path):
+    """The pod put its own route where route's went (to the node's other address): the pass after a renewal
+    neither takes it over nor deletes it, puts none of route's there and says so; DEL leaves it too."""
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(NET1)]
+    multus_pod.add_route("10.244.0.1/32", "net1", protocol="static", table=str(NET1))
+    theirs = dict(multus_pod.routes[-1])
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16"]  # a DHCP renewal on the master
+    code, _, err = helpers.run_person(host, "reconcile", "--state-dir", str(tmp_path))
+    assert code == 0, err
+    assert f"table {NET1} has a route to 10.244.0.1/32 that route did not make: left as it is" in err, err
+    assert [r for r in multus_pod.routes if r.get("table") == str(NET1)] == [theirs]
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert theirs in multus_pod.routes and multus_pod.rules == []
+
+
 def test_an_add_that_fails_after_the_nodes_route_is_in_is_undone_by_a_del_without_prev_result(
         monkeypatch, host, multus_pod, tmp_path):
     """Crash consistency: the runtime answers a failed ADD with a DEL, and may have no prevResult to give it. The
