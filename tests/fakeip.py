@@ -117,14 +117,14 @@ class FakeHost:
     def has_program(self, name):
         return name in self.on_path
 
-    def execute(self, argv, stdin, timeout):
+    def execute(self, argv, stdin, timeout, limit=None):
         if "-batch" in argv and "-json" not in argv:  # changes: recorded one a line, as the log has them
             ip = [word for word in argv[:argv.index("-batch")] if word != "-force"]
             self.calls.extend([*ip, *shlex.split(line)] for line in stdin.splitlines())
             host = self.pods.get(argv[1][len("--net="):]) if argv[0] == "nsenter" else self
             if host is None:
                 return 1, "", "nsenter: cannot open the namespace: No such file or directory\n"
-            return host._change_batch(stdin, "-force" in argv)
+            return host._change_batch(stdin, "-force" in argv, "-6" in argv)
         if argv[0] in self.programs:
             self.calls.append(list(argv))
             return self.programs[argv[0]](list(argv[1:]))
@@ -171,7 +171,7 @@ class FakeHost:
                 status = 1
         return status, "\n".join(out) + ("\n" if out else ""), "\n".join(err) + ("\n" if err else "")
 
-    def _change_batch(self, script, force):
+    def _change_batch(self, script, force, ipv6=False):
         """Changes, one a line, as ip runs them: it stops at the first that fails, unless forced."""
         err, status = [], 0
         for n, line in enumerate(script.splitlines(), 1):
@@ -180,7 +180,7 @@ class FakeHost:
                 for prefix, (_, message) in self.failures.items():
                     if tuple(words[:len(prefix)]) == prefix:
                         raise LookupError(message.strip())
-                self._change(words)
+                self._change(words, ipv6)
             except LookupError as e:
                 err.append(f"{e}\nCommand failed -:{n}")
                 status = 1
@@ -243,7 +243,26 @@ class FakeHost:
                     if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).version == (6 if ipv6 else 4)]
         if words[:3] == ["route", "show", "default"]:
             return [self._route_json(r) for r in self._main() if r["dst"] == "default"]
-        if words == ["route", "show", "table", "all"]:
+        if words == ["route", "show", "table", "main", "proto", "201"]:  # the kernel filters: ip leaves the field out
+            return [{k: v for k, v in self._route_json(r).items() if k != "protocol"} for r in self._main()
+                    if r["protocol"] == "201" and _version(r["dst"]) == (6 if ipv6 else 4)]
+        if words[:3] == ["route", "show", "table"] and len(words) == 4 and words[3].isdigit():
+            return [self._route_json(r) for r in self.routes
+                    if r.get("table") == words[3] and _version(r["dst"]) == (6 if ipv6 else 4)]
+        if words[:3] == ["rule", "show", "pref"] and len(words) == 4:
+            return [{"priority": r["priority"], "src": r["src"], "table": r["table"]} for r in self.rules
+                    if (":" in r["src"]) == ipv6 and r["priority"] == int(words[3])]
+        if words[:2] == ["route", "get"] and words[3:4] == ["oif"]:  # the longest match out of that device
+            address = ipaddress.ip_address(words[2])
+            matching = [r for r in self._main() if r["dev"] == words[4] and (r["dst"] == "default" or address in
+                                                                             ipaddress.ip_network(r["dst"]))
+                        and _version(r["dst"]) == address.version]
+            best = max(matching, default=None,
+                       key=lambda r: -1 if r["dst"] == "default" else ipaddress.ip_network(r["dst"]).prefixlen)
+            self._link(words[4])
+            return [{"dst": words[2], **({"gateway": best["gateway"]} if best and "gateway" in best else {}),
+                     "dev": words[4]}]  # no route: the kernel takes the address to be on the link
+        if words == ["route", "show", "table", "all"]:  # route remove's read of the node
             return [self._route_json(r, with_table=True) for r in self.routes]
         if words == ["rule", "show"]:
             rules = [{"priority": 0, "src": "all", "table": "local"}, *(
@@ -264,7 +283,12 @@ class FakeHost:
         """What ip shows without `table`: the main table."""
         return [r for r in self.routes if r.get("table", "main") == "main"]
 
-    def _change(self, w):
+    def _change(self, w, ipv6=False):
+        if w[:3] == ["route", "flush", "table"]:
+            assert w[4:] == ["proto", "201"], w  # the kernel filters a flush by protocol
+            self.routes = [r for r in self.routes if r.get("table") != w[3] or r["protocol"] != w[5]
+                           or _version(r["dst"]) != (6 if ipv6 else 4)]
+            return
         if w[:3] == ["link", "add", "name"] and w[4] == "link" and w[-4:] == ["type", "macvlan", "mode", "bridge"]:
             w = w[:2] + w[3:]  # the name's keyword, as ip drops it
             mac = w[6] if w[5:6] == ["address"] else None
@@ -389,6 +413,8 @@ class FakeHost:
         obj["scope"] = route["scope"] if net is None or net.version == 4 else "global"
         if "metric" in route:
             obj["metric"] = route["metric"]
+        elif net is not None and net.version == 6:
+            obj["metric"] = 1024  # what the kernel gives an IPv6 route added without one
         obj["flags"] = ["onlink"] if route.get("onlink") else []
         if route.get("nexthops"):
             del obj["dev"]

@@ -59,6 +59,11 @@ class CommandTimeout(CommandFailed):
     code = 101
 
 
+class ReadTooLarge(CommandFailed):
+    """A read printed as much as its caller reads of it, or more (runner.Runner.read's `limit`): what it reads is
+    not as the plugin made it, and is not read whole."""
+
+
 class ShimConflict(CNIError):
     """A device with the shim's name exists but is not our bridge-mode macvlan on master."""
 

@@ -5,6 +5,7 @@ cookie, which the kernel never gives another namespace until it reboots.
 """
 import errno
 import fcntl
+import functools
 import os
 import shlex
 import signal
@@ -31,8 +32,10 @@ class SystemHost:
         self.proc_sys = proc_sys
 
     @staticmethod
-    def execute(argv, stdin, timeout):
-        """(status, stdout, stderr); the process is killed after `timeout` s.
+    def execute(argv, stdin, timeout, limit=None):
+        """(status, stdout, stderr); the process is killed after `timeout` s. With `limit`, it can write at most
+        that many bytes to its stdout or stderr (RLIMIT_FSIZE: a write past it fails), so a read of something
+        huge costs no more memory than `limit`.
 
         The timeout is ours: sh's `_timeout` polls every 0.1 s, which would add that much to every call.
         The command's stdin, stdout and stderr are memory files (memfd_create), not pipes: sh hands a file
@@ -45,7 +48,8 @@ class SystemHost:
         try:
             os.write(streams[0], (stdin or "").encode())
             os.lseek(streams[0], 0, os.SEEK_SET)
-            proc = _start(argv, _in=streams[0], _out=streams[1], _err=streams[2], _return_cmd=True)
+            proc = _start(argv, _in=streams[0], _out=streams[1], _err=streams[2], _return_cmd=True,
+                          _preexec_fn=limit and functools.partial(_limit_writes, limit))
             expired = threading.Event()
             timer = threading.Timer(timeout, _kill, (proc, expired))
             timer.start()
@@ -180,8 +184,8 @@ class NodeRoot(SystemHost):
         super().__init__()
         self.root = root
 
-    def execute(self, argv, stdin, timeout):
-        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout)
+    def execute(self, argv, stdin, timeout, limit=None):
+        return SystemHost.execute(["chroot", self.root, *argv], stdin, timeout, limit)
 
 
 def _start(argv, **options):
@@ -193,6 +197,14 @@ def _start(argv, **options):
         return sh.Command(argv[0])(*argv[1:], _bg=True, _bg_exc=False, _ok_code=range(256), **options)
     except sh.CommandNotFound:
         raise CommandFailed(f"{argv[0]} not found on PATH", "install the package that provides it") from None
+
+
+def _limit_writes(limit):
+    """In the child, before exec: no file it writes grows past `limit` bytes (its stdout and stderr are memory
+    files). SIGXFSZ is ignored, as Python left it: a write past the limit fails, and ip goes on to its end."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def _kill(proc, expired):

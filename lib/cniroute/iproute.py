@@ -65,13 +65,35 @@ def show_link(name):
 
 
 def show_all_routes():
-    """Every route of every table, both families (in a pod: few)."""
+    """Every route of every table, both families (route remove's read of the node)."""
     return ["route", "show", "table", "all"]
 
 
 def show_rules():
     """The policy rules of the batch's family."""
     return ["rule", "show"]
+
+
+def show_rules_at(pref):
+    """The policy rules of the batch's family at one priority (ip filters them)."""
+    return ["rule", "show", "pref", str(pref)]
+
+
+def show_own_routes():
+    """The plugin's routes of the main table, of the batch's family: the kernel filters them by protocol, so the
+    answer is as long as what is ours, whatever else the table holds (ip then leaves `protocol` out)."""
+    return ["route", "show", "table", "main", "proto", ROUTE_PROTO]
+
+
+def show_table(table):
+    """Every route of one table, of the batch's family: the kernel filters them by table (ip then leaves `table`
+    out). A table that does not exist answers with nothing."""
+    return ["route", "show", "table", str(table)]
+
+
+def get_route_out_of(address, dev):
+    """The route the kernel picks for a packet to `address` that must leave by `dev` (one answer)."""
+    return ["route", "get", address, "oif", dev]
 
 
 def get_route(address):
@@ -150,6 +172,12 @@ def delete_table_route(table, dst, gateway, dev, onlink, metric):
 def _next_hop(gateway, dev, onlink, metric):
     hop = ["via", gateway, "dev", dev, *(["onlink"] if onlink else [])] if gateway else ["dev", dev, "scope", "link"]
     return hop + (["metric", str(metric)] if metric is not None else [])
+
+
+def flush_table(table):
+    """Delete the plugin's routes of one table, of the batch's family (in a pod: a reply table): the kernel
+    filters them by protocol, so a route of the table that another made stays and the dump is as long as ours."""
+    return ["route", "flush", "table", str(table), "proto", ROUTE_PROTO]
 
 
 def add_rule(address, table, pref):

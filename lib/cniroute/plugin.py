@@ -1,7 +1,7 @@
 """The verbs: parse config -> parse prevResult -> act on the host -> result, as containernetworking's plugins do."""
 from collections import namedtuple
 
-from . import SUPPORTED_VERSIONS, config, files, iproute, pod_routes, result, routes, shim, via_host
+from . import SUPPORTED_VERSIONS, config, files, iproute, pod_routes, reply_paths, result, routes, shim, via_host
 from .errors import (
     AddressCollision,
     CheckFailed,
@@ -45,7 +45,7 @@ def add(conf, inv, runner):
     master, shim_name = _require_master(*locate(conf, runner))
     store = Store(conf.state_dir, runner.dry_run, adopts_older_claims=True)
     attachment = Attachment(inv.container_id, inv.ifname, conf.name, master, shim_name, prefixes)
-    seen = pod_routes.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
+    links = reply_paths.observe(runner, inv.netns)  # the pod's other interfaces: ours alone to see, outside the lock
     with store.shim_lock(shim_name):
         node = Node.observe(runner, neighbours_of=routes.addresses(prefixes))
         master_link = shim.require_master(node, master)
@@ -59,13 +59,14 @@ def add(conf, inv, runner):
         if planned:
             via_host.require_forwarding(runner, planned)
         in_pod = pod_routes.on_link(addresses, master_link, result.pod_addresses(prev, inv.ifname)) + planned
-        rules, table_routes, foreign = pod_routes.reply_paths(seen, inv.ifname, in_pod, node.links, addresses,
-                                                              shim_name)
-        pod_routes.say_foreign(runner, foreign)
+        rules, table_routes = reply_paths.paths(runner, inv.netns, links, inv.ifname, node.links, addresses,
+                                                     shim_name)
+        table_routes = reply_paths.leave_foreign(runner, inv.netns, table_routes)
         attachment = attachment._replace(pod_routes=in_pod, log_file=conf.log_file,
                                          log_max_bytes=conf.log_max_bytes, node_addresses=conf.node_addresses,
                                          reply_rules=rules, reply_routes=table_routes, netns=inv.netns,
-                                         netns_id=runner.host.namespace_id(inv.netns))
+                                         netns_id=runner.host.namespace_id(inv.netns),
+                                         node_view=pod_routes.node_view(addresses, master_link, node.links, shim_name))
         # State first: if we die before the routes are in, DEL still knows what to remove.
         store.save(attachment)
         for prefix in prefixes:

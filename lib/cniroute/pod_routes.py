@@ -6,28 +6,21 @@ A pod route (records.PodRoute) is a destination and a gateway:
 - <cidr> via <node address>: `via <node address> dev <ifname>`, routeViaHost's (via_host.py).
 They are installed in that order (a gateway must be reachable before a route can use it), removed in reverse.
 
-In a pod with more interfaces than ours (Multus: the cluster network on eth0, ours on net1), replies must leave
-by the interface their connection came in on, whatever the main table says (our routes there send the node's
-addresses out of ours). So for every interface of the pod with global addresses, ours included, a reply path:
-a rule `from <its address> lookup <its table>` (pref RULE_PREF) and that table (REPLY_TABLE + the interface's
-ifindex) holding the interface's own routes, copied from main; ours also gets a route to every other node
-address through a node address the shim carries. Main is left as it is, so what the pod starts goes as before.
-A rule is a records.ReplyRule, a table route a records.TableRoute.
-A pod with one interface gets none of this, and one left with one interface (another attachment's DEL took the
-others) needs none: CHECK asks only for the reply paths of the interfaces still there, and none of a pod left
-with one. A route in one of our tables that route did not make (not proto 201) is never taken over nor deleted:
-ADD and reconcile leave it and put no route of theirs to its destination in that table, and say so.
+In a pod with more interfaces than ours (Multus), a reply path for each: reply_paths.py. What route owns in a
+pod is bounded by the node's addresses, and so is what it reads there: its rules (by priority), its tables and
+its own main routes (by protocol: the kernel filters), never the pod's other routes.
 """
 import ipaddress
 from collections import namedtuple
 
-from . import config, iproute, routes, via_host
-from .errors import CommandFailed, CommandTimeout, PodUnreachable
-from .records import PodRoute, ReplyRule, TableRoute
+from . import iproute, reply_paths, routes, via_host
+from .errors import CommandFailed, CommandTimeout, PodUnreachable, ReadTooLarge
+from .records import PodRoute
+from .reply_paths import READ_LIMIT, RULE_PREF, Found, made_by_route
+from .reply_paths import is_ipv6 as _is_ipv6
 
 LINK_SCOPE = 253  # RT_SCOPE_LINK, as CNI 1.1 results give a route's scope
-RULE_PREF = 32201  # before main's rule (32766), after anybody's who chose a small number on purpose
-REPLY_TABLE = 2010000  # + the interface's ifindex in the pod: one table per interface
+IPV6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route added without one (IPv4: 0, not shown)
 
 
 class PodPlan(namedtuple("PodPlan", "routes rules table_routes", defaults=((), ()))):
@@ -42,77 +35,6 @@ def plan(attachment):
     return PodPlan(attachment.pod_routes, attachment.reply_rules, attachment.reply_routes)
 
 
-def observe(runner, netns):
-    """What reply_paths needs of the pod, in one ip call: (address objects, route objects of every table and
-    both families). Without nsenter, nothing: a pod that needs no route of ours inside still gets its ADD."""
-    if not runner.has_program("nsenter"):
-        return [], []
-    return tuple(runner.read_each([iproute.show_addresses(), iproute.show_all_routes()], netns=netns))
-
-
-def reply_paths(seen, ifname, main_routes, node_links, carried, shim):
-    """(rules, table routes, foreign) for the pod as observe() saw it, our interface `ifname` about to get
-    `main_routes` ([PodRoute]); none when no other interface of the pod has a global address. `node_links` the
-    node's Links, `carried` the node addresses the shim carries (Address), `shim` its name. `foreign`: the
-    table routes left out because a route that is not ours has their table and destination (say_foreign)."""
-    links, pod_table = seen
-    ours = _addressed(links)
-    if ifname not in ours or len(ours) < 2:
-        return [], [], []
-    rules, table_routes = [], []
-    for name, (ifindex, found) in ours.items():
-        table = REPLY_TABLE + ifindex
-        rules += [ReplyRule(a["local"], table) for a in found]
-        copied = [TableRoute(table, routes.prefix_of(r["dst"], _is_ipv6_route(r)), r.get("gateway"), name,
-                             "onlink" in r.get("flags", ()), r.get("metric"))
-                  for r in pod_table if r.get("table", "main") == "main" and r.get("dev") == name
-                  and r.get("type", "unicast") == "unicast" and r.get("protocol") != iproute.ROUTE_PROTO]
-        if name == ifname:
-            copied += [TableRoute(table, route.dst, route.gateway, name, False, None) for route in main_routes]
-            copied += _to_other_node_addresses(table, name, found, copied, node_links, carried, shim)
-        table_routes += sorted(copied, key=lambda route: route.gateway is not None)  # next hops' own routes first
-    taken = {(str(r.get("table")), routes.prefix_of(r["dst"], _is_ipv6_route(r))) for r in pod_table
-             if "dst" in r and r.get("protocol") != iproute.ROUTE_PROTO}
-    foreign = [route for route in table_routes if (str(route.table), route.dst) in taken]
-    return rules, [route for route in table_routes if route not in foreign], foreign
-
-
-def say_foreign(runner, foreign):
-    for route in foreign:
-        runner.journal.comment(f"the pod's table {route.table} has a route to {route.dst} that route did not make: "
-                               "left as it is, and none of route's put there")
-
-
-def _addressed(links):
-    """{ifname: (ifindex, global address objects)} of the pod's interfaces that have a global address."""
-    found = {}
-    for link in links:
-        addresses = [a for a in link.get("addr_info", ()) if a.get("scope") == "global" and "local" in a]
-        # a name ip printed that is no kernel name (bytes that were no UTF-8) could not be given back to ip
-        if addresses and link.get("ifname") != "lo" and config.is_kernel_ifname(link.get("ifname")):
-            found[link["ifname"]] = (link["ifindex"], addresses)
-    return found
-
-
-def _to_other_node_addresses(table, ifname, pod_addresses, copied, node_links, carried, shim):
-    """Routes to the node addresses the shim does not carry (another NIC's, a cluster CNI's host-side veth's),
-    through one it does, onlink: the node may connect to our interface from any of them."""
-    subnets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in pod_addresses]
-    have = {route.dst for route in copied}
-    found = []
-    for link in node_links.values():
-        if link.name == shim:
-            continue
-        for address in link.global_addresses:
-            via = next((c.local for c in carried if c.ip.version == address.ip.version), None)
-            dst = iproute.host_prefix(address.local)
-            ours = [n for n in subnets if n.version == address.ip.version]  # our interface has that family
-            if via and ours and address not in carried and dst not in have and not any(address.ip in n for n in ours):
-                have.add(dst)
-                found.append(TableRoute(table, dst, via, ifname, True, None))
-    return found
-
-
 def on_link(addresses, master, pod_addresses):
     """[PodRoute] on-link to the node addresses the shim carries that the pod cannot reach on its own link
     otherwise: not the master's (with those, nothing changes from before), of a family the pod has, and
@@ -123,136 +45,255 @@ def on_link(addresses, master, pod_addresses):
             if a not in master.addresses and a.ip.version in versions and not any(a.ip in net for net in subnets)]
 
 
+def node_view(carried, master, node_links, shim):
+    """What of the node the pod side is made from, as the record keeps it (Attachment.node_view): the addresses
+    the shim carries, the master's, and the node's other global addresses. A pod whose record has the node's
+    view of now needs nothing from a pass: reconcile enters only the pods whose view changed."""
+    others = {a.cidr for link in node_links.values() if link.name not in (shim, master.name)
+              for a in link.global_addresses}
+    return sorted({f"carried {a.cidr}" for a in carried} | {f"master {a.cidr}" for a in master.global_addresses}
+                  | {f"node {cidr}" for cidr in others})
+
+
 def install(runner, pod_plan, netns, ifname):
     """Put the plan in the pod: every route and the IPv4 rules in one ip call, the IPv6 rules in another (ip
     takes a rule's family from its options only). A rule that is there already (a repeated ADD) fails its
     line, `ip rule add` having no replace: then what is missing, if anything, is what fails the call."""
-    commands = [_replace(route, ifname) for route in pod_plan.routes]
+    commands = [_replace(dst, gateway, ifname) for dst, gateway in pod_plan.routes]
     commands += [iproute.replace_table_route(*route) for route in pod_plan.table_routes]
     try:
         for ipv6 in (False, True):
-            commands += [iproute.add_rule(rule.address, rule.table, RULE_PREF) for rule in pod_plan.rules
-                         if _is_ipv6(rule.address) == ipv6]
+            commands += [iproute.add_rule(address, table, RULE_PREF) for address, table in pod_plan.rules
+                         if _is_ipv6(address) == ipv6]
             runner.change_batch(commands, netns, ipv6, force=True)
             commands = []
     except CommandFailed as e:
-        missing = problems(runner, pod_plan, netns, ifname)
+        missing = _differences(pod_plan, ifname, _read(runner, pod_plan, netns), extras=False)
         if missing:
             raise CommandFailed(e.msg, "; ".join([e.details, *missing])) from None
 
 
 def remove(runner, pod_plan, netns, ifname):
-    """Delete our routes and reply paths in the pod. A pod whose namespace is gone took them along, and so did
-    one whose CNI_NETNS is no longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing
-    to do. What went before us (an interface deleted first, with its routes) is fine."""
+    """Delete what is route's in the pod, as it is now: our main routes to the recorded destinations on our
+    interface, whatever the pod changed of them, every route of the recorded tables and every rule at RULE_PREF
+    that looks one up. A pod whose namespace is gone took them along, and so did one whose CNI_NETNS is no
+    longer a network namespace (which, a FIFO for one, nsenter would hang on): nothing to do. What went before
+    us (an interface deleted first, with its routes) is fine."""
     if (not netns or not any(pod_plan) or not runner.host.is_network_namespace(netns)
             or not runner.has_program("nsenter")):
         return
-    if pod_plan.routes:
-        found = routes.observe(runner, [route.dst for route in pod_plan.routes], netns=netns)
-        for route in reversed(pod_plan.routes):
-            if any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
-                runner.change(_delete(route, ifname), netns=netns)
-    if pod_plan.rules or pod_plan.table_routes:
+    seen = _read(runner, pod_plan, netns)
+    if seen is None:  # more than route reads: delete what was recorded, as it was recorded
+        _delete_blind(runner, pod_plan, netns, ifname)
+        return
+    try:
+        for ipv6, commands in _owned(pod_plan, ifname, seen).items():
+            runner.change_batch(commands, netns, ipv6, force=True)
+    except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
+        if _owned(pod_plan, ifname, _read(runner, pod_plan, netns) or {}):
+            raise
+
+
+def _delete_blind(runner, pod_plan, netns, ifname):
+    """Delete the plan's rules, tables and main routes by what was recorded, without reading the pod (it holds
+    more than route reads): what is not there fails its line, and is what DEL wanted."""
+    tables = sorted({rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes})
+    for ipv6 in (False, True):
+        commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in pod_plan.rules
+                    if _is_ipv6(rule.address) == ipv6]
+        commands += [iproute.flush_table(table) for table in tables]
+        commands += [] if ipv6 else [_delete(dst, gateway, ifname) for dst, gateway in reversed(pod_plan.routes)]
         try:
-            _delete_reply_paths(runner, pod_plan, netns)
-        except CommandFailed:  # something went meanwhile (every line ran): fail only for what is still there
-            if any(_present(pod_plan, *_read(runner, pod_plan, netns))):
-                raise
+            runner.change_batch(commands, netns, ipv6, force=True)
+        except CommandFailed:
+            runner.journal.comment("what failed was not there: fine")
 
 
 def problems(runner, pod_plan, netns, ifname):
-    found = []
-    if pod_plan.routes:
-        seen = routes.observe(runner, [route.dst for route in pod_plan.routes], netns=netns)
-        found += [f"no route to {route.dst}{f' via {route.gateway}' if route.gateway else ''} dev {ifname} in the pod"
-                  for route in pod_plan.routes if not any(_is_ours(r, route.gateway, ifname) for r in seen[route.dst])]
+    """What differs in the pod from the plan, as sentences (_differences): of its reply paths, those the pod's
+    interfaces still call for (_still_wanted)."""
     if pod_plan.rules or pod_plan.table_routes:
-        rules, table, links = _read(runner, pod_plan, netns, iproute.show_addresses())
-        wanted = _still_wanted(pod_plan, _addressed(links))
-        rules_in, routes_in = _present(wanted, rules, table)
-        found += [f"no rule from {rule.address} lookup {rule.table} in the pod" for rule in wanted.rules
-                  if rule not in rules_in]
-        found += [f"no route to {route.dst} dev {route.dev} in the pod's table {route.table}"
-                  for route in wanted.table_routes if route not in routes_in]
+        pod_plan = reply_paths.still_wanted(pod_plan, reply_paths.addressed(reply_paths.observe(runner, netns)))
+    return _differences(pod_plan, ifname, _read(runner, pod_plan, netns))
+
+
+def _too_much():
+    return (f"the pod holds more than {READ_LIMIT} bytes of rules at {RULE_PREF}, of route's tables or of routes of "
+            f"protocol {iproute.ROUTE_PROTO} in main: route did not put them there")
+
+
+def _differences(pod_plan, ifname, seen, extras=True):
+    """What differs in the pod (`seen`: _read) from the plan: what is missing or what the pod has instead (every
+    field that makes a route or a rule counts: table, destination, gateway, device, metric, scope, protocol,
+    type), and (`extras`) what route's tables hold that the plan does not."""
+    if seen is None:
+        return [_too_much()]
+    found = []
+    main, tables = {}, {}
+    for ipv6, family in seen.items():
+        for obj in family.main:
+            main.setdefault(routes.prefix_of(obj.get("dst", ""), ipv6), []).append(obj)
+        for table, objs in family.tables.items():
+            for obj in objs:
+                tables.setdefault((table, routes.prefix_of(obj.get("dst", ""), ipv6)), []).append(obj)
+    for dst, gateway in pod_plan.routes:
+        wanted = _main_route(dst, gateway, ifname)
+        have = main.get(dst, [])
+        if not any(_same_route(obj, wanted) for obj in have):
+            found.append(_differs(f"route to {dst}{f' via {gateway}' if gateway else ''} dev {ifname}", "the pod",
+                                  wanted, have))
+    wanted_in = {}
+    for route in pod_plan.table_routes:
+        wanted = wanted_in.setdefault((route.table, route.dst), [])
+        wanted.append(_table_route(route))
+        have = tables.get((route.table, route.dst), [])
+        if not any(_same_route(obj, wanted[-1]) for obj in have):
+            found.append(_differs(f"route to {route.dst} dev {route.dev}", f"the pod's table {route.table}",
+                                  wanted[-1], have))
+    for (table, dst), objs in sorted(tables.items()) if extras else ():
+        wanted = wanted_in.get((table, dst), [])
+        extra = [obj for obj in objs if made_by_route(obj) and not any(_same_route(obj, w) for w in wanted)]
+        if wanted and len(extra) == len(objs):
+            continue  # said above: what the pod has instead
+        found += [f"the pod's table {table} has `{_describe(obj)}`, which route did not put there" for obj in extra]
+    rules = [obj for family in seen.values() for obj in family.rules]
+    found += [f"no rule from {address} lookup {table} in the pod" for address, table in pod_plan.rules
+              if not any(_is_rule(obj, address, table) for obj in rules)]
     return found
 
 
-def _still_wanted(pod_plan, addressed):
-    """The reply paths of the plan that the pod's interfaces now (`addressed`: _addressed) still call for:
-    another attachment's DEL takes its interface, with its addresses and routes (ours in its table too), and a
-    pod left with one interface needs none."""
-    if len(addressed) < 2:
-        return pod_plan._replace(rules=[], table_routes=[])
-    held = {a["local"] for _, addresses in addressed.values() for a in addresses}
-    return pod_plan._replace(rules=[rule for rule in pod_plan.rules if rule.address in held],
-                             table_routes=[route for route in pod_plan.table_routes if route.dev in addressed])
-
-
-def _read(runner, pod_plan, netns, *more):
-    """The pod's rules (of both families when the plan has IPv6 ones), its routes of every table, then the
-    objects of the commands `more`: one read, and one more for IPv6 rules."""
-    rules, table, *rest = runner.read_each([iproute.show_rules(), iproute.show_all_routes(), *more], netns=netns)
-    if any(_is_ipv6(rule.address) for rule in pod_plan.rules):
-        rules += runner.read([iproute.show_rules()], True, netns)
-    return (rules, table, *rest)
-
-
-def _present(pod_plan, rules, table):
-    """(rules, table routes) of the plan that are among the pod's `rules` and `table` (_read)."""
-    return ([rule for rule in pod_plan.rules if any(_is_rule(obj, rule) for obj in rules)],
-            [route for route in pod_plan.table_routes if any(_is_table_route(obj, route) for obj in table)])
-
-
-def _delete_reply_paths(runner, pod_plan, netns):
-    """Delete the plan's rules and table routes that are in the pod: the rules first, then the tables."""
-    rules, table_routes = _present(pod_plan, *_read(runner, pod_plan, netns))
+def _read(runner, pod_plan, netns):
+    """{ipv6: Found} of the families the plan has anything of: one ip call each, of what is route's alone (the
+    kernel filters by protocol and table, ip the rules by priority), of at most READ_LIMIT bytes. None when the
+    pod holds more of it than that (a pod that filled route's table): it is not read whole."""
+    tables = sorted({rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes})
+    found = {}
     for ipv6 in (False, True):
-        commands = [iproute.delete_rule(rule.address, rule.table, RULE_PREF) for rule in rules
-                    if _is_ipv6(rule.address) == ipv6]
-        if not ipv6:
-            commands += [iproute.delete_table_route(*route) for route in reversed(table_routes)]
-        runner.change_batch(commands, netns, ipv6, force=True)
+        if not (any(_is_ipv6(dst) == ipv6 for dst, _ in pod_plan.routes) or tables):
+            continue
+        try:
+            answers = runner.read_each([iproute.show_own_routes(), *(iproute.show_table(t) for t in tables),
+                                        *([iproute.show_rules_at(RULE_PREF)] if tables else [])], ipv6, netns,
+                                       READ_LIMIT)
+        except ReadTooLarge:
+            return None
+        found[ipv6] = Found(answers[0], dict(zip(tables, answers[1:])), answers[len(tables) + 1] if tables else [])
+    return found
 
 
-def _is_rule(obj, rule):
-    return (obj.get("priority") == RULE_PREF and obj.get("src") == rule.address
-            and str(obj.get("table")) == str(rule.table))
+def _owned(pod_plan, ifname, seen, keep=None):
+    """{ipv6: [argv]} that delete what is route's among what _read saw, in order: the rules that look up a table
+    of the plan, route's routes in those tables (flushed by protocol: whatever of it is there, as the pod may have
+    changed it; a route that is not route's stays), ours in
+    main to a destination of the plan on our interface (by destination and gateway: whatever its metric or scope).
+    What `keep` (a PodPlan) wants and is there as it wants it stays: a table, when it holds that and nothing else."""
+    tables = {rule.table for rule in pod_plan.rules} | {route.table for route in pod_plan.table_routes}
+    destinations = {dst for dst, _ in pod_plan.routes}
+    keep = keep or PodPlan(())
+    kept_main = [_main_route(dst, gateway, ifname) for dst, gateway in keep.routes]
+    found = {}
+    for ipv6, family in seen.items():
+        commands = [iproute.delete_rule(_source(obj), obj["table"], RULE_PREF) for obj in family.rules
+                    if _number(obj.get("table")) in tables and obj.get("src", "all") != "all"
+                    and not any(_is_rule(obj, address, table) for address, table in keep.rules)]
+        for table, objs in family.tables.items():
+            wanted = [_table_route(route) for route in keep.table_routes
+                      if route.table == table and _is_ipv6(route.dst) == ipv6]
+            ours = [obj for obj in objs if made_by_route(obj)]  # what is not, route leaves (say_foreign)
+            if ours and not _exactly(ours, wanted):
+                commands.append(iproute.flush_table(table))
+        if commands:
+            found[ipv6] = commands
+    for ipv6, family in seen.items():  # of either family in the batch without -6, as ADD puts them (ip takes theirs)
+        for obj in reversed(family.main):
+            dst = routes.prefix_of(obj.get("dst", ""), ipv6)
+            if obj.get("dev") == ifname and dst in destinations and not any(_same_route(obj, w) for w in kept_main):
+                found.setdefault(False, []).append(_delete(dst, obj.get("gateway"), ifname))
+    return dict(sorted(found.items()))
 
 
-def _is_table_route(obj, route):
-    return (str(obj.get("table")) == str(route.table) and "dst" in obj
-            and routes.prefix_of(obj["dst"], _is_ipv6(route.dst)) == route.dst and obj.get("gateway") == route.gateway
-            and obj.get("dev") == route.dev and obj.get("protocol") == iproute.ROUTE_PROTO)
+def _exactly(objs, wanted):
+    """Whether the route objects `objs` are the routes `wanted` (_wanted), no more, no fewer."""
+    return (len(objs) == len(wanted) and all(any(_same_route(obj, w) for w in wanted) for obj in objs)
+            and all(any(_same_route(obj, w) for obj in objs) for w in wanted))
 
 
-def _is_ipv6(address):
-    return ":" in address
+def _source(obj):
+    """The `from` of a rule object."""
+    return obj["src"] + (f"/{obj['srclen']}" if "srclen" in obj else "")
 
 
-def _is_ipv6_route(obj):
-    """Of a route object of `table all` (which names no family): only IPv6 routes have a router preference."""
-    return "pref" in obj or _is_ipv6(obj["dst"]) or _is_ipv6(obj.get("gateway", ""))
+def _number(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
-def heal(runner, attachment, node, addresses, master):
-    """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
-    `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
-    node addresses outside the pod's subnets and routeViaHost's routes, through the node address the shim
-    carries now, and in a pod that ADD gave reply paths, those made again for the node and the pod as they are
-    now; ours that point at an address the node gave up go. `route reconcile` calls it for every attachment
-    that still owns its addresses.
+def _is_rule(obj, address, table):
+    """Whether a rule object of show_rules_at is `from address lookup table` and nothing more (no other selector,
+    no other action: ip names each it has)."""
+    return (obj.get("priority") == RULE_PREF and obj.get("src") == address and _number(obj.get("table")) == table
+            and not set(obj) - {"priority", "src", "table", "protocol", "flags"})
 
-    Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
-    (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
-    (host.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
-    Returns the attachment as the pod now has it (its pod_routes), unchanged when the interface lacks
-    the pod's addresses or the record, of an older version, does not say where the pod is. PodUnreachable, with
-    the reason, when the pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path
-    holds another namespace: a pass that could not look is not in shape."""
-    netns, ifname = attachment.netns, attachment.ifname
+
+def _main_route(dst, gateway, ifname):
+    return _wanted(dst, gateway, ifname, False, None)
+
+
+def _table_route(route):
+    return _wanted(route.dst, route.gateway, route.dev, route.onlink, route.metric)
+
+
+def _wanted(dst, gateway, dev, onlink, metric):
+    """A route as route puts it, as ip -json shows it once the kernel has it (the fields _same_route compares)."""
+    ipv6 = _is_ipv6(dst)
+    return {"dst": dst, "gateway": gateway, "dev": dev, "onlink": onlink,
+            "metric": metric if metric is not None else (IPV6_DEFAULT_METRIC if ipv6 else 0),
+            "scope": "global" if gateway or ipv6 else "link", "type": "unicast"}
+
+
+def _same_route(obj, wanted):
+    """Whether a route object of a read filtered by protocol (or table) is `wanted` (_wanted): every field that
+    tells two routes apart, so that a route the pod swapped for another metric or scope is not taken for ours."""
+    ipv6 = _is_ipv6(wanted["dst"])
+    return (routes.prefix_of(obj.get("dst", ""), ipv6) == wanted["dst"] and obj.get("gateway") == wanted["gateway"]
+            and obj.get("dev") == wanted["dev"] and ("onlink" in obj.get("flags", ())) == wanted["onlink"]
+            and obj.get("metric", 0) == wanted["metric"] and "nexthops" not in obj
+            and obj.get("scope", "global") == wanted["scope"] and obj.get("type", "unicast") == wanted["type"]
+            and made_by_route(obj))
+
+
+def _differs(what, where, wanted, have):
+    if not have:
+        return f"no {what} in {where}"
+    return f"{what} in {where} is `{'`, `'.join(_describe(obj) for obj in have)}`, not `{_describe(wanted)}`"
+
+
+def _describe(obj):
+    """A route object (of ip -json, or _wanted) as ip would print it: enough to tell it from another."""
+    words = [obj.get("dst") or "?"]
+    if obj.get("type", "unicast") != "unicast":
+        words.insert(0, obj["type"])
+    if obj.get("gateway"):
+        words += ["via", obj["gateway"]]
+    words += ["dev", obj.get("dev") or "?"]
+    if obj.get("onlink") is True or "onlink" in obj.get("flags", ()):
+        words.append("onlink")
+    if obj.get("metric"):
+        words += ["metric", str(obj["metric"])]
+    if obj.get("protocol", iproute.ROUTE_PROTO) != iproute.ROUTE_PROTO:
+        words += ["proto", obj["protocol"]]
+    return " ".join(words + ["scope", obj.get("scope", "global")])
+
+
+def still_there(runner, attachment):
+    """Whether the pod's namespace is where ADD recorded it, and can be entered as far as can be told without
+    entering it (nsfs answers without a process): PodUnreachable, with the reason, when it cannot be; False when
+    the record, of an older version, does not say where the pod is."""
+    netns = attachment.netns
     if not netns or not attachment.netns_id:
-        return attachment
+        return False
     try:
         found_id = runner.host.identify_namespace(netns, like=attachment.netns_id)
     except OSError as e:
@@ -263,9 +304,30 @@ def heal(runner, attachment, node, addresses, master):
                              f"{attachment.netns_id}): not that pod any more")
     if not runner.has_program("nsenter"):
         raise PodUnreachable("no_nsenter", f"cannot enter its network namespace {netns}", "nsenter is not on PATH")
-    try:
-        [links] = runner.read_each([iproute.show_addresses()], netns=netns)  # reads all: an answer proves entry
-    except CommandTimeout:
+    return True
+
+
+def heal(runner, attachment, node, addresses, master):
+    """Put back in a running pod what its ADD put there, for the node as it is now (`node`: node.Node;
+    `addresses`: what the shim carries, node.Node.shim_addresses; `master`: its Link): the on-link routes to
+    node addresses outside the pod's subnets and routeViaHost's routes, through the node address the shim
+    carries now, and in a pod that ADD gave reply paths, those made again for the node and the pod as they are
+    now; what of route's the node or the pod no longer calls for goes. `route reconcile` calls it for every
+    attachment that owns its addresses and was made for another node than the node of now (node_view).
+
+    Only in the namespace ADD named, and only while it is that one: a path may name another namespace by now
+    (a path reused after a runtime crashed, a reused /proc/PID/ns/net), so its identity must be the one recorded
+    (host.SystemHost.identify_namespace) and the pod's interface must still carry the pod's addresses.
+    Returns the attachment as the pod now has it, unchanged when the interface lacks the pod's addresses or
+    the record, of an older version, does not say where the pod is. PodUnreachable, with the reason, when the
+    pod cannot be entered (not allowed, the path gone: its DEL or GC comes) or the path holds another
+    namespace: a pass that could not look is not in shape."""
+    netns, ifname = attachment.netns, attachment.ifname
+    if not still_there(runner, attachment):
+        return attachment
+    try:  # reads all (an answer proves entry), at most READ_LIMIT bytes of it
+        [links] = runner.read_each([iproute.show_addresses()], netns=netns, limit=READ_LIMIT)
+    except (CommandTimeout, ReadTooLarge):
         raise
     except CommandFailed as e:
         raise PodUnreachable("cannot_enter", f"cannot enter its network namespace {netns}", e.details) from None
@@ -275,56 +337,38 @@ def heal(runner, attachment, node, addresses, master):
         return attachment  # the pod took them off its interface (or, with an identity of the old form, another pod)
     wanted = on_link(addresses, master, pod_addresses)
     wanted += via_host.plan([route.dst for route in attachment.via_host], addresses, master.name)
-    had = attachment.pod_routes
-    found = routes.observe(runner, list(dict.fromkeys(route.dst for route in [*wanted, *had])), netns=netns)
-    for route in wanted:  # in order: an on-link route before the routes through its address
-        if not any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
-            runner.change(_replace(route, ifname), netns=netns)
-    for route in reversed(had):
-        replaced = any(other.dst == route.dst for other in wanted)  # `replace` took it over
-        if not replaced and any(_is_ours(r, route.gateway, ifname) for r in found[route.dst]):
-            runner.change(_delete(route, ifname), netns=netns)
-    healed = attachment._replace(pod_routes=wanted)
+    rules, table_routes = [], []
     if attachment.reply_rules or attachment.reply_routes:
-        healed = _heal_reply_paths(runner, healed, node, addresses, plan(attachment))
-    return healed
-
-
-def _heal_reply_paths(runner, attachment, node, addresses, had):
-    """The reply paths for the pod and the node as they are now (reply_paths, as ADD makes them): what is
-    missing added, what the node or the pod no longer has removed first."""
-    rules, table_routes, foreign = reply_paths(observe(runner, attachment.netns), attachment.ifname,
-                                               plan(attachment).routes, node.links, addresses, attachment.shim)
-    say_foreign(runner, foreign)
-    stale = PodPlan((), [r for r in had.rules if r not in rules],
-                    [r for r in had.table_routes if r not in table_routes])
-    if stale.rules or stale.table_routes:
-        _delete_reply_paths(runner, stale, attachment.netns)
-    missing = problems(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
-    if missing:
-        install(runner, PodPlan((), rules, table_routes), attachment.netns, attachment.ifname)
-    return attachment._replace(reply_rules=rules, reply_routes=table_routes)
+        rules, table_routes = reply_paths.paths(runner, netns, links, ifname, node.links, addresses, attachment.shim)
+    had = plan(attachment)
+    both = PodPlan(had.routes + wanted, had.rules + rules, had.table_routes + table_routes)
+    seen = _read(runner, both, netns)  # what of route's the pod has, once
+    foreign = reply_paths.foreign(table_routes, seen)
+    reply_paths.say_foreign(runner, foreign)
+    table_routes = [route for route in table_routes if route not in foreign]
+    now = PodPlan(wanted, rules, table_routes)
+    if seen is None:  # more than route reads: what was and will be route's goes, then the plan of now comes
+        _delete_blind(runner, both, netns, ifname)
+        install(runner, now, netns, ifname)
+    else:
+        stale = _owned(both, ifname, seen, keep=now)
+        for ipv6, commands in stale.items():  # first: an old route to a destination of now would stay in the way
+            runner.change_batch(commands, netns, ipv6, force=True)
+        if stale or _differences(now, ifname, seen):
+            install(runner, now, netns, ifname)
+    return attachment._replace(pod_routes=wanted, reply_rules=rules, reply_routes=table_routes,
+                               node_view=node_view(addresses, master, node.links, attachment.shim))
 
 
 def as_result(pod_routes, version):
     """The routes as a CNI result lists them; on-link ones carry their scope where the spec has it (1.1)."""
     on_link_scope = {"scope": LINK_SCOPE} if version == "1.1.0" else {}
-    return [{"dst": route.dst, "gw": route.gateway} if route.gateway else {"dst": route.dst, **on_link_scope}
-            for route in pod_routes]
+    return [{"dst": dst, "gw": gateway} if gateway else {"dst": dst, **on_link_scope} for dst, gateway in pod_routes]
 
 
-def _replace(route, ifname):
-    if route.gateway:
-        return iproute.replace_gateway_route(route.dst, route.gateway, ifname)
-    return iproute.replace_route(route.dst, ifname)
+def _replace(dst, gateway, ifname):
+    return iproute.replace_gateway_route(dst, gateway, ifname) if gateway else iproute.replace_route(dst, ifname)
 
 
-def _delete(route, ifname):
-    if route.gateway:
-        return iproute.delete_gateway_route(route.dst, route.gateway, ifname)
-    return iproute.delete_route(route.dst, ifname)
-
-
-def _is_ours(route, gateway, ifname):
-    return (route.get("gateway") == gateway and route.get("dev") == ifname
-            and route.get("protocol") == iproute.ROUTE_PROTO)
+def _delete(dst, gateway, ifname):
+    return iproute.delete_gateway_route(dst, gateway, ifname) if gateway else iproute.delete_route(dst, ifname)

@@ -9,11 +9,13 @@ One pass covers every shim that an attachment record under the state dir names, 
   - the pods' routes: the route of every address its attachment still owns (an address that IPAM has given
     to a newer pod is that pod's). A pod whose DEL has run has no record, so nothing of it comes back;
   - the shim's routeViaHost masquerade rule, when an attachment on it uses routeViaHost;
-  - inside each running pod that owns its addresses, the routes ADD put there (pod_routes.heal), for the node
-    as it is now: after the node's address changed, the on-link route to the new address and routeViaHost's
-    routes through it, and no more route to the old one. Only in the namespace ADD named while it is still
-    that pod's (recorded identity, the pod's addresses on its interface); records of older versions do not
-    say, and their pods are left as they are.
+  - inside each running pod that owns its addresses and was made for another node than the node of now
+    (its record's node view: the addresses the shim carries, the master's, the node's others), the routes ADD
+    put there (pod_routes.heal), for the node as it is now: after the node's address changed, the on-link
+    route to the new address, routeViaHost's routes through it and the reply paths, and no more route to the
+    old one. Only in the namespace ADD named while it is still that pod's (recorded identity, the pod's
+    addresses on its interface); records of older versions do not say, and their pods are left as they are.
+    A pass on a node that changed nothing that concerns pods enters none.
 Nothing is created without a record. Each shim is handled under its lock, the one ADD and DEL take, and its
 records are read inside it. When the pass changed something, the host is read again, as CHECK reads it:
 exit 0 when every shim is in shape, else 1 with what is still wrong. A dry run changes nothing, so it exits
@@ -242,8 +244,10 @@ def reconcile_shim(runner, store, shim_name, tally):
             return attached, [f"records name {' and '.join(masters)} as its master: left alone"]
         master = masters[0]
         selectors = attached[0].node_addresses  # networks that share a shim agree on it (docs/node-layouts.md)
+        running = [r for r in attached if all(store.owner_of(p) == r.claimant for p in r.prefixes)]
+        owned = [p for r in attached for p in r.prefixes if store.owner_of(p) == r.claimant]
         try:
-            node = Node.observe(runner)
+            node = Node.observe(runner, routes_to=owned)  # the routes of the pods too: one ip process fewer
             master_link = shim.require_master(node, master)
             carried = node.shim_addresses(master, shim_name, selectors)
             with runner.counting("shim"):
@@ -251,10 +255,8 @@ def reconcile_shim(runner, store, shim_name, tally):
         except (DeviceMissing, HostNotReady, ShimConflict) as e:
             tally.errors[e.code] += 1
             return attached, [str(e)]
-        running = [r for r in attached if all(store.owner_of(p) == r.claimant for p in r.prefixes)]
-        owned = [p for r in attached for p in r.prefixes if store.owner_of(p) == r.claimant]
         with runner.counting("node_route"):
-            routes.restore(runner, owned, shim_name)
+            routes.restore(runner, owned, shim_name, node.routes_to)
         via = any(r.via_host for r in attached)
         if via:
             with contextlib.nullcontext() if store.dry_run else store.nft_lock(), runner.counting("masquerade_rule"):
@@ -273,11 +275,16 @@ def reconcile_shim(runner, store, shim_name, tally):
 
 
 def _heal_pods(runner, store, attached, node, carried, master, tally):
-    """Put back every running pod's own routes (pod_routes.heal) and record what they are now; what could not
-    be done, per pod. `attached`: the records that own all their addresses."""
+    """Put back the own routes of every running pod made for another node than this one (pod_routes.heal) and
+    record what they are now; what could not be done, per pod. `attached`: the records that own all their
+    addresses."""
     problems = []
+    view = pod_routes.node_view(carried, master, node.links, attached[0].shim if attached else None)
     for record in attached:
         try:
+            if record.node_view == view:  # made for the node as it is: nothing to enter the pod for
+                pod_routes.still_there(runner, record)  # (what can be told without entering it, is told)
+                continue
             healed = pod_routes.heal(runner, record, node, carried, master)
         except PodUnreachable as e:  # said, once per pass: a pass that could not look is not in shape
             problems.append(f"pod {record.owner}: {e}")

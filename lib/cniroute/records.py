@@ -54,7 +54,8 @@ class TableRoute(namedtuple("TableRoute", "table dst gateway dev onlink metric")
 
 class Attachment(namedtuple("Attachment", "container_id ifname network master shim prefixes pod_routes "
                                          "log_file log_max_bytes node_addresses reply_rules reply_routes netns "
-                                         "netns_id", defaults=([], None, None, None, [], [], None, None))):
+                                         "netns_id node_view",
+                                defaults=([], None, None, None, [], [], None, None, None))):
     """One attachment as ADD made it: the shim (on master) its host prefixes are routed through; the routes it
     put in the pod's main table (pod_routes: PodRoute, the on-link ones first, as they are installed); what of
     its config `route reconcile` needs to remake the shim as ADD did and to log where the network's own calls
@@ -63,10 +64,12 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
     TableRoute); and the pod's namespace: its path (netns, the ADD's CNI_NETNS) and which namespace that was
     (netns_id, host.SystemHost.namespace_id), for `route doctor` to look into the pod and for reconcile to put
     the pod's own routes back, each only while it still holds the pod (DEL changes only the namespace the
-    runtime names then). On disk as schemas/attachment.json (keys containerID, ifname, network, master, bridge,
-    prefixes, viaHost, and optionally onLink, logFile, logMaxBytes, nodeAddresses, replyRules, replyRoutes,
-    netns, netnsID: records written before they existed stay readable); the pod routes are split there into
-    onLink (their dst) and viaHost ([dst, gateway])."""
+    runtime names then); node_view, what of the node the pod side was made for (pod_routes.node_view: reconcile
+    enters only the pods made for another node than the node of now). On disk as schemas/attachment.json (keys
+    containerID, ifname, network, master, bridge, prefixes, viaHost, and optionally onLink, logFile,
+    logMaxBytes, nodeAddresses, replyRules, replyRoutes, netns, netnsID, nodeView: records written before they
+    existed stay readable); the pod routes are split there into onLink (their dst) and viaHost ([dst,
+    gateway])."""
 
     __slots__ = ()
 
@@ -109,6 +112,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
                 document["netnsCookie"] = int(self.netns_id[len(COOKIE):])
             else:
                 document["netnsID"] = self.netns_id
+        if self.node_view is not None:
+            document["nodeView"] = list(self.node_view)
         return document
 
     @classmethod
@@ -130,7 +135,8 @@ class Attachment(namedtuple("Attachment", "container_id ifname network master sh
             return None
         return cls(document["containerID"], document["ifname"], document["network"], document["master"],
                    document["bridge"], prefixes, pod_routes, document.get("logFile"), document.get("logMaxBytes"),
-                   node_addresses, reply_rules, reply_routes, document.get("netns"), _namespace_id(document))
+                   node_addresses, reply_rules, reply_routes, document.get("netns"), _namespace_id(document),
+                   document.get("nodeView"))
 
 
 def _namespace_id(document):

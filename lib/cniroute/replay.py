@@ -48,10 +48,12 @@ def _shapes():
           iproute.add_address(c, i, ipv6=True), iproute.delete_address(c, i), iproute.delete_neighbour(a, i)]
     pod = [iproute.replace_gateway_route(c, a, i), iproute.delete_gateway_route(c, a, i),  # inside the pod
            iproute.replace_route(c, i), iproute.delete_route(c, i)]  # (on-link routes to node addresses)
+    # reply tables (one route deleted at a time: as older logs have it)
     pod += [build(n, c, gateway, "<pod-ifname>", onlink, metric)
             for build in (iproute.replace_table_route, iproute.delete_table_route)
-            for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]  # reply tables
+            for gateway, onlink in ((None, False), (a, False), (a, True)) for metric in (None, n)]
     pod += [[*family, *build(a, n, n)] for build in (iproute.add_rule, iproute.delete_rule) for family in ([], ["-6"])]
+    pod += [[*family, *iproute.flush_table(n)] for family in ([], ["-6"])]  # DEL: route's routes of a reply table
     nft_ = [nft.add_table(), nft.add_chain(), *(nft.add_set(p) for p in nft.PROTOS),
             *(nft.add_masquerade(i, p) for p in nft.PROTOS), nft.delete_rule(n), nft.delete_table()]
     sysctl = [[f"{key.format(i)}={value}"] for key, value in shim.SHIM_SYSCTLS]

@@ -67,9 +67,11 @@ def install(runner, prefixes, shim):
         runner.change(iproute.replace_route(prefix, shim))
 
 
-def restore(runner, prefixes, shim):
-    """Put back the route of every prefix that has none in shape on the shim (what CHECK would report)."""
-    install(runner, [p for p, have in observe(runner, prefixes).items() if _problem(p, have, shim)], shim)
+def restore(runner, prefixes, shim, observed=None):
+    """Put back the route of every prefix that has none in shape on the shim (what CHECK would report).
+    `observed`: what was read of some of them already (Node.observe's routes_to); the others are read here."""
+    have = _with_the_rest(runner, prefixes, observed)
+    install(runner, [p for p in prefixes if _problem(p, have[p], shim)], shim)
 
 
 def remove(runner, observed, shim):
@@ -118,9 +120,15 @@ def addresses(prefixes):
 def problems(runner, prefixes, shim, observed=None):
     """What CHECK finds wrong with the pod routes, as sentences; empty when healthy. `observed`: what was read
     of some of them already (Node.observe's routes_to); the others are read here."""
+    have = _with_the_rest(runner, prefixes, observed)
+    return [text for text in (_problem(p, have[p], shim) for p in prefixes) if text]
+
+
+def _with_the_rest(runner, prefixes, observed):
+    """observe() of `prefixes`, of which `observed` has some already."""
     have = dict(observed or {})
     have.update(observe(runner, [p for p in prefixes if p not in have]))
-    return [text for text in (_problem(p, have[p], shim) for p in prefixes) if text]
+    return have
 
 
 def _problem(prefix, have, shim):

@@ -11,7 +11,7 @@ import time
 from collections import Counter, namedtuple
 
 from . import iproute
-from .errors import CommandFailed, CommandTimeout
+from .errors import CommandFailed, CommandTimeout, ReadTooLarge
 from .host import SystemHost
 
 IP = "ip"
@@ -49,33 +49,34 @@ class Runner:
         if self._kind is not None:
             self.changes_by_kind[self._kind] += count
 
-    def read(self, commands, ipv6=False, netns=None):
+    def read(self, commands, ipv6=False, netns=None, limit=None):
         """Run read-only `ip` commands in one batch; return every JSON object they printed.
 
         A command about a missing device prints nothing, so absence is seen as absence, without
         parsing error text. (IPv6 route filters need -6: ip's batch lines cannot carry options.)
-        With `netns` (a path), the commands run in that network namespace.
+        With `netns` (a path), the commands run in that network namespace. With `limit`, ip may print at most
+        that many bytes (what a pod holds is the pod's choice): ReadTooLarge when it would print more.
         """
         # exit 1: some command in the batch failed, e.g. "Device ... does not exist"
-        return [obj for array in self._batch(commands, ipv6, netns, ok=(0, 1)) for obj in array]
+        return [obj for array in self._batch(commands, ipv6, netns, (0, 1), limit) for obj in array]
 
-    def read_each(self, commands, ipv6=False, netns=None):
+    def read_each(self, commands, ipv6=False, netns=None, limit=None):
         """Like read, in one batch, but the objects of each command apart: [[objects of commands[0]], ...].
         For commands that cannot fail (no device named); one that fails anyway raises CommandFailed."""
-        arrays = self._batch(commands, ipv6, netns, ok=(0,))
+        arrays = self._batch(commands, ipv6, netns, (0,), limit)
         if len(arrays) != len(commands):
             raise CommandFailed(f"ip printed {len(arrays)} answers to {len(commands)} reads",
                                 "every read of this batch should answer, if only with []")
         return arrays
 
-    def _batch(self, commands, ipv6, netns, ok):
+    def _batch(self, commands, ipv6, netns, ok, limit=None):
         if not commands:
             return []
         ip = [*_enter(netns), IP, *(["-6"] if ipv6 else [])]
         for c in commands:
             self.journal.comment(shlex.join([*ip, "-json", "-d", *c]))
         script = "".join(shlex.join(c) + "\n" for c in commands)
-        return iproute.batch_arrays(self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok).out)
+        return iproute.batch_arrays(self._run([*ip, "-json", "-d", "-force", "-batch", "-"], script, ok, limit).out)
 
     def change(self, args, netns=None, program=IP):
         """Run one state-changing `ip ARGS` (or `nft ARGS`), in `netns` if given."""
@@ -154,14 +155,17 @@ class Runner:
 
         self.execute(["sysctl", "-w", f"{key}={value}"], perform=write)
 
-    def _run(self, argv, stdin, ok):
+    def _run(self, argv, stdin, ok, limit=None):
         started = time.monotonic()
         try:
-            status, out, err = self.host.execute(argv, stdin, self.timeout)
+            status, out, err = self.host.execute(argv, stdin, self.timeout, limit=limit)
         except CommandTimeout:
             self.journal.outcome("killed", time.monotonic() - started, f"timed out after {self.timeout} s")
             raise
         self.journal.outcome(status, time.monotonic() - started, err)
+        if limit is not None and len(out) >= limit:
+            self.journal.comment(f"printed {limit} bytes or more: not read")
+            raise ReadTooLarge(f"{shlex.join(argv)} printed {limit} bytes or more", "more than the plugin reads of it")
         return _checked(argv, Completed(status, out, err), ok)
 
 

@@ -12,6 +12,7 @@
   cri.py         containerd's CRI as a kubelet drives it (cri_client.py: the CRI's gRPC calls)
   image.py       the DaemonSet's image and its containers run as the manifest says
   manifests.py   deploy/ rendered by kustomize
+  memcg.py       a memory cgroup with the DaemonSet's limit, for one command at a time
 
 Nothing here touches the machine's own interfaces, routes or sysctls. Fixtures live in the conftest.py files.
 """

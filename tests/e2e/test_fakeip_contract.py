@@ -11,13 +11,15 @@ import sys
 
 from beds import REPO
 from beds.topology import MASTER, PROTO, SHIM
-from cniroute import config, plugin, routes
+from cniroute import config, iproute, plugin, pod_routes, reply_paths, routes
 from cniroute.journal import Journal
 from cniroute.node import Node
+from cniroute.records import PodRoute, ReplyRule, TableRoute
 from cniroute.runner import Runner
 from fakeip import FakeHost
 
 GATEWAY = "192.168.0.1"
+TABLE = reply_paths.REPLY_TABLE + 2
 ABSENT = "absent0"
 # The node: eno1 (made by the topology, given a known MAC), a shim with another MTU and one address copy, two pod
 # routes of ours, a route of somebody else's, a default route, one without a next hop in another table, a
@@ -36,7 +38,20 @@ REAL_STATE = [
     ["route", "replace", "default", "via", GATEWAY, "dev", MASTER],
     ["route", "replace", "default", "dev", MASTER, "table", "100"],  # no next hop: scope link
     ["neigh", "replace", "192.168.1.2", "lladdr", "02:00:00:00:00:99", "dev", SHIM, "nud", "stale"],
+    # what route puts in a pod, read here as in a pod (pod_routes): an on-link route of ours in main, a reply
+    # table's routes (one of another metric than route gives), a rule looking it up
+    ["route", "replace", "10.20.0.5/32", "dev", MASTER, "scope", "link", "proto", PROTO],
+    ["route", "replace", "10.244.0.1/32", "via", "192.168.0.7", "dev", MASTER, "onlink", "table", str(TABLE),
+     "proto", PROTO, "metric", "5"],
+    ["-6", "route", "replace", "fd44::1/128", "via", "fd00::7", "dev", MASTER, "onlink", "table", str(TABLE),
+     "proto", PROTO],
+    ["rule", "add", "from", "192.168.0.5", "lookup", str(TABLE), "pref", str(reply_paths.RULE_PREF)],
 ]
+POD_PLAN = pod_routes.PodPlan(
+    [PodRoute("10.20.0.5/32", None), PodRoute("10.21.0.5/32", None)],
+    [ReplyRule("192.168.0.5", TABLE), ReplyRule("fd00::5", TABLE)],
+    [TableRoute(TABLE, "10.244.0.1/32", "192.168.0.7", MASTER, True, None),
+     TableRoute(TABLE, "fd44::1/128", "fd00::7", MASTER, True, None)])
 PREFIXES = ["192.168.1.2/32", "192.168.1.3/32", "192.168.1.4/32", "fd00::100/128", "fd00::101/128"]
 READER = f"""
 import json, sys
@@ -58,6 +73,12 @@ def fake_node():
     host.add_route("192.168.0.0/16", MASTER, protocol="kernel")
     host.add_route("default", MASTER, protocol="boot", scope="global", gateway=GATEWAY)
     host.add_route("default", MASTER, protocol="boot", scope="link", table="100")
+    host.add_route("10.20.0.5/32", MASTER, protocol=PROTO)
+    host.routes += [{"dst": "10.244.0.1/32", "dev": MASTER, "gateway": "192.168.0.7", "onlink": True, "metric": 5,
+                     "protocol": PROTO, "scope": "global", "table": str(TABLE)},
+                    {"dst": "fd44::1/128", "dev": MASTER, "gateway": "fd00::7", "onlink": True, "protocol": PROTO,
+                     "scope": "global", "table": str(TABLE)}]
+    host.rules.append({"src": "192.168.0.5", "table": str(TABLE), "priority": reply_paths.RULE_PREF})
     return host
 
 
@@ -78,6 +99,10 @@ def reads(host):
         "next hops and defaults": sorted([r["dst"], r.get("dev"), r.get("table", "main"), r.get("gateway")]
                                          for r in node.routes if r.get("gateway") or r["dst"] == "default"),
         "neighbours": sorted(map(json.dumps, node.neighbours)),
+        # the pod side (here the node's namespace stands in for a pod's)
+        "pod side differences": pod_routes.problems(runner, POD_PLAN, None, MASTER),
+        "the way out of": [[a.get("dst"), a.get("gateway"), a.get("dev")]
+                           for a in runner.read([iproute.get_route_out_of("10.99.0.1", MASTER)])],
     }
 
 

@@ -34,7 +34,7 @@ from beds.topology import (
 PRIMARY_NET = "rtt-cluster"
 SECONDARY_NET = "rtt-route"
 CLUSTER_GW4, CLUSTER_GW6 = "10.244.0.1", "fd44::1"  # ptp gives the host side of each veth the gateway address
-REPLY_TABLES = range(2010000, 2010000 + 2 ** 16)  # pod_routes.REPLY_TABLE + an ifindex
+REPLY_TABLES = range(2010000, 2010000 + 2 ** 16)  # reply_paths.REPLY_TABLE + an ifindex
 
 UDP_SERVER = r"""
 import socket, sys

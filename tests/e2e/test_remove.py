@@ -8,7 +8,7 @@ import json
 import pytest
 from lifecycle import Node, cid, node_snapshot, our_routes
 
-PREF = 32201  # pod_routes.RULE_PREF
+PREF = 32201  # reply_paths.RULE_PREF
 
 
 @pytest.fixture(params=["route-via-host", "multus"])

@@ -96,3 +96,11 @@ def test_what_is_no_network_namespace_says_why(host, tmp_path):
         with pytest.raises(OSError, match=reason):
             host.identify_namespace(str(path))
         assert host.namespace_id(str(path)) is None and not host.is_network_namespace(str(path))
+
+
+def test_a_limit_bounds_what_the_command_can_write_and_it_still_ends(host):
+    """A read of something huge (a pod's table filled by the pod) costs no more memory than the limit."""
+    status, out, err = host.execute(["sh", "-c", "head -c 10000000 /dev/zero | tr '\\0' x; echo end >&2"], None, 10,
+                                    limit=4096)
+    assert len(out) == 4096 and err.endswith("end\n"), err  # (tr says its write failed: File too large)
+    assert host.execute(["sh", "-c", "echo small"], None, 10, limit=4096)[1] == "small\n"

@@ -131,7 +131,7 @@ def test_schema_versions_match_the_code():
 
 
 def test_internal_errors_are_cni_errors_without_traceback(monkeypatch, host, good):
-    def explode(*a):
+    def explode(*a, **options):
         raise ZeroDivisionError("boom")
     monkeypatch.setattr(host, "execute", explode)
     rc, out, err = call(monkeypatch, host, "ADD", good)

@@ -257,7 +257,7 @@ def test_a_log_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, 
 # --- faults only the e2e races used to catch --------------------------------------------------------------------------
 
 def test_a_timed_out_ip_is_code_101(monkeypatch, host, tmp_path):
-    def hang(argv, stdin, timeout):
+    def hang(argv, stdin, timeout, **options):
         raise CommandTimeout(f"{' '.join(argv)} timed out after {timeout} s")
 
     monkeypatch.setattr(host, "execute", hang)
@@ -421,7 +421,8 @@ def test_state_files_are_private_and_records_round_trip(monkeypatch, host, tmp_p
     assert os.stat(tmp_path / "ips" / "192.168.1.2").st_mode & 0o777 == 0o600
     assert Store(str(tmp_path)).attachment("default", "c1@eth0") == Attachment(
         "c1", "eth0", "default", "eno1", "eno1.host", ["192.168.1.2/32", "fd00::1:2/128"], [],
-        netns=POD_NETNS, netns_id=host.namespace_id(POD_NETNS))
+        netns=POD_NETNS, netns_id=host.namespace_id(POD_NETNS),
+        node_view=["carried 192.168.0.5/16", "carried fd00::5/64", "master 192.168.0.5/16", "master fd00::5/64"])
     assert call(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
     assert os.listdir(tmp_path / "ips") == []  # the claim went with the route
 

@@ -9,7 +9,7 @@ from helpers import POD_NETNS, call, netconf, prev_result
 from cniroute import replay
 from cniroute.journal import parse_log
 
-ETH0, NET1 = 2010002, 2010003  # pod_routes.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
+ETH0, NET1 = 2010002, 2010003  # reply_paths.REPLY_TABLE + the fake's ifindex of eth0 (2) and net1 (3)
 
 
 @pytest.fixture
@@ -30,16 +30,16 @@ def table_routes(pod):
                   if r.get("table", "main") != "main")
 
 
-def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_routes(monkeypatch, host, multus_pod,
-                                                                                tmp_path):
+def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_way_to_the_node(monkeypatch, host,
+                                                                                       multus_pod, tmp_path):
     main_before = [r for r in multus_pod.routes]
     code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     assert code == 0, (out, err)
     assert multus_pod.rules == [{"src": "10.244.0.2", "table": str(ETH0), "priority": 32201},
                                 {"src": "192.168.1.2", "table": str(NET1), "priority": 32201}]
     assert table_routes(multus_pod) == sorted([
-        (str(ETH0), "10.244.0.1/32", None, "eth0", False), (str(ETH0), "0.0.0.0/0", "10.244.0.1", "eth0", False),
-        (str(NET1), "192.168.0.0/16", None, "net1", False),
+        # the node's address main sends out of net1, the way eth0 reaches it (its default route's gateway)
+        (str(ETH0), "192.168.0.5/32", "10.244.0.1", "eth0", True),
         # the node's other address (ptp's veth), through the one the shim carries
         (str(NET1), "10.244.0.1/32", "192.168.0.5", "net1", True)])
     assert [r for r in multus_pod.routes if r.get("table", "main") == "main"] == main_before  # main as it was
@@ -47,11 +47,12 @@ def test_each_interface_gets_a_rule_from_its_address_to_a_table_of_its_routes(mo
     assert record["replyRules"] == [["10.244.0.2", ETH0], ["192.168.1.2", NET1]]
 
 
-def test_the_pod_side_is_one_ip_call_and_the_log_replays(monkeypatch, host, multus_pod, tmp_path):
+def test_the_pod_side_is_two_reads_and_a_change_and_the_log_replays(monkeypatch, host, multus_pod, tmp_path):
     _, _, log = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     entered = [argv for argv in host.calls if argv[0] == "nsenter"]
     assert [argv[2:] for argv in entered if "-json" in argv] == [
-        ["ip", "-json", "-d", "-force", "-batch", "-"]]  # one read
+        ["ip", "-json", "-d", "-force", "-batch", "-"]] * 3  # the pod's addresses; eth0's way to the node; route's
+    # tables, for a route route did not make there
     (block,) = parse_log(log)
     assert [line for line in block.lines if line.startswith("nsenter")] == [
         f"nsenter --net={POD_NETNS} ip " + " ".join(argv[3:]) for argv in entered if "-json" not in argv]
@@ -98,7 +99,7 @@ def test_check_names_what_is_missing(monkeypatch, host, multus_pod, tmp_path):
     multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(NET1)]
     _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
     assert "no rule from 10.244.0.2 lookup 2010002 in the pod" in out["msg"]
-    assert "no route to 192.168.0.0/16 dev net1 in the pod's table 2010003" in out["msg"]
+    assert "no route to 10.244.0.1/32 dev net1 in the pod's table 2010003" in out["msg"]
 
 
 def test_check_after_the_cluster_networks_del_passes(monkeypatch, host, multus_pod, tmp_path):
@@ -121,7 +122,7 @@ def test_check_after_another_secondary_networks_del_still_names_what_is_missing(
     assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
     multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(ETH0)]
     _, out, _ = on_net1(monkeypatch, host, "CHECK", conf(tmp_path))
-    assert "no route to 0.0.0.0/0 dev eth0 in the pod's table 2010002" in out["msg"], out
+    assert "no route to 192.168.0.5/32 dev eth0 in the pod's table 2010002" in out["msg"], out
     assert "net2" not in out["msg"] and "10.30.0" not in out["msg"], out
 
 
@@ -129,12 +130,12 @@ def test_a_route_in_a_reply_table_that_is_not_ours_is_neither_taken_nor_deleted(
                                                                                  tmp_path):
     """Someone's route in the table route uses for net1, to a destination route would put there: ADD leaves it
     as it is (and says so in its log), and DEL does not delete it."""
-    multus_pod.add_route("192.168.0.0/16", "net1", protocol="static", table=str(NET1))
+    multus_pod.add_route("10.244.0.1/32", "net1", protocol="static", table=str(NET1))
     theirs = dict(multus_pod.routes[-1])
     code, out, err = on_net1(monkeypatch, host, "ADD", conf(tmp_path))
     assert code == 0, (out, err)
     assert theirs in multus_pod.routes
-    assert f"table {NET1} has a route to 192.168.0.0/16 that route did not make: left as it is" in err, err
+    assert f"table {NET1} has a route to 10.244.0.1/32 that route did not make: left as it is" in err, err
     assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert theirs in multus_pod.routes and multus_pod.rules == []
@@ -159,7 +160,7 @@ def test_dual_stack_rules_go_in_an_ip_6_batch_of_their_own(monkeypatch, host, tm
     assert [argv[2:5] for argv in host.calls if argv[0] == "nsenter" and "rule" in argv] == [
         ["ip", "rule", "add"], ["ip", "rule", "add"], ["ip", "-6", "rule"], ["ip", "-6", "rule"]]
     assert (str(NET1), "fd44::1/128", "fd00::5", "net1", True) in table_routes(pod)
-    assert (str(ETH0), "::/0", "fd44::1", "eth0", False) in table_routes(pod)
+    assert (str(ETH0), "fd00::5/128", "fd44::1", "eth0", True) in table_routes(pod)
     assert on_net1(monkeypatch, host, "DEL", netconf(tmp_path))[0] == 0
     assert pod.rules == [] and table_routes(pod) == []
 
@@ -226,6 +227,22 @@ def test_reconcile_makes_the_reply_paths_again_for_the_nodes_new_address(monkeyp
     assert on_net1(monkeypatch, host, "CHECK", conf(tmp_path))[0] == 0
     assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
     assert multus_pod.rules == [] and table_routes(multus_pod) == []
+
+
+def test_reconcile_leaves_a_route_it_did_not_make_in_a_reply_table(monkeypatch, host, multus_pod, tmp_path):
+    """The pod put its own route where route's went (to the node's other address): the pass after a renewal
+    neither takes it over nor deletes it, puts none of route's there and says so; DEL leaves it too."""
+    assert on_net1(monkeypatch, host, "ADD", conf(tmp_path))[0] == 0
+    multus_pod.routes = [r for r in multus_pod.routes if r.get("table") != str(NET1)]
+    multus_pod.add_route("10.244.0.1/32", "net1", protocol="static", table=str(NET1))
+    theirs = dict(multus_pod.routes[-1])
+    host.links["eno1"]["addresses"] = ["192.168.0.6/16"]  # a DHCP renewal on the master
+    code, _, err = helpers.run_person(host, "reconcile", "--state-dir", str(tmp_path))
+    assert code == 0, err
+    assert f"table {NET1} has a route to 10.244.0.1/32 that route did not make: left as it is" in err, err
+    assert [r for r in multus_pod.routes if r.get("table") == str(NET1)] == [theirs]
+    assert on_net1(monkeypatch, host, "DEL", conf(tmp_path))[0] == 0
+    assert theirs in multus_pod.routes and multus_pod.rules == []
 
 
 def test_an_add_that_fails_after_the_nodes_route_is_in_is_undone_by_a_del_without_prev_result(

@@ -328,10 +328,10 @@ def vanishing_before(host, words, remove):
     """Run `remove()` (someone else's flush, the kernel's expiry) just before the plugin's `ip WORDS...`."""
     execute = host.execute
 
-    def racing(argv, stdin, timeout):
+    def racing(argv, stdin, timeout, **options):
         if argv[1:1 + len(words)] == words:
             remove()
-        return execute(argv, stdin, timeout)
+        return execute(argv, stdin, timeout, **options)
 
     host.execute = racing
 
