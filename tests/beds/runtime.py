@@ -13,6 +13,10 @@ from collections.abc import Sequence
 # are always started with an environment built from this, never from the test's own (tox puts its virtualenv
 # first on PATH, and a plugin that inherited it would find packages that no node has).
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The DaemonSet's containers run with the image's own python3 (which has prometheus-client for the watcher's
+# metrics), never the node's: their stand-in here is the python3 of the default PATH, whatever ROUTE_NODE_PYTHON
+# says (tools/setup.sh installs prometheus-client for it).
+IMAGE_PATH = NODE_PATH
 # The node's python3 is the one NODE_PATH finds, unless ROUTE_NODE_PYTHON names another interpreter: CI runs the
 # e2e suite again with the oldest and the newest python3 the plugin supports (tools/test.sh, tools/pythons.py).
 NODE_PYTHON = os.environ.get("ROUTE_NODE_PYTHON")

@@ -305,7 +305,7 @@ def test_the_daemonsets_watcher_command_runs_on_a_node(node, tmp_path):
     assert (mounts[state_dir], mounts[proc_sys + "/net"]) == ("/run/cni-route", "/proc/sys/net"), mounts
     mapped = [{state_dir: str(node.state_dir), proc_sys: "/proc/sys"}.get(word, word) for word in command]
     assert mapped[:3] == ["route", "reconcile", "--watch"], command
-    image_path = f"{os.path.dirname(node.route)}:{runtime.NODE_PATH}"
+    image_path = f"{os.path.dirname(node.route)}:{runtime.IMAGE_PATH}"
     with watch.Watcher(node.topo.node, None, None, command=mapped, path=image_path,
                        stderr_path=tmp_path / "ds.err") as watcher:
         assert watcher.wait_for("watching"), (mapped, watcher.output())

@@ -39,7 +39,7 @@ class Bed:
         state_dir, proc_sys = (command[command.index(option) + 1] for option in ("--state-dir", "--proc-sys"))
         assert (mounts[state_dir], mounts[proc_sys + "/net"]) == ("/run/cni-route", "/proc/sys/net"), mounts
         self.mapped = {state_dir: str(self.state_dir), proc_sys: "/proc/sys"}
-        self.path = f"{cni_path}:{runtime.NODE_PATH}"  # `route` on PATH, as in the image
+        self.path = f"{cni_path}:{runtime.IMAGE_PATH}"  # `route` and the image's python3 on PATH, as in the image
 
     def command(self, argv):
         return [self.mapped.get(word, word) for word in argv]
