@@ -33,7 +33,7 @@ from typing import Any
 from . import state
 from .cri_client import CriClient, CriError, PodSandbox
 from .libcni import REFERENCE_PLUGINS, install_route, is_one_file_build
-from .machine import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups, remove_made
+from .machine import CNI_RESULTS, MadePaths, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups
 from .netns import in_node
 from .runtime import NODE_PATH, SetupError, run, runtime_env
 from .topology import MASTER, SHIM, Topology
@@ -102,7 +102,7 @@ class ContainerdBed:
         self.socket = self.state / "containerd.sock"
         self.config = self.root / "config.toml"
         self.log = self.root / "containerd.log"
-        self._machine_paths_before = {path for path in MACHINE_PATHS if os.path.lexists(path)}
+        self._made = MadePaths(MACHINE_PATHS)
         self._results_before = set(os.listdir(CNI_RESULTS)) if CNI_RESULTS.is_dir() else set()
         self.process: subprocess.Popen | None = None
         self.client: CriClient | None = None
@@ -294,9 +294,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 result.unlink()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
-        for path in MACHINE_PATHS:
-            if path not in self._machine_paths_before:
-                remove_made(path)
+        self._made.remove()
         if leaks:
             raise RuntimeError("the containerd bed left behind: " + "; ".join(leaks))
 

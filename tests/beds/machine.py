@@ -8,7 +8,7 @@ import os
 import signal
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # libcni's result cache: podman 4.3 and containerd 1.6 keep their CNI results there whatever they are told.
@@ -62,12 +62,22 @@ def mounts_under(path: Path) -> list[str]:
     return sorted((point for point in points if point.startswith(prefix)), reverse=True)
 
 
-def remove_made(path: Path) -> None:
-    """Remove a machine-wide file the bed made, or such a directory once it is empty."""
-    try:
-        if path.is_dir():
-            path.rmdir()
-        elif path.exists():
-            path.unlink()
-    except OSError:  # a directory someone else uses too
-        pass
+class MadePaths:
+    """Machine-wide paths a runtime makes whatever it is told (its sockets, libcni's cache), children first: which
+    of them existed before the bed, so that the bed removes only those it made, each once empty."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = paths
+        self.before = {path for path in paths if os.path.lexists(path)}
+
+    def remove(self) -> None:
+        for path in self.paths:
+            if path in self.before:
+                continue
+            try:
+                if path.is_dir():
+                    path.rmdir()
+                elif path.exists():
+                    path.unlink()
+            except OSError:  # a directory someone else uses too
+                pass

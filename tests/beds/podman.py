@@ -36,7 +36,7 @@ from typing import Any
 
 from . import state
 from .libcni import make_cni_path
-from .machine import CNI_RESULTS, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups, remove_made
+from .machine import CNI_RESULTS, MadePaths, cgroup_pids, end_processes, is_static, mounts_under, remove_cgroups
 from .netns import in_node
 from .runtime import NODE_PATH, SetupError, run, runtime_env
 from .topology import MASTER, SHIM, Topology
@@ -114,7 +114,7 @@ class PodmanBed:
         self.conf_dir = self.root / "net.d"
         self.route_state = self.root / "route-state"
         self.route_log = self.root / "route.log"
-        self._machine_paths_before = {path for path in MACHINE_PATHS if os.path.lexists(path)}
+        self._made = MadePaths(MACHINE_PATHS)
         self._sandboxes: set[str] = set()
         containers_conf = self.root / "containers.conf"
         storage_conf = self.root / "storage.conf"
@@ -255,9 +255,7 @@ class PodmanBed:
                 (CNI_RESULTS / name).unlink()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.run_root, ignore_errors=True)
-        for path in MACHINE_PATHS:
-            if path not in self._machine_paths_before:
-                remove_made(path)
+        self._made.remove()
         if leaks:
             raise RuntimeError("the podman bed left behind: " + "; ".join(leaks))
 
